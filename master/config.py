@@ -1,0 +1,122 @@
+"""master.cfg: plain Python that builds one :class:`MasterConfig` named ``config``.
+
+Loading runs the file with the master directory as the working directory's stand-in for
+relative paths, then validates the result; every error names the file and line, or the
+key at fault.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zope.interface.verify import verifyObject
+
+from master.data.interfaces import IPlugin
+from master.data.resultspec import Limits
+
+
+class ConfigError(Exception):
+    """master.cfg could not be loaded or is invalid; the message says where and why."""
+
+
+@dataclass
+class WWWConfig:
+    """The web server: where it listens and the URL users reach it by."""
+
+    interface: str = "127.0.0.1"
+    port: int = 8010
+    base_url: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The base URL, ending in '/'."""
+        url = self.base_url or f"http://{self.interface}:{self.port}/"
+        return url if url.endswith("/") else url + "/"
+
+
+@dataclass
+class BuilderConfig:
+    """A builder: its unique name, tags, description and project (steps come with the engine)."""
+
+    name: str
+    tags: list[str] = field(default_factory=list)
+    description: str | None = None
+    project: str | None = None
+
+
+@dataclass
+class MasterConfig:
+    """Everything master.cfg sets.  Each key is documented in master.cfg.sample."""
+
+    title: str = "ci-master"
+    db_url: str = "sqlite:///state.sqlite"
+    www: WWWConfig | dict = field(default_factory=WWWConfig)
+    plugins: list[Any] = field(default_factory=list)
+    builders: list[BuilderConfig] = field(default_factory=list)
+    api_default_limit: int = 100
+    api_max_limit: int = 1000
+
+    @property
+    def limits(self) -> Limits:
+        """Page size bounds of the data API's collections."""
+        return Limits(self.api_default_limit, self.api_max_limit)
+
+
+def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
+    if isinstance(config.www, dict):
+        unknown = set(config.www) - {"interface", "port", "base_url"}
+        if unknown:
+            raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: interface, port, base_url)")
+        config.www = WWWConfig(**config.www)
+    if not isinstance(config.www.port, int) or not 0 <= config.www.port <= 65535:
+        raise ConfigError(f"www.port: expected a port number, got {config.www.port!r}")
+    if not isinstance(config.title, str):
+        raise ConfigError(f"title: expected a string, got {config.title!r}")
+    if not isinstance(config.db_url, str) or "://" not in config.db_url:
+        raise ConfigError(f"db_url: expected a database URL such as sqlite:///state.sqlite, got {config.db_url!r}")
+    if config.db_url.startswith("sqlite:///") and not config.db_url[len("sqlite:///"):].startswith("/"):
+        config.db_url = f"sqlite:///{basedir / config.db_url[len('sqlite:///'):]}"
+    if not 1 <= config.api_default_limit <= config.api_max_limit:
+        raise ConfigError("api_default_limit: must be between 1 and api_max_limit")
+    names = set()
+    for index, plugin in enumerate(config.plugins):
+        try:
+            verifyObject(IPlugin, plugin)
+        except Exception as e:
+            raise ConfigError(f"plugins[{index}]: {plugin!r} is not a ci-master plugin ({e})") from None
+        if plugin.name in names:
+            raise ConfigError(f"plugins[{index}]: a plugin named {plugin.name!r} is listed twice")
+        names.add(plugin.name)
+    seen = set()
+    for index, builder in enumerate(config.builders):
+        if not isinstance(builder, BuilderConfig):
+            raise ConfigError(f"builders[{index}]: expected a BuilderConfig, got {builder!r}")
+        if builder.name in seen:
+            raise ConfigError(f"builders[{index}]: builder name {builder.name!r} is used twice")
+        seen.add(builder.name)
+    return config
+
+
+def load_config(basedir: str | Path, filename: str = "master.cfg") -> MasterConfig:
+    """Run ``basedir/master.cfg`` and return its validated ``config``."""
+    basedir = Path(basedir).resolve()
+    path = basedir / filename
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file (is {basedir} a master directory? see 'ci-master create-master')")
+    namespace: dict[str, Any] = {"__file__": str(path), "basedir": str(basedir)}
+    try:
+        code = compile(path.read_text(), str(path), "exec")
+        exec(code, namespace)  # noqa: S102 (master.cfg is the site's own Python)
+    except SyntaxError as e:
+        raise ConfigError(f"{path}:{e.lineno}: syntax error: {e.msg}") from None
+    except Exception as e:
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename == str(path)]
+        where = f"{path}:{frames[-1].lineno}" if frames else str(path)
+        raise ConfigError(f"{where}: {type(e).__name__}: {e}") from None
+    config = namespace.get("config")
+    if not isinstance(config, MasterConfig):
+        raise ConfigError(f"{path}: must define 'config = MasterConfig(...)' (see master.cfg.sample)")
+    return _check(config, basedir)

@@ -1,0 +1,240 @@
+"""Building blocks of resource types: fields, endpoints, actions and update methods."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement, FromClause
+from zope.interface import implementer
+
+from master.data.interfaces import IAction, IEndpoint, IResourceType
+from master.data.types import FieldType, List, NoneOk, String
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
+    from master.data.resultspec import ResultSpec
+
+
+class Kind(enum.Enum):
+    """What a getter returns."""
+
+    SINGLE = "single"
+    COLLECTION = "collection"
+    RAW = "raw"
+
+
+@dataclass
+class Field:
+    """One field of an entity.
+
+    *column* is the SQL expression the field is read, filtered and ordered by; a field
+    without one is filled by a loader of its resource type and can be neither filtered nor
+    ordered.  *filter_sql* replaces the default SQL of a filter, for fields whose best
+    query is not ``column op value`` (tags, computed flags).
+    """
+
+    type: FieldType
+    column: ColumnElement | None = None
+    doc: str = ""
+    filter_sql: Callable[[str, tuple[Any, ...]], ColumnElement] | None = None
+
+    @property
+    def filterable(self) -> bool:
+        """Whether ``field=value`` filters are allowed."""
+        return self.filter_sql is not None or (self.column is not None and self.type.sql_comparable)
+
+    @property
+    def orderable(self) -> bool:
+        """Whether ``order=field`` is allowed."""
+        return self.column is not None and self.type.sql_comparable
+
+    @property
+    def containable(self) -> bool:
+        """Whether the ``contains`` operator applies."""
+        inner = self.type.of if isinstance(self.type, NoneOk) else self.type
+        return isinstance(inner, String) or (isinstance(inner, List) and self.filter_sql is not None)
+
+    @property
+    def nullable(self) -> bool:
+        """Whether the value may be null (nulls sort before every value)."""
+        return isinstance(self.type, NoneOk)
+
+
+@dataclass
+class Collection:
+    """A page of a collection and the number of entities matching, whatever the page."""
+
+    items: list[dict[str, Any]]
+    total: int
+
+
+@dataclass
+class RawContent:
+    """Raw content for download: a media type, an optional file name and the body in chunks."""
+
+    content_type: str
+    chunks: AsyncIterator[bytes]
+    filename: str | None = None
+    length: int | None = None
+
+
+@dataclass
+class Param:
+    """A parameter of an action."""
+
+    type: FieldType
+    required: bool = False
+    default: Any = None
+    doc: str = ""
+
+
+@dataclass
+class ActionCall:
+    """Everything an action handler gets: the API, path arguments, checked parameters, the entity."""
+
+    data: DataAPI
+    args: dict[str, Any]
+    params: dict[str, Any]
+    entity: dict[str, Any] | None = None
+    user: Any = None
+
+
+@implementer(IAction)
+@dataclass
+class Action:
+    """A control.  Unknown parameters are refused unless *open_params* (forms with free fields)."""
+
+    name: str
+    handler: Callable[[ActionCall], Awaitable[Any]]
+    params: dict[str, Param] = field(default_factory=dict)
+    doc: str = ""
+    open_params: bool = False
+
+    async def __call__(self, call: ActionCall) -> Any:
+        """Run the handler."""
+        return await self.handler(call)
+
+
+@implementer(IEndpoint)
+class Endpoint:
+    """A getter at one path pattern.
+
+    The default getter reads the resource type's source with the path arguments and the
+    result spec pushed into SQL.  A path argument is matched against the field of the same
+    name unless *arg_columns* maps it to another SQL expression, or to a function that
+    makes the condition from the bound parameter (for arguments reached through a join).
+    """
+
+    def __init__(
+        self,
+        pattern: str,
+        kind: Kind = Kind.SINGLE,
+        *,
+        actions: list[Action] = (),
+        arg_columns: Mapping[str, ColumnElement | Callable[[Any], ColumnElement]] | None = None,
+        options: tuple[str, ...] = (),
+        doc: str = "",
+    ) -> None:
+        self.pattern = pattern
+        self.kind = kind
+        self.actions = {action.name: action for action in actions}
+        self.arg_columns = dict(arg_columns or {})
+        self.options = options
+        self.doc = doc
+        self.rtype: ResourceType | None = None
+
+    def conditions(self, arg_names: tuple[str, ...]) -> list[ColumnElement]:
+        """SQL conditions for the path arguments, bound as ``arg_<name>`` parameters."""
+        clauses = []
+        for name in arg_names:
+            column = self.arg_columns.get(name)
+            bind = sa.bindparam(f"arg_{name}")
+            if column is None:
+                clauses.append(self.rtype.fields[name].column == bind)
+            elif callable(column) and not isinstance(column, ColumnElement):
+                clauses.append(column(bind))
+            else:
+                clauses.append(column == bind)
+        return clauses
+
+    async def get(self, data: DataAPI, spec: ResultSpec, args: dict[str, Any]) -> Any:
+        """Read from SQL: an entity or None (SINGLE), or a Collection."""
+        from master.data.query import read
+
+        return await read(data, self, spec, args)
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.pattern}>"
+
+
+Loader = Callable[["DataAPI", list[Any], "ResultSpec"], Awaitable[Mapping[Any, Any]]]
+"""Fills one field for a page of entities: gets their ids, returns {id: value}."""
+
+
+def update_method(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """Mark a resource type method as an update method, published as ``data.updates.<name>``."""
+    fn.is_update_method = True
+    return fn
+
+
+@implementer(IResourceType)
+class ResourceType:
+    """Base class of resource types.
+
+    Subclasses set ``name``, ``plural``, ``id_field`` and ``event_paths``, and implement
+    :meth:`declare` to return the SQL source, the fields, the endpoints and the loaders.
+    """
+
+    name: str = ""
+    plural: str = ""
+    id_field: str = ""
+    event_paths: tuple[str, ...] = ()
+    doc: str = ""
+
+    def __init__(self) -> None:
+        self.source: FromClause
+        self.fields: dict[str, Field]
+        self.endpoints: list[Endpoint]
+        self.loaders: dict[str, Loader]
+        self.source, self.fields, self.endpoints, self.loaders = self.declare()
+        for endpoint in self.endpoints:
+            endpoint.rtype = self
+        self.data: DataAPI | None = None
+        self._event_templates = [tuple(path.strip("/").split("/")) for path in self.event_paths]
+
+    def declare(self) -> tuple[FromClause, dict[str, Field], list[Endpoint], dict[str, Loader]]:
+        """Return ``(source, fields, endpoints, loaders)``."""
+        raise NotImplementedError
+
+    def attach(self, data: DataAPI) -> None:
+        """Remember the DataAPI this type is registered with."""
+        self.data = data
+
+    def event_keys(self, entity: Mapping[str, Any], event: str) -> list[tuple[str, ...]]:
+        """Every routing key an event of *entity* is published under, one per event path."""
+        keys = []
+        for template in self._event_templates:
+            key = []
+            for part in template:
+                if part.startswith(":"):
+                    value = entity.get(part[1:])
+                    if value is None:
+                        break  # e.g. a build with no worker is not under workers/...
+                    key.append(str(value))
+                else:
+                    key.append(part)
+            else:
+                keys.append((*key, event))
+        return keys
+
+    async def produce_event(self, entity: Mapping[str, Any], event: str) -> None:
+        """Publish *event* ('new', 'update', 'finished', ...) of *entity* under all its paths."""
+        await self.data.events.produce(self, entity, event, self.event_keys(entity, event))
+
+    async def get_entity(self, entity_id: Any) -> dict[str, Any] | None:
+        """Read one entity by its id, with all fields, through the data API."""
+        return await self.data.get((self.plural, str(entity_id)))

@@ -1,0 +1,179 @@
+"""The DataAPI: the registry of resource types and the one door to read and change data."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+from zope.interface.verify import verifyObject
+
+from master.data.base import ActionCall, Collection, Endpoint, Kind, ResourceType
+from master.data.errors import InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.data.events import EventHub
+from master.data.interfaces import IEndpoint, IPlugin, IResourceType
+from master.data.pathmatch import Matcher, split_path
+from master.data.resultspec import Limits, ResultSpec, parse_result_spec
+from master.db.interfaces import IStorage
+
+
+class DataAPI:
+    """Resource types registered by the core and by plugins, over one storage backend.
+
+    ``get`` reads, ``control`` runs actions, ``updates.<name>`` are the update methods the
+    engine and plugins write through, and ``events`` is where each change is published.
+    """
+
+    def __init__(self, storage: IStorage, limits: Limits | None = None) -> None:
+        self.storage = storage
+        self.limits = limits or Limits()
+        self.events = EventHub()
+        self.updates = SimpleNamespace()
+        self.rtypes: dict[str, ResourceType] = {}
+        self.plugins: list[Any] = []
+        self._matcher: Matcher[Endpoint] = Matcher()
+
+    # -- registry ---------------------------------------------------------------------------
+
+    def add_resource_type(self, rtype: ResourceType) -> None:
+        """Register a resource type, its endpoints and its update methods."""
+        verifyObject(IResourceType, rtype)
+        if rtype.plural in self.rtypes:
+            raise ValueError(f"resource type {rtype.plural!r} is already registered")
+        if rtype.id_field not in rtype.fields or rtype.fields[rtype.id_field].column is None:
+            raise ValueError(f"resource type {rtype.plural!r}: id field {rtype.id_field!r} needs a column")
+        for endpoint in rtype.endpoints:
+            verifyObject(IEndpoint, endpoint)
+        updates = {
+            name: getattr(rtype, name)
+            for name in dir(type(rtype))
+            if getattr(getattr(type(rtype), name), "is_update_method", False)
+        }
+        for name in updates:
+            if hasattr(self.updates, name):
+                raise ValueError(f"update method {name!r} of {rtype.plural!r} is already defined")
+        added = []
+        try:
+            for endpoint in rtype.endpoints:
+                self._matcher.add(endpoint.pattern, endpoint)
+                added.append(endpoint.pattern)
+        except ValueError:
+            for pattern in added:
+                self._matcher.remove(pattern)
+            raise
+        for name, method in updates.items():
+            setattr(self.updates, name, method)
+        self.rtypes[rtype.plural] = rtype
+        rtype.attach(self)
+
+    def add_plugin(self, plugin: Any) -> None:
+        """Register the resource types a plugin provides."""
+        verifyObject(IPlugin, plugin)
+        for rtype in plugin.resource_types():
+            self.add_resource_type(rtype)
+        self.plugins.append(plugin)
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every registered endpoint, sorted by pattern."""
+        return sorted((value for _, value in self._matcher.patterns()), key=lambda e: e.pattern)
+
+    def root_links(self) -> list[str]:
+        """Plural names of the resource types with a top-level collection."""
+        return sorted(
+            e.rtype.plural
+            for e in self.endpoints()
+            if e.kind is Kind.COLLECTION and e.pattern.strip("/") == e.rtype.plural
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def resolve(self, path: str | Sequence[str]) -> tuple[Endpoint, dict[str, Any]]:
+        """Find the endpoint and typed arguments for a path, or raise InvalidPath."""
+        segments = split_path(path)
+        found = self._matcher.match(segments)
+        if found is None:
+            raise InvalidPath(f"invalid path: {'/'.join(segments) or '(root)'}")
+        return found
+
+    def parse_spec(self, endpoint: Endpoint, args: Mapping[str, Sequence[str]]) -> ResultSpec:
+        """Parse query arguments for *endpoint* (raises InvalidQuery naming the parameter)."""
+        return parse_result_spec(
+            endpoint.rtype,
+            args,
+            collection=endpoint.kind is Kind.COLLECTION,
+            limits=self.limits,
+            options=endpoint.options,
+        )
+
+    async def get(
+        self,
+        path: str | Sequence[str],
+        spec: ResultSpec | None = None,
+        query: Mapping[str, Sequence[str]] | None = None,
+    ) -> Any:
+        """Read *path*: an entity or None (single), a Collection, or RawContent.
+
+        Give either a parsed *spec* or raw *query* arguments (or neither, for defaults).
+        A collection under a parent that does not exist raises NotFound.
+        """
+        endpoint, args = self.resolve(path)
+        if spec is None:
+            spec = self.parse_spec(endpoint, query or {})
+        result = await endpoint.get(self, spec, args)
+        if isinstance(result, Collection) and not result.items:
+            await self._check_parent(split_path(path))
+        return result
+
+    async def _check_parent(self, segments: tuple[str, ...]) -> None:
+        for cut in range(len(segments) - 1, 0, -1):
+            found = self._matcher.match(segments[:cut])
+            if found is not None and found[0].kind is Kind.SINGLE:
+                endpoint, args = found
+                spec = self.parse_spec(endpoint, {"field": [endpoint.rtype.id_field]})
+                if await endpoint.get(self, spec, args) is None:
+                    raise NotFound(f"not found: {'/'.join(segments[:cut])}")
+                return
+
+    # -- controlling ------------------------------------------------------------------------
+
+    async def control(
+        self, path: str | Sequence[str], action: str, params: Mapping[str, Any], user: Any = None
+    ) -> Any:
+        """Run *action* on *path* with *params*; raise UnknownAction, InvalidParams or NotFound."""
+        endpoint, args = self.resolve(path)
+        found = endpoint.actions.get(action)
+        if found is None:
+            known = ", ".join(sorted(endpoint.actions)) or "none"
+            raise UnknownAction(f"action {action!r} is not supported at {endpoint.pattern} (actions: {known})")
+        checked = check_params(found, params)
+        entity = None
+        if endpoint.kind is Kind.SINGLE:
+            entity = await endpoint.get(self, self.parse_spec(endpoint, {}), args)
+            if entity is None:
+                raise NotFound(f"not found: {'/'.join(split_path(path))}")
+        return await found(ActionCall(self, args, checked, entity, user))
+
+
+def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate action parameters by their declared types; collect one message per bad field."""
+    errors: dict[str, str] = {}
+    checked: dict[str, Any] = {}
+    for name, param in action.params.items():
+        if name in params:
+            try:
+                checked[name] = param.type.from_json(params[name])
+            except ValueError as e:
+                errors[name] = str(e)
+        elif param.required:
+            errors[name] = "required"
+        else:
+            checked[name] = param.default
+    for name, value in params.items():
+        if name not in action.params:
+            if action.open_params:
+                checked[name] = value
+            else:
+                errors[name] = "unknown parameter"
+    if errors:
+        raise InvalidParams(errors)
+    return checked

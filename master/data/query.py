@@ -1,0 +1,157 @@
+"""The read path's SQL: a result spec pushed down into one query (and a COUNT when needed).
+
+Queries are described by a shape key (endpoint, fields, filter operators, order) and
+built and compiled once per shape; each request only binds values.  Ordering always ends
+with the entity id in the direction of the last key, so pages are stable; nulls sort
+first ascending and last descending, the same on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement
+
+from master.data.base import Collection, Endpoint, Field, Kind
+from master.data.resultspec import Filter, ResultSpec
+from master.db.interfaces import Prepared
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
+
+
+def _filter_clause(field: Field, flt: Filter, index: int, params: dict[str, Any]) -> tuple[ColumnElement, Any]:
+    """Return the clause for one filter and the part of the shape key it adds."""
+    if field.filter_sql is not None:
+        # custom filters may vary their SQL with the values, so the values join the key
+        return field.filter_sql(flt.op, flt.values), (flt.field, flt.op, flt.values)
+    column = field.column
+    name = f"f{index}"
+    many = len(flt.values) > 1 or flt.op in ("in", "notin")
+    op = flt.op
+    if op == "contains":
+        clauses = []
+        for n, value in enumerate(flt.values):
+            params[f"{name}_{n}"] = f"%{_escape_like(value)}%"
+            clauses.append(column.like(sa.bindparam(f"{name}_{n}"), escape="/"))
+        return sa.or_(*clauses), (flt.field, op, len(flt.values))
+    if many:
+        params[name] = list(flt.values)
+        if op in ("eq", "in"):
+            return column.in_(sa.bindparam(name, expanding=True)), (flt.field, "in")
+        if op in ("ne", "notin"):
+            clause = column.not_in(sa.bindparam(name, expanding=True))
+            return (sa.or_(clause, column.is_(None)) if field.nullable else clause), (flt.field, "notin")
+    params[name] = flt.values[0]
+    bind = sa.bindparam(name)
+    if op == "eq":
+        clause = column == bind
+    elif op == "ne":
+        clause = column.is_distinct_from(bind) if field.nullable else column != bind
+    elif op == "lt":
+        clause = column < bind
+    elif op == "le":
+        clause = column <= bind
+    elif op == "gt":
+        clause = column > bind
+    else:
+        clause = column >= bind
+    return clause, (flt.field, op)
+
+
+def _order_by(endpoint: Endpoint, spec: ResultSpec) -> list[ColumnElement]:
+    fields = endpoint.rtype.fields
+    id_field = endpoint.rtype.id_field
+    terms = []
+    descending = False
+    for key in spec.order:
+        descending = key.startswith("-")
+        field = fields[key.lstrip("-")]
+        term = field.column.desc() if descending else field.column.asc()
+        if field.nullable:
+            term = term.nulls_last() if descending else term.nulls_first()
+        terms.append(term)
+    if id_field not in {key.lstrip("-") for key in spec.order}:
+        column = fields[id_field].column
+        terms.append(column.desc() if descending else column.asc())
+    return terms
+
+
+def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
+    """Return ``(page query, count query or None, params, selected fields)`` for a getter."""
+    rtype = endpoint.rtype
+    fields = rtype.fields
+    selected = spec.fields or tuple(fields)
+    columns = [name for name in selected if fields[name].column is not None]
+    if rtype.id_field not in columns:
+        columns.append(rtype.id_field)
+    params: dict[str, Any] = {f"arg_{name}": value for name, value in args.items()}
+    arg_names = tuple(args)
+    clauses: list[ColumnElement] = []
+    filter_key = []
+    for index, flt in enumerate(spec.filters):
+        clause, key = _filter_clause(fields[flt.field], flt, index, params)
+        clauses.append(clause)
+        filter_key.append(key)
+    collection = endpoint.kind is Kind.COLLECTION
+    shape = (endpoint.pattern, tuple(columns), tuple(filter_key), spec.order, collection)
+
+    def where() -> list[ColumnElement]:
+        return [*endpoint.conditions(arg_names), *clauses]
+
+    def build_page() -> sa.Select:
+        query = sa.select(*(fields[name].column.label(name) for name in columns)).select_from(rtype.source)
+        query = query.where(*where())
+        if collection:
+            query = query.order_by(*_order_by(endpoint, spec))
+            query = query.limit(sa.bindparam("page_limit")).offset(sa.bindparam("page_offset"))
+        else:
+            query = query.limit(2)
+        return query
+
+    def build_count() -> sa.Select:
+        return sa.select(sa.func.count().label("total")).select_from(rtype.source).where(*where())
+
+    if collection:
+        params["page_limit"] = spec.limit
+        params["page_offset"] = spec.offset
+        count = Prepared(("count", endpoint.pattern, tuple(filter_key)), build_count)
+    else:
+        count = None
+    return Prepared(("page", *shape), build_page), count, params, selected
+
+
+async def read(data: DataAPI, endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]) -> Any:
+    """Run a getter's query and encode the rows; SINGLE gives an entity or None."""
+    page, count, params, selected = build_read(endpoint, spec, args)
+    if count is None:
+        rows = await data.storage.fetch_all(page, params)
+        if not rows:
+            return None
+        items = await encode(data, endpoint, spec, rows, selected)
+        return items[0]
+    rows, total = await data.storage.fetch_page(page, count, params, spec.limit, spec.offset)
+    return Collection(await encode(data, endpoint, spec, rows, selected), total)
+
+
+async def encode(
+    data: DataAPI, endpoint: Endpoint, spec: ResultSpec, rows: list[dict[str, Any]], selected: tuple[str, ...]
+) -> list[dict[str, Any]]:
+    """Turn rows into entities: convert column values by field type, then run the loaders."""
+    rtype = endpoint.rtype
+    fields = rtype.fields
+    converters = [(name, fields[name].type.from_db) for name in selected if fields[name].column is not None]
+    items = [{name: convert(row[name]) for name, convert in converters} for row in rows]
+    wanted = [name for name in selected if fields[name].column is None]
+    if wanted and items:
+        ids = [row[rtype.id_field] for row in rows]
+        for name in wanted:
+            values = await rtype.loaders[name](data, ids, spec)
+            for item, entity_id in zip(items, ids, strict=True):
+                item[name] = values[entity_id]
+    return items

@@ -1,0 +1,138 @@
+"""Builds: one run of a builder's steps on a worker, for one build request."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.resources.common import dumps, now, properties_loader
+from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
+from master.db import schema
+from master.db.interfaces import IntegrityError
+
+t = schema.builds
+PROPERTY = ("property",)
+
+
+def _builder_named(bind: Any) -> Any:
+    return t.c.builderid == sa.select(schema.builders.c.id).where(schema.builders.c.name == bind).scalar_subquery()
+
+
+class Builds(ResourceType):
+    """``/builds``: builds, newest last; ``property=name`` (or ``*``) adds their properties."""
+
+    name = "build"
+    plural = "builds"
+    id_field = "buildid"
+    event_paths = (
+        "builders/:builderid/builds/:number",
+        "builds/:buildid",
+        "workers/:workerid/builds/:buildid",
+    )
+
+    def declare(self):
+        """Fields, endpoints and loaders of builds."""
+        fields = {
+            "buildid": Field(Integer(), t.c.id, "the build's id"),
+            "number": Field(Integer(), t.c.number, "the build's number within its builder"),
+            "builderid": Field(Integer(), t.c.builderid, "the builder that ran it"),
+            "buildrequestid": Field(Integer(), t.c.buildrequestid, "the request it serves"),
+            "workerid": Field(NoneOk(Integer()), t.c.workerid, "the worker it ran on"),
+            "masterid": Field(NoneOk(Integer()), t.c.masterid, "the master that ran it"),
+            "started_at": Field(DateTime(), t.c.started_at, "when it started"),
+            "complete_at": Field(NoneOk(DateTime()), t.c.complete_at, "when it finished"),
+            "complete": Field(Boolean(), t.c.complete_at.is_not(None), "whether it has finished",
+                              filter_sql=_complete_filter),
+            "locks_duration_s": Field(Integer(), t.c.locks_duration_s, "seconds spent waiting for locks"),
+            "state_string": Field(String(), t.c.state_string, "what it is doing or did, in words"),
+            "results": Field(NoneOk(Integer()), t.c.results, "result code 0..6, null while running"),
+            "properties": Field(JsonObject(), None, "{name: [value, source]} of the properties asked for"),
+        }
+        endpoints = [
+            Endpoint("/builds", Kind.COLLECTION, options=PROPERTY),
+            Endpoint("/builds/n:buildid", options=PROPERTY),
+            Endpoint("/builders/n:builderid/builds", Kind.COLLECTION, options=PROPERTY),
+            Endpoint("/builders/n:builderid/builds/n:number", options=PROPERTY),
+            Endpoint("/builders/i:buildername/builds", Kind.COLLECTION, options=PROPERTY,
+                     arg_columns={"buildername": _builder_named}),
+            Endpoint("/builders/i:buildername/builds/n:number", options=PROPERTY,
+                     arg_columns={"buildername": _builder_named}),
+            Endpoint("/buildrequests/n:buildrequestid/builds", Kind.COLLECTION, options=PROPERTY),
+            Endpoint("/workers/n:workerid/builds", Kind.COLLECTION, options=PROPERTY),
+            Endpoint("/workers/n:workerid/builds/n:buildid", options=PROPERTY),
+            Endpoint("/masters/n:masterid/builds", Kind.COLLECTION, options=PROPERTY),
+        ]
+        loaders = {"properties": properties_loader("builds", schema.build_properties, "buildid")}
+        return t, fields, endpoints, loaders
+
+    @update_method
+    async def add_build(
+        self, builderid: int, buildrequestid: int, workerid: int | None, masterid: int | None,
+        state_string: str = "created",
+    ) -> tuple[int, int]:
+        """Start a build of *builderid* for *buildrequestid*; return ``(buildid, number)``."""
+
+        async def work(txn: Any) -> tuple[int, int]:
+            rows = await txn.fetch_all(
+                sa.select(sa.func.coalesce(sa.func.max(t.c.number), 0).label("last")).where(t.c.builderid == builderid)
+            )
+            number = rows[0]["last"] + 1
+            inserted = await txn.fetch_all(
+                sa.insert(t).values(
+                    number=number, builderid=builderid, buildrequestid=buildrequestid, workerid=workerid,
+                    masterid=masterid, started_at=now(), state_string=state_string,
+                ).returning(t.c.id)
+            )
+            return inserted[0]["id"], number
+
+        for attempt in range(5):
+            try:
+                buildid, number = await self.data.storage.transaction(work)
+                break
+            except IntegrityError:
+                # another master took the same number of this builder at the same moment
+                if attempt == 4:
+                    raise
+        await self.produce_event(await self.get_entity(buildid), "new")
+        return buildid, number
+
+    @update_method
+    async def set_build_state_string(self, buildid: int, state_string: str) -> None:
+        """Say in words what the build is doing."""
+        await self.data.storage.execute(sa.update(t).where(t.c.id == buildid).values(state_string=state_string))
+        await self.produce_event(await self.get_entity(buildid), "update")
+
+    @update_method
+    async def set_build_properties(self, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
+        """Set properties ``{name: (value, source)}`` of a build, replacing those of the same names."""
+        table = schema.build_properties
+
+        async def work(txn: Any) -> None:
+            for name, (value, source) in properties.items():
+                await txn.execute(sa.delete(table).where(table.c.buildid == buildid, table.c.name == name))
+                await txn.execute(
+                    sa.insert(table).values(buildid=buildid, name=name, value=dumps(value), source=source)
+                )
+
+        await self.data.storage.transaction(work)
+        await self.produce_event(await self.get_entity(buildid), "update")
+
+    @update_method
+    async def finish_build(self, buildid: int, results: int) -> None:
+        """Mark a build complete with *results*."""
+        await self.data.storage.execute(
+            sa.update(t).where(t.c.id == buildid, t.c.complete_at.is_(None)).values(complete_at=now(), results=results)
+        )
+        await self.produce_event(await self.get_entity(buildid), "finished")
+
+
+def _complete_filter(op: str, values: tuple[Any, ...]) -> Any:
+    """complete=true/false as IS [NOT] NULL, which the (builderid, complete_at) index serves."""
+    wanted = set(values) if op in ("eq", "in") else {True, False} - set(values)
+    if wanted == {True}:
+        return t.c.complete_at.is_not(None)
+    if wanted == {False}:
+        return t.c.complete_at.is_(None)
+    return sa.true() if wanted else sa.false()

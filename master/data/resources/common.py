@@ -1,0 +1,90 @@
+"""Helpers shared by the core resource types."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement
+
+from master.data.base import Loader
+from master.db.interfaces import Prepared
+
+RESULTS = ("success", "warnings", "failure", "skipped", "exception", "retry", "cancelled")
+"""Result codes 0..6, by name."""
+SUCCESS, WARNINGS, FAILURE, SKIPPED, EXCEPTION, RETRY, CANCELLED = range(7)
+
+
+def now() -> int:
+    """The time now, in integer seconds since the epoch (the API's time unit)."""
+    return int(time.time())
+
+
+def dumps(value: Any) -> str:
+    """JSON text of a value, as stored in JSON columns."""
+    return orjson.dumps(value).decode()
+
+
+def list_loader(
+    key: str, table_key: ColumnElement, value: ColumnElement, order: ColumnElement | None = None
+) -> Loader:
+    """A loader giving each id the list of *value* in rows where *table_key* is that id."""
+
+    def build() -> sa.Select:
+        query = sa.select(table_key.label("owner"), value.label("value")).where(
+            table_key.in_(sa.bindparam("ids", expanding=True))
+        )
+        return query.order_by(order if order is not None else value)
+
+    prepared = Prepared(("list-loader", key), build)
+
+    async def load(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, Any]:
+        found: dict[Any, list[Any]] = defaultdict(list)
+        for row in await data.storage.fetch_all(prepared, {"ids": ids}):
+            found[row["owner"]].append(row["value"])
+        return {entity_id: found.get(entity_id, []) for entity_id in ids}
+
+    return load
+
+
+def properties_loader(key: str, table: sa.Table, owner: str, option: str | None = "property") -> Loader:
+    """A loader of ``{name: [value, source]}`` property dicts.
+
+    With *option* set, properties are loaded only when the query asks for them with
+    ``property=name`` (repeatable; ``*`` for all), as in Buildbot; otherwise ``{}``.
+    """
+
+    def build(filtered: bool) -> Callable[[], sa.Select]:
+        def make() -> sa.Select:
+            query = sa.select(table.c[owner].label("owner"), table.c.name, table.c.value, table.c.source)
+            query = query.where(table.c[owner].in_(sa.bindparam("ids", expanding=True)))
+            if filtered:
+                query = query.where(table.c.name.in_(sa.bindparam("names", expanding=True)))
+            return query
+
+        return make
+
+    every = Prepared(("props", key, False), build(False))
+    named = Prepared(("props", key, True), build(True))
+
+    async def load(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, Any]:
+        found: dict[Any, dict[str, Any]] = {entity_id: {} for entity_id in ids}
+        if option is None:
+            statement, params = every, {"ids": ids}
+        else:
+            names = [n for value in spec.options.get(option, []) for n in value.split(",") if n]
+            if not names:
+                return found
+            if "*" in names:
+                statement, params = every, {"ids": ids}
+            else:
+                statement, params = named, {"ids": ids, "names": names}
+        for row in await data.storage.fetch_all(statement, params):
+            found[row["owner"]][row["name"]] = [orjson.loads(row["value"]), row["source"]]
+        return found
+
+    return load

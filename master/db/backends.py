@@ -1,0 +1,25 @@
+"""Choose the storage backend for a database URL."""
+
+from __future__ import annotations
+
+from master.db.interfaces import IStorage, StorageError
+from master.db.migrate import masked_url
+
+
+def make_storage(url: str) -> IStorage:
+    """Return an unstarted backend for *url*: SQLite for ``sqlite:///``, PostgreSQL for ``postgresql://``."""
+    scheme = url.split(":", 1)[0].lower() if ":" in url else ""
+    # a driver suffix (postgresql+psycopg2://) names the same database for SQLAlchemy users
+    backend = scheme.split("+", 1)[0]
+    if backend == "sqlite":
+        from master.db.sqlite import SQLiteStorage
+
+        return SQLiteStorage(url)
+    if backend in ("postgresql", "postgres"):
+        from master.db.postgres import PostgresStorage
+
+        return PostgresStorage(url)
+    raise StorageError(
+        f"unsupported database URL {masked_url(url)}: expected sqlite:///path/to/file.sqlite "
+        "or postgresql://user@host/dbname"
+    )

@@ -1,0 +1,70 @@
+"""Compile SQLAlchemy Core statements to driver SQL once, then only bind parameters.
+
+Both backends run statements through the plain DB-API driver (``sqlite3`` in a thread,
+psycopg2 through txpostgres), so compilation is done here, with a per-backend cache:
+:class:`~master.db.interfaces.Prepared` statements are cached by their own key, any other
+statement by SQLAlchemy's cache key, whose extracted literal values are re-bound.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy.engine import Dialect
+from sqlalchemy.sql import Executable
+from sqlalchemy.sql.compiler import SQLCompiler
+
+from master.db.interfaces import Prepared, Statement
+
+
+class StatementCompiler:
+    """Turns statements into ``(sql, parameters)`` for one dialect, caching compiled forms."""
+
+    def __init__(self, dialect: Dialect, size: int = 1000) -> None:
+        self.dialect = dialect
+        self.size = size
+        self._cache: OrderedDict[Any, tuple[SQLCompiler, bool]] = OrderedDict()
+
+    def _compiled(self, key: Any, make: Any) -> tuple[SQLCompiler, bool]:
+        entry = self._cache.get(key)
+        if entry is None:
+            statement, cache_key = make()
+            compiled = statement.compile(dialect=self.dialect, cache_key=cache_key)
+            # Statements without expanding (IN list) parameters bind in a fast path.
+            expands = any(bp.expanding for bp in compiled.binds.values())
+            entry = (compiled, expands)
+            self._cache[key] = entry
+            if len(self._cache) > self.size:
+                self._cache.popitem(last=False)
+        else:
+            try:
+                self._cache.move_to_end(key)
+            except KeyError:  # SQLite's reader and writer threads share one compiler
+                pass  # the other thread just evicted it; the entry in hand is still good
+        return entry
+
+    def render(self, statement: Statement, params: Mapping[str, Any] | None = None) -> tuple[str, Any]:
+        """Return the SQL text and the driver parameters for *statement* bound with *params*."""
+        if isinstance(statement, Prepared):
+            compiled, expands = self._compiled(("p", statement.key), lambda: (statement.build(), None))
+            bound = compiled.construct_params(params or {})
+        else:
+            assert isinstance(statement, Executable), statement
+            cache_key = statement._generate_cache_key()
+            if cache_key is None:  # statements SQLAlchemy cannot cache: compile each time
+                compiled = statement.compile(dialect=self.dialect)
+                expands = any(bp.expanding for bp in compiled.binds.values())
+                bound = compiled.construct_params(params or None)
+            else:
+                compiled, expands = self._compiled(("s", cache_key.key), lambda: (statement, cache_key))
+                bound = compiled.construct_params(params or None, extracted_parameters=cache_key.bindparams)
+        if expands:
+            state = compiled.construct_expanded_state(bound)
+            if self.dialect.positional:
+                return state.statement, tuple(state.positional_parameters)
+            return state.statement, state.parameters
+        if self.dialect.positional:
+            return compiled.string, tuple(bound[name] for name in compiled.positiontup or ())
+        return compiled.string, bound

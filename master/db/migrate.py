@@ -1,0 +1,151 @@
+"""Create, check and upgrade a database schema (run synchronously, outside the reactor).
+
+A new database is created from :mod:`master.db.schema` and stamped at the newest Alembic
+revision; an older one is upgraded by running the revisions it lacks.  Plugin tables are
+created from the plugins' own metadata when missing.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from master.db.interfaces import StorageError
+from master.db.schema import metadata
+
+MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def masked_url(url: str) -> str:
+    """Return *url* with its password replaced by ``***``, for messages."""
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL has no password we could find either
+        return url
+
+
+def sqlalchemy_url(url: str) -> sa.engine.URL:
+    """Parse *url* for SQLAlchemy, naming the psycopg2 driver for a bare ``postgresql://`` URL.
+
+    SQLAlchemy 2.1 takes ``postgresql://`` to mean psycopg 3, which ci-master does not use;
+    ``postgres://`` (as Heroku and libpq write it) means the same database.
+    """
+    parsed = sa.engine.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg2")
+    return parsed
+
+
+def _engine(url: str) -> sa.engine.Engine:
+    try:
+        return sa.create_engine(sqlalchemy_url(url), poolclass=sa.pool.NullPool)
+    except Exception as e:
+        raise StorageError(f"bad database URL {masked_url(url)}: {e}") from None
+
+
+def _alembic_config(connection: sa.engine.Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", MIGRATIONS)
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    """The newest schema revision this version of ci-master knows."""
+    return ScriptDirectory(MIGRATIONS).get_current_head()
+
+
+def _connect(url: str) -> sa.engine.Connection:
+    try:
+        return _engine(url).connect()
+    except sa.exc.OperationalError as e:
+        reason = str(e.orig).strip().splitlines()[0] if e.orig else str(e)
+        raise StorageError(f"database unreachable at {masked_url(url)}: {reason}") from None
+
+
+def current_revision(url: str) -> str | None:
+    """The revision a database is stamped at, or None for an empty database."""
+    with _connect(url) as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def _copy(source: sa.MetaData) -> sa.MetaData:
+    """A private copy of *source* to run DDL from.
+
+    On PostgreSQL create_all adds the buildsets <-> builds foreign keys (use_alter) with
+    ALTER TABLE, and SQLAlchemy then marks those constraint objects as never to be written
+    inline: a later create_all on SQLite, which has no ALTER ADD CONSTRAINT, would silently
+    leave them out.  Working on a copy keeps the shared metadata untouched.
+    """
+    copy = sa.MetaData(naming_convention=source.naming_convention)
+    for table in source.sorted_tables:
+        table.to_metadata(copy)
+    return copy
+
+
+def create(url: str, extra_metadata: Iterable[sa.MetaData] = ()) -> None:
+    """Create the schema in an empty database and stamp it at the newest revision."""
+    with _connect(url) as connection:
+        if MigrationContext.configure(connection).get_current_revision() is not None:
+            raise StorageError(f"database {masked_url(url)} already has a schema; use upgrade-master")
+        _copy(metadata).create_all(connection)
+        for extra in extra_metadata:
+            extra.create_all(connection)
+        connection.commit()
+        command.stamp(_alembic_config(connection), "head")
+        connection.commit()
+
+
+def create_plugin_tables(url: str, extra_metadata: Iterable[sa.MetaData]) -> None:
+    """Create plugin tables that do not exist yet."""
+    with _connect(url) as connection:
+        for extra in extra_metadata:
+            extra.create_all(connection, checkfirst=True)
+        connection.commit()
+
+
+def check(url: str) -> None:
+    """Raise StorageError with what to do unless the database is at the newest revision."""
+    current = current_revision(url)
+    head = head_revision()
+    if current is None:
+        raise StorageError(
+            f"database {masked_url(url)} has no ci-master schema; run 'ci-master create-master'"
+        )
+    if current != head:
+        raise StorageError(
+            f"database {masked_url(url)} is at schema {current}, this ci-master needs {head}; "
+            "run 'ci-master upgrade-master'"
+        )
+
+
+def upgrade(url: str, progress: Callable[[str], None] = print, target: str = "head") -> str | None:
+    """Migrate a database to *target*, backing up a SQLite file first.  Return the backup path."""
+    backup = None
+    db_url = sa.engine.make_url(url)
+    if db_url.get_backend_name() == "sqlite" and db_url.database and Path(db_url.database).exists():
+        backup = f"{db_url.database}.{time.strftime('%Y%m%d-%H%M%S')}.bak"
+        shutil.copy2(db_url.database, backup)
+        progress(f"backed up {db_url.database} to {backup}")
+    with _connect(url) as connection:
+        start = MigrationContext.configure(connection).get_current_revision()
+        script = ScriptDirectory(MIGRATIONS)
+        steps = [rev for rev in script.iterate_revisions(target, start)][::-1]
+        config = _alembic_config(connection)
+        for number, rev in enumerate(steps, 1):
+            began = time.monotonic()
+            progress(f"[{number}/{len(steps)}] {rev.revision}: {rev.doc}")
+            command.upgrade(config, rev.revision)
+            connection.commit()
+            progress(f"[{number}/{len(steps)}] done in {time.monotonic() - began:.1f}s")
+        if not steps:
+            progress(f"schema already at {start}")
+    return backup

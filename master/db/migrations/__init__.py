@@ -1,0 +1,1 @@
+"""Alembic migrations of the core schema (linear history, one file per revision)."""

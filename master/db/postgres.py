@@ -1,0 +1,435 @@
+"""The PostgreSQL backend: asynchronous psycopg2 connections through txpostgres.
+
+No threads are involved: txpostgres drives libpq's non-blocking protocol from the reactor.
+A small pool of connections serves all statements; each call borrows one connection for
+the duration of one statement, one :meth:`PostgresStorage.fetch_many` or one
+:meth:`PostgresStorage.transaction`.  A connection found closed (the server restarted, a
+network error) is reopened when it is next borrowed, so after an outage the first call on
+each broken connection fails with :class:`StorageError` and later calls work again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import psycopg2
+import psycopg2.extensions
+from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
+from sqlalchemy.engine import make_url
+from twisted.internet import defer, error, main
+from txpostgres import txpostgres
+from zope.interface import implementer
+
+from master.db.compiler import StatementCompiler
+from master.db.interfaces import (
+    IntegrityError,
+    IStorage,
+    ITransaction,
+    Row,
+    Statement,
+    StorageError,
+    page_total,
+)
+from master.db.migrate import masked_url
+
+T = TypeVar("T")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+
+# psycopg2 returns bytea as memoryview; SQLite returns bytes.  The data layer should not care.
+_BYTEA_OIDS = frozenset(psycopg2.BINARY.values)
+
+# Dead peers (a pulled cable, a paused VM) are noticed by TCP keepalive within about a
+# minute instead of the kernel's default two hours; a URL may override these.
+_KEEPALIVE = {
+    "keepalives": "1",
+    "keepalives_idle": "30",
+    "keepalives_interval": "10",
+    "keepalives_count": "3",
+}
+
+_IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+
+
+def connect_kwargs(url: str) -> tuple[dict[str, Any], float]:
+    """Turn a ``postgresql://user:pass@host:port/dbname?opt=val`` URL into psycopg2 keywords.
+
+    Query options are passed to libpq as they are (``sslmode``, ``host`` for a socket
+    directory, ...).  Also return the connect timeout in seconds, which this backend
+    enforces itself: libpq ignores ``connect_timeout`` on non-blocking connections.
+    """
+    try:
+        parsed = make_url(url)
+    except Exception as e:
+        raise StorageError(f"bad database URL {masked_url(url)}: {e}") from None
+    if parsed.get_backend_name() not in ("postgresql", "postgres"):
+        raise StorageError(
+            f"not a PostgreSQL URL: {masked_url(url)} (expected postgresql://user@host/dbname)"
+        )
+    kwargs: dict[str, Any] = {"application_name": "ci-master", **_KEEPALIVE}
+    for key, value in parsed.query.items():
+        # a repeated option arrives as a tuple; libpq takes one value, the last wins as in a DSN
+        kwargs[key] = value[-1] if isinstance(value, tuple) else value
+    for key, value in (
+        ("dbname", parsed.database),
+        ("user", parsed.username),
+        ("password", parsed.password),
+        ("host", parsed.host),
+        ("port", parsed.port),
+    ):
+        if value is not None and value != "":
+            kwargs[key] = value
+    try:
+        timeout = float(kwargs.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    except ValueError:
+        value = kwargs["connect_timeout"]
+        raise StorageError(f"bad connect_timeout in {masked_url(url)}: {value!r}") from None
+    if timeout <= 0:  # libpq reads 0 as "wait forever"; a daemon must not
+        timeout = DEFAULT_CONNECT_TIMEOUT
+    kwargs["connect_timeout"] = str(max(1, int(timeout)))
+    return kwargs, timeout
+
+
+def _message(e: BaseException) -> str:
+    """The driver's message on one line (psycopg2 puts DETAIL and HINT on lines of their own)."""
+    lines = [" ".join(line.split()) for line in str(e).splitlines() if line.strip()]
+    return "; ".join(lines) or type(e).__name__
+
+
+def _storage_error(e: BaseException, url: str) -> BaseException:
+    """Map a driver or connection exception to StorageError; return anything else unchanged."""
+    if isinstance(e, psycopg2.IntegrityError):
+        return IntegrityError(_message(e))
+    if isinstance(e, psycopg2.OperationalError | psycopg2.InterfaceError):
+        return StorageError(f"PostgreSQL connection to {url} failed: {_message(e)}")
+    if isinstance(e, psycopg2.Error):
+        return StorageError(f"PostgreSQL error: {_message(e)}")
+    if isinstance(e, error.ConnectionDone | error.ConnectionLost):
+        return StorageError(f"lost the connection to PostgreSQL at {url}")
+    if isinstance(e, txpostgres.RollbackFailed):
+        original = _storage_error(e.originalFailure.value, url)
+        return StorageError(f"transaction failed ({original}) and could not be rolled back")
+    return e
+
+
+def _rows(cursor: Any) -> list[Row]:
+    """The rows of the statement the cursor just ran, as dicts."""
+    description = cursor.description
+    if description is None:
+        return []
+    names = [column.name for column in description]
+    binary = [i for i, column in enumerate(description) if column.type_code in _BYTEA_OIDS]
+    rows = cursor.fetchall()
+    if binary:
+        rows = [list(row) for row in rows]
+        for row in rows:
+            for i in binary:
+                if row[i] is not None:
+                    row[i] = bytes(row[i])
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+class _Connection(txpostgres.Connection):
+    """A txpostgres connection that can also run a callable on a bare cursor.
+
+    ``runQuery`` hides the column names and ``runOperation`` the row count, and
+    ``runInteraction`` costs a BEGIN and a COMMIT round trip: a single statement runs in
+    its own implicit transaction anyway.
+    """
+
+    def runCursor(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+        """Run ``fn(cursor, *args)`` with the connection to itself; it may return a Deferred."""
+        return self.lock.run(lambda: fn(self.cursor(), *args))
+
+    def runInteraction(self, interaction: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+        """Like txpostgres' ``runInteraction``, minus the ROLLBACK on a connection that is gone.
+
+        txpostgres logs a traceback when that ROLLBACK fails, and reports RollbackFailed
+        instead of what went wrong; but a server that lost the connection has already
+        ended its transaction, so the failure of the interaction itself is the news.
+        """
+        return self.lock.run(self._interact, "BEGIN", interaction, *args, **kwargs)
+
+    def runSnapshotInteraction(
+        self, interaction: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> defer.Deferred:
+        """``runInteraction`` in which every statement sees the same snapshot.
+
+        READ COMMITTED takes a snapshot per statement; a page and the count of its
+        collection must agree, as they do in SQLite's single read transaction.  Naming the
+        level in the BEGIN saves a round trip over a separate SET TRANSACTION.
+        """
+        return self.lock.run(
+            self._interact, "BEGIN ISOLATION LEVEL REPEATABLE READ", interaction, *args, **kwargs
+        )
+
+    def _interact(
+        self, begin: str, interaction: Callable[..., Any], *args: Any, **kwargs: Any
+    ) -> defer.Deferred:
+        cursor = self.cursor()
+        d = cursor.execute(begin)
+        d.addCallback(interaction, *args, **kwargs)
+
+        def commit(result: Any) -> defer.Deferred:
+            return cursor.execute("COMMIT").addCallback(lambda _: result)
+
+        def rollback(failure: Any) -> Any:
+            raw = self.pollable()
+            if raw is None or raw.closed:
+                return failure
+            done = defer.maybeDeferred(cursor.execute, "ROLLBACK")
+            done.addErrback(lambda _: defer.fail(txpostgres.RollbackFailed(self, failure)))
+            return done.addCallback(lambda _: failure)
+
+        d.addCallback(commit)
+        return d.addErrback(rollback)
+
+    def doRead(self) -> Any:
+        """Report a connection the server closed as lost instead of as an unhandled error."""
+        try:
+            return super().doRead()
+        except psycopg2.Error:
+            # the reactor then calls connectionLost, which is all that is needed: the pool
+            # reopens closed connections when they are next borrowed
+            return main.CONNECTION_LOST
+
+
+class _Pool(txpostgres.ConnectionPool):
+    """txpostgres' pool, lending a whole connection and reopening closed ones on the way."""
+
+    connectionFactory = _Connection
+
+    def __init__(self, size: int, timeout: float, **connkw: Any) -> None:
+        super().__init__(None, min=size, **connkw)
+        self.size = size
+        self.connect_timeout = timeout
+
+    async def connect(self, conn: _Connection) -> None:
+        """Open *conn*, giving up after ``connect_timeout`` seconds."""
+        from twisted.internet import reactor
+
+        timed_out = False
+
+        def give_up() -> None:
+            nonlocal timed_out
+            timed_out = True
+            # closing errbacks the connect Deferred, which ends the wait below
+            conn.close()
+
+        d = conn.connect(*self.connargs, **self.connkw)
+        timer = reactor.callLater(self.connect_timeout, give_up)
+        try:
+            await d
+        except Exception:
+            self.discard(conn)
+            if timed_out:
+                raise TimeoutError(f"no answer within {self.connect_timeout:g}s") from None
+            raise
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    @staticmethod
+    def is_open(conn: _Connection) -> bool:
+        """Whether *conn* has a live libpq connection."""
+        raw = conn.pollable()
+        return raw is not None and not raw.closed
+
+    @staticmethod
+    def discard(conn: _Connection) -> None:
+        """Close *conn* if it is open; it is reopened when next borrowed."""
+        if conn.pollable() is not None:
+            conn.close()
+
+    def close(self) -> None:
+        """Close every connection (txpostgres' own close fails on never-opened ones)."""
+        for conn in self.connections:
+            self.discard(conn)
+
+    def run_with_connection(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> defer.Deferred[T]:
+        """Lend one connection to ``fn``, waiting for a free one if all are busy."""
+        return self._semaphore.run(lambda: defer.ensureDeferred(self._lend(fn)))
+
+    async def _lend(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> T:
+        conn = self.connections.pop()
+        try:
+            if not self.is_open(conn):
+                await self.connect(conn)
+            return await fn(conn)
+        finally:
+            # A connection left inside a transaction (a failed rollback, a cancelled
+            # interaction) would leak that transaction into the next borrower's work.
+            raw = conn.pollable()
+            if raw is not None and not raw.closed and raw.get_transaction_status() != _IDLE:
+                self.discard(conn)
+            self.connections.add(conn)
+
+
+@implementer(ITransaction)
+class _Transaction:
+    """Statements on the cursor of one interaction, one at a time."""
+
+    def __init__(self, cursor: Any, storage: PostgresStorage) -> None:
+        self._cursor = cursor
+        self._storage = storage
+        # libpq runs one query at a time per connection; work that gathers several
+        # statements concurrently gets them queued instead of a driver error
+        self._lock = defer.DeferredLock()
+        self.done = False
+
+    async def _run(self, statement: Statement, params: Mapping[str, Any] | None) -> Any:
+        sql, args = self._storage.compiler.render(statement, params)
+        async with self._lock:
+            if self.done:
+                raise StorageError("transaction already finished: statements must run inside its work")
+            try:
+                await self._cursor.execute(sql, args)
+            except Exception as e:
+                raise self._storage.storage_error(e) from None
+            return self._cursor
+
+    async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run a statement returning rows in this transaction."""
+        return _rows(await self._run(statement, params))
+
+    async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
+        """Run a statement in this transaction; return the number of rows it changed."""
+        return (await self._run(statement, params)).rowcount
+
+
+@implementer(IStorage)
+class PostgresStorage:
+    """:class:`IStorage` on PostgreSQL, for sites with several masters or a lot of data."""
+
+    dialect_name = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 4, connect_timeout: float | None = None) -> None:
+        if pool_size < 1:
+            raise StorageError(f"PostgreSQL pool size must be at least 1, got {pool_size}")
+        self.url = masked_url(url)
+        kwargs, timeout = connect_kwargs(url)
+        if connect_timeout is not None:
+            timeout = connect_timeout
+        self.pool_size = pool_size
+        self.compiler = StatementCompiler(pg_dialect.dialect())
+        self._pool = _Pool(pool_size, timeout, **kwargs)
+        self._running = False
+        self._stopping = False
+
+    def storage_error(self, e: BaseException) -> BaseException:
+        """The exception to raise for *e*: StorageError for driver and connection errors."""
+        return _storage_error(e, self.url)
+
+    async def start(self) -> None:
+        """Open all pool connections; raise StorageError naming the URL if any cannot be opened."""
+        pool = self._pool
+        results = await defer.DeferredList(
+            [defer.ensureDeferred(pool.connect(conn)) for conn in pool.connections], consumeErrors=True
+        )
+        failures = [result for ok, result in results if not ok]
+        if failures:
+            pool.close()
+            reason = failures[0].value
+            # libpq's first line says what failed; the rest is advice like "Is the server running?"
+            text = _message(reason).split("; ")[0] if isinstance(reason, psycopg2.Error) else str(reason)
+            raise StorageError(f"database unreachable at {self.url}: {text or type(reason).__name__}")
+        self._running = True
+
+    async def stop(self) -> None:
+        """Wait until no connection is lent out, then close them all."""
+        if self._stopping:
+            return
+        self._stopping = True
+        # holding every token of the pool's semaphore means no statement is running;
+        # the tokens are never given back, and _call refuses new work once stopping
+        semaphore = self._pool._semaphore
+        for _ in range(self.pool_size):
+            await semaphore.acquire()
+        self._pool.close()
+        self._running = False
+
+    async def _call(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> T:
+        if self._stopping or not self._running:
+            raise StorageError(f"storage for {self.url} is not running")
+        try:
+            return await self._pool.run_with_connection(fn)
+        except Exception as e:
+            mapped = self.storage_error(e)
+            if mapped is e:
+                raise
+            raise mapped from None
+
+    async def _fetch_one(self, sql: str, args: Any) -> list[Row]:
+        def run(cursor: Any) -> defer.Deferred[list[Row]]:
+            return cursor.execute(sql, args).addCallback(_rows)
+
+        return await self._call(lambda conn: conn.runCursor(run))
+
+    async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run one statement in its own implicit transaction and return its rows."""
+        return await self._fetch_one(*self.compiler.render(statement, params))
+
+    async def fetch_many(
+        self, statements: Sequence[tuple[Statement, Mapping[str, Any] | None]]
+    ) -> list[list[Row]]:
+        """Run several reads in one interaction on one connection, seeing one snapshot."""
+        rendered = [self.compiler.render(statement, params) for statement, params in statements]
+        if len(rendered) <= 1:  # one statement is its own snapshot: spare BEGIN and COMMIT
+            return [await self._fetch_one(sql, args) for sql, args in rendered]
+
+        async def run_all(cursor: Any) -> list[list[Row]]:
+            results = []
+            for sql, args in rendered:
+                await cursor.execute(sql, args)
+                results.append(_rows(cursor))
+            return results
+
+        def interaction(cursor: Any) -> defer.Deferred[list[list[Row]]]:
+            return defer.ensureDeferred(run_all(cursor))
+
+        return await self._call(lambda conn: conn.runSnapshotInteraction(interaction))
+
+    async def fetch_page(
+        self, page: Statement, count: Statement, params: Mapping[str, Any], limit: int, offset: int
+    ) -> tuple[list[Row], int]:
+        """Run the page and, only when the page cannot tell the total, the count, in one snapshot."""
+        page_sql, page_args = self.compiler.render(page, params)
+
+        async def run_page(cursor: Any) -> tuple[list[Row], int]:
+            await cursor.execute(page_sql, page_args)
+            rows = _rows(cursor)
+            total = page_total(len(rows), limit, offset)
+            if total is None:
+                await cursor.execute(*self.compiler.render(count, params))
+                total = _rows(cursor)[0]["total"]
+            return rows, total
+
+        def interaction(cursor: Any) -> defer.Deferred[tuple[list[Row], int]]:
+            return defer.ensureDeferred(run_page(cursor))
+
+        return await self._call(lambda conn: conn.runSnapshotInteraction(interaction))
+
+    async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
+        """Run one write statement in its own implicit transaction; return its row count."""
+        sql, args = self.compiler.render(statement, params)
+
+        def run(cursor: Any) -> defer.Deferred[int]:
+            return cursor.execute(sql, args).addCallback(lambda cur: cur.rowcount)
+
+        return await self._call(lambda conn: conn.runCursor(run))
+
+    async def transaction(self, work: Callable[[ITransaction], Awaitable[T]]) -> T:
+        """Run ``work`` inside ``runInteraction``: committed if it returns, rolled back if it raises."""
+
+        async def interact(cursor: Any) -> T:
+            txn = _Transaction(cursor, self)
+            try:
+                return await work(txn)
+            finally:
+                txn.done = True
+
+        def interaction(cursor: Any) -> defer.Deferred[T]:
+            return defer.ensureDeferred(interact(cursor))
+
+        return await self._call(lambda conn: conn.runInteraction(interaction))

@@ -1,0 +1,221 @@
+"""The embedded SQLite backend: WAL mode, statements run on dedicated threads.
+
+Reads run on a reader thread with its own connection; writes and transactions run one at a
+time on a writer thread.  In WAL mode readers never wait for the writer and see only
+committed data, and the reactor thread never touches the database.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from twisted.internet import defer, threads
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from master.db.compiler import StatementCompiler
+from master.db.interfaces import (
+    IntegrityError,
+    IStorage,
+    ITransaction,
+    Row,
+    Statement,
+    StorageError,
+    page_total,
+)
+
+T = TypeVar("T")
+
+# SQLite stores booleans as 0/1.  Converting by the declared column type hands them back as
+# bool, as PostgreSQL does; computed expressions (EXISTS, comparisons) have no declared
+# type and stay 0/1.
+sqlite3.register_converter("BOOLEAN", lambda value: value != b"0")
+
+
+def sqlite_path(url: str) -> str:
+    """Return the file path of a ``sqlite:///path`` URL (``sqlite://`` alone is refused)."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise StorageError(f"not a SQLite file URL: {url!r} (expected sqlite:///path/to/file.sqlite)")
+    return url[len(prefix):]
+
+
+class _Connection:
+    """One sqlite3 connection owned by one single-thread pool."""
+
+    def __init__(self, path: str, name: str, compiler: StatementCompiler) -> None:
+        self.path = path
+        self.compiler = compiler
+        self.pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
+        self.conn: sqlite3.Connection | None = None
+
+    def open(self) -> None:
+        conn = sqlite3.connect(
+            self.path,
+            isolation_level=None,
+            check_same_thread=False,
+            timeout=30,
+            detect_types=sqlite3.PARSE_DECLTYPES,
+        )
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        # LIKE is case-sensitive on PostgreSQL; make 'contains' mean the same here.
+        conn.execute("PRAGMA case_sensitive_like=ON")
+        self.conn = conn
+
+    def run(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
+        from twisted.internet import reactor
+
+        return threads.deferToThreadPool(reactor, self.pool, fn, *args)
+
+    def rows(self, statement: Statement, params: Mapping[str, Any] | None) -> list[Row]:
+        sql, args = self.compiler.render(statement, params)
+        try:
+            cursor = self.conn.execute(sql, args)
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from None
+        except sqlite3.Error as e:
+            raise StorageError(f"SQLite error: {e}") from None
+        if cursor.description is None:
+            return []
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def change(self, statement: Statement, params: Mapping[str, Any] | None) -> int:
+        sql, args = self.compiler.render(statement, params)
+        try:
+            return self.conn.execute(sql, args).rowcount
+        except sqlite3.IntegrityError as e:
+            raise IntegrityError(str(e)) from None
+        except sqlite3.Error as e:
+            raise StorageError(f"SQLite error: {e}") from None
+
+
+@implementer(ITransaction)
+class _Transaction:
+    def __init__(self, writer: _Connection) -> None:
+        self._writer = writer
+
+    async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
+        return await self._writer.run(self._writer.rows, statement, params)
+
+    async def fetch_page(
+        self, page: Statement, count: Statement, params: Mapping[str, Any], limit: int, offset: int
+    ) -> tuple[list[Row], int]:
+        """Run the page query, and the count when needed, in one hop and one read transaction."""
+        reader = self._reader
+
+        def run_page() -> tuple[list[Row], int]:
+            reader.conn.execute("BEGIN")
+            try:
+                rows = reader.rows(page, params)
+                total = page_total(len(rows), limit, offset)
+                if total is None:
+                    total = reader.rows(count, params)[0]["total"]
+                return rows, total
+            finally:
+                reader.conn.execute("COMMIT")
+
+        return await reader.run(run_page)
+
+    async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
+        return await self._writer.run(self._writer.change, statement, params)
+
+
+@implementer(IStorage)
+class SQLiteStorage:
+    """:class:`IStorage` on a SQLite file, for single-master sites and tests."""
+
+    dialect_name = "sqlite"
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.path = sqlite_path(url)
+        compiler = StatementCompiler(sqlite_dialect.dialect())
+        self._reader = _Connection(self.path, "sqlite-reader", compiler)
+        self._writer = _Connection(self.path, "sqlite-writer", compiler)
+        self._write_lock = defer.DeferredLock()
+
+    async def start(self) -> None:
+        """Open the reader and writer connections on their threads."""
+        if not Path(self.path).parent.is_dir():
+            raise StorageError(f"cannot open {self.url}: directory {Path(self.path).parent} does not exist")
+        for conn in (self._writer, self._reader):
+            conn.pool.start()
+            try:
+                await conn.run(conn.open)
+            except sqlite3.Error as e:
+                raise StorageError(f"cannot open {self.url}: {e}") from None
+
+    async def stop(self) -> None:
+        """Wait for the running write, then close both connections and stop their threads."""
+        await self._write_lock.acquire()
+        try:
+            for conn in (self._reader, self._writer):
+                if conn.conn is not None:
+                    await conn.run(conn.conn.close)
+                    conn.conn = None
+                conn.pool.stop()
+        finally:
+            self._write_lock.release()
+
+    async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
+        """Run one read on the reader thread."""
+        return await self._reader.run(self._reader.rows, statement, params)
+
+    async def fetch_many(
+        self, statements: Sequence[tuple[Statement, Mapping[str, Any] | None]]
+    ) -> list[list[Row]]:
+        """Run several reads in one hop to the reader thread, inside one read transaction."""
+        reader = self._reader
+
+        def run_all() -> list[list[Row]]:
+            reader.conn.execute("BEGIN")
+            try:
+                return [reader.rows(statement, params) for statement, params in statements]
+            finally:
+                reader.conn.execute("COMMIT")
+
+        return await reader.run(run_all)
+
+    async def fetch_page(
+        self, page: Statement, count: Statement, params: Mapping[str, Any], limit: int, offset: int
+    ) -> tuple[list[Row], int]:
+        """Run the page query, and the count when needed, in one hop and one read transaction."""
+        reader = self._reader
+
+        def run_page() -> tuple[list[Row], int]:
+            reader.conn.execute("BEGIN")
+            try:
+                rows = reader.rows(page, params)
+                total = page_total(len(rows), limit, offset)
+                if total is None:
+                    total = reader.rows(count, params)[0]["total"]
+                return rows, total
+            finally:
+                reader.conn.execute("COMMIT")
+
+        return await reader.run(run_page)
+
+    async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
+        """Run one write on the writer thread."""
+        async with self._write_lock:
+            return await self._writer.run(self._writer.change, statement, params)
+
+    async def transaction(self, work: Callable[[ITransaction], Awaitable[T]]) -> T:
+        """Run ``work`` in one IMMEDIATE transaction on the writer thread."""
+        async with self._write_lock:
+            writer = self._writer
+            await writer.run(writer.conn.execute, "BEGIN IMMEDIATE")
+            try:
+                result = await work(_Transaction(writer))
+            except BaseException:
+                await writer.run(writer.conn.execute, "ROLLBACK")
+                raise
+            await writer.run(writer.conn.execute, "COMMIT")
+            return result

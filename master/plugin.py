@@ -1,0 +1,34 @@
+"""The base class of plugins: a site names plugin objects in master.cfg's ``plugins``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from zope.interface import implementer
+
+from master.data.interfaces import IPlugin
+
+
+@implementer(IPlugin)
+class Plugin:
+    """A plugin contributing nothing; subclasses override what they add.
+
+    ``resource_types()`` adds resource types (their getters and actions) to the data API,
+    ``metadata()`` gives the plugin's tables (created when missing), and
+    ``web_resources(data)`` returns twisted.web resources mounted at URL prefixes.
+    """
+
+    name = "plugin"
+
+    def resource_types(self) -> list[Any]:
+        """Resource types to register."""
+        return []
+
+    def metadata(self) -> sa.MetaData | None:
+        """The MetaData of this plugin's tables."""
+        return None
+
+    def web_resources(self, data: Any) -> dict[str, Any]:
+        """``{prefix: resource}`` to mount on the web server, e.g. ``{"v1": resource}``."""
+        return {}

@@ -1,0 +1,1 @@
+"""The web face of ci-master: REST and JSON-RPC over the data API (websocket and auth to come)."""

@@ -1,0 +1,37 @@
+"""Writing JSON responses: compact bodies, the right headers, no internals ever shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from twisted.web.iweb import IRequest
+
+JSON = b"application/json; charset=utf-8"
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
+
+
+def encode_json(body: Any) -> bytes:
+    """Compact JSON for *body*."""
+    return orjson.dumps(body, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+def json_body(request: IRequest, body: Any, status: int = 200) -> bytes:
+    """Set status and JSON headers on *request* and return the encoded body."""
+    request.setResponseCode(status)
+    request.setHeader(b"Content-Type", JSON)
+    encoded = encode_json(body)
+    request.setHeader(b"Content-Length", b"%d" % len(encoded))
+    return encoded
+
+
+def json_error(request: IRequest, status: int, message: str) -> bytes:
+    """A REST error: ``{"error": message}`` with *status*."""
+    return json_body(request, {"error": message}, status)

@@ -1,0 +1,164 @@
+"""REST: GET paths to data API getters, POST to JSON-RPC actions, all answered in JSON.
+
+Routes (Klein, mounted at ``/api``):  ``/api`` lists versions; ``/api/v2`` lists the root collections and every
+endpoint pattern; ``/api/v2/openapi.json`` describes the API; ``/api/v2/<path>`` reads
+(GET, HEAD) or controls (POST, JSON-RPC 2.0).  Status codes: 400 bad query, 404 unknown
+path or resource, 405 other methods (with ``Allow``), 500 only for a fault of ours, with
+no detail in the body (it is logged).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from klein import Klein
+from twisted.internet import defer
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from zope.interface import implementer
+
+from master.data.base import Collection, Kind, RawContent
+from master.data.connector import DataAPI
+from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
+from master.data.openapi import openapi_document
+from master.www import jsonrpc
+from master.www.responses import json_body, json_error
+
+log = Logger()
+
+ALLOW = b"GET, HEAD, POST, OPTIONS"
+
+
+def query_args(request: IRequest) -> dict[str, list[str]]:
+    """The query string as ``{name: [values]}``, decoded as UTF-8 (InvalidQuery otherwise)."""
+    try:
+        return {key.decode(): [v.decode() for v in values] for key, values in request.args.items()}
+    except UnicodeDecodeError:
+        raise InvalidQuery("the query string is not valid UTF-8") from None
+
+
+@implementer(IPushProducer)
+class _Pacer:
+    """Lets a streaming response wait while the client's socket buffer is full."""
+
+    def __init__(self) -> None:
+        self._resumed: defer.Deferred | None = None
+
+    def pauseProducing(self) -> None:  # noqa: N802 (Twisted's interface)
+        if self._resumed is None:
+            self._resumed = defer.Deferred()
+
+    def resumeProducing(self) -> None:  # noqa: N802
+        resumed, self._resumed = self._resumed, None
+        if resumed is not None:
+            resumed.callback(None)
+
+    def stopProducing(self) -> None:  # noqa: N802
+        self.resumeProducing()
+
+    async def ready(self) -> None:
+        if self._resumed is not None:
+            await self._resumed
+
+
+class RestApi:
+    """The REST and JSON-RPC routes over one DataAPI."""
+
+    app = Klein()
+
+    def __init__(self, data: DataAPI, base_url: str = "http://127.0.0.1:8010/") -> None:
+        self.data = data
+        self.base_url = base_url if base_url.endswith("/") else base_url + "/"
+
+    def resource(self) -> Any:
+        """The twisted.web resource serving these routes; mount it at ``/api``."""
+        return self.app.resource()
+
+    @app.route("/", methods=["GET", "HEAD"])
+    def versions(self, request: IRequest) -> bytes:
+        """The API versions served and where."""
+        return json_body(request, {"api_versions": {"v2": f"{self.base_url}api/v2"}})
+
+    @app.route("/v2", methods=["GET", "HEAD"])
+    def root(self, request: IRequest) -> bytes:
+        """The root collections and every endpoint pattern, so the API can be explored."""
+        links = [{"name": name} for name in self.data.root_links()]
+        endpoints = [
+            {"path": e.pattern, "kind": e.kind.value, "type": e.rtype.plural, "actions": sorted(e.actions)}
+            for e in self.data.endpoints()
+        ]
+        return json_body(request, {"rootlinks": links, "endpoints": endpoints, "meta": {"total": len(links)}})
+
+    @app.route("/v2/openapi.json", methods=["GET", "HEAD"])
+    def openapi(self, request: IRequest) -> bytes:
+        """The OpenAPI 3 document generated from the registry."""
+        return json_body(request, openapi_document(self.data, f"{self.base_url}api/v2"))
+
+    @app.route("/v2/<path:path>", methods=None)
+    def dispatch(self, request: IRequest, path: str) -> Any:
+        """GET/HEAD read, POST controls, OPTIONS answers what is allowed; anything else is 405."""
+        method = request.method
+        if method in (b"GET", b"HEAD"):
+            return defer.ensureDeferred(self._get(request, path))
+        if method == b"POST":
+            return defer.ensureDeferred(jsonrpc.handle(self.data, request, path))
+        if method == b"OPTIONS":
+            request.setResponseCode(204)
+            request.setHeader(b"Allow", ALLOW)
+            return b""
+        request.setHeader(b"Allow", ALLOW)
+        return json_error(request, 405, f"method {method.decode(errors='replace')} is not allowed; use GET or POST")
+
+    @app.route("/<path:path>", methods=None)
+    def unknown_version(self, request: IRequest, path: str) -> bytes:
+        """Anything else under /api."""
+        return json_error(request, 404, f"no such API path: /api/{path}")
+
+    async def _get(self, request: IRequest, path: str) -> bytes | None:
+        try:
+            endpoint, _ = self.data.resolve(path)
+            spec = self.data.parse_spec(endpoint, query_args(request))
+            result = await self.data.get(path, spec)
+        except (InvalidPath, NotFound) as e:
+            return json_error(request, 404, e.message)
+        except DataError as e:
+            return json_error(request, 400, e.message)
+        except Exception:
+            log.failure("GET /api/v2/{path} failed", path=path)
+            return json_error(request, 500, "internal error (logged on the master)")
+        rtype = endpoint.rtype
+        if endpoint.kind is Kind.RAW:
+            return await self._stream(request, result)
+        if isinstance(result, Collection):
+            return json_body(request, {rtype.plural: result.items, "meta": {"total": result.total}})
+        if result is None:
+            return json_error(request, 404, f"not found: {path.strip('/')}")
+        return json_body(request, {rtype.plural: [result], "meta": {}})
+
+    async def _stream(self, request: IRequest, raw: RawContent) -> None:
+        request.setHeader(b"Content-Type", raw.content_type.encode())
+        if raw.filename:
+            name = quote(raw.filename)
+            request.setHeader(b"Content-Disposition", f"attachment; filename*=UTF-8''{name}".encode())
+        if raw.length is not None:
+            request.setHeader(b"Content-Length", str(raw.length).encode())
+        if request.method == b"HEAD":
+            return None
+        gone = []
+        request.notifyFinish().addBoth(gone.append)
+        pacer = _Pacer()
+        request.registerProducer(pacer, True)
+        try:
+            async for chunk in raw.chunks:
+                if gone:
+                    break
+                request.write(chunk)
+                await pacer.ready()
+        except Exception:
+            # headers are gone already: all we can do is cut the response short
+            log.failure("streaming {uri} failed", uri=request.uri)
+        finally:
+            request.unregisterProducer()
+        return None  # Klein finishes the request

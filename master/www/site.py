@@ -1,0 +1,50 @@
+"""The web site: a resource tree with the REST API at /api and plugins at their prefixes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from twisted.web import resource, server
+from twisted.web.iweb import IRequest
+
+from master.www.responses import json_error
+
+
+class NotFoundResource(resource.Resource):
+    """A JSON 404 for paths nothing is mounted at."""
+
+    isLeaf = True
+
+    def render(self, request: IRequest) -> bytes:
+        """Answer 404 whatever the method."""
+        return json_error(request, 404, f"no such path: {request.path.decode(errors='replace')}")
+
+
+class Root(resource.Resource):
+    """The top of the site; children are looked up by their first path segment."""
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802 (Twisted's name)
+        """Unknown top-level paths get a JSON 404."""
+        return NotFoundResource()
+
+    def render(self, request: IRequest) -> bytes:
+        """``/``: where to go from here."""
+        return json_error(request, 404, "nothing here yet: the API is at /api/v2")
+
+
+def build_site(mounts: Mapping[str, resource.Resource]) -> server.Site:
+    """A Site whose root serves each resource of *mounts* at its prefix (``"api"``, ``"v1"``...)."""
+    root = Root()
+    for prefix, child in mounts.items():
+        parts = prefix.strip("/").split("/")
+        parent = root
+        for part in parts[:-1]:
+            existing = parent.children.get(part.encode())
+            if existing is None:
+                existing = resource.Resource()
+                parent.putChild(part.encode(), existing)
+            parent = existing
+        parent.putChild(parts[-1].encode(), child)
+    site = server.Site(root)
+    site.displayTracebacks = False
+    return site

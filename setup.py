@@ -1,0 +1,38 @@
+"""Packaging for ci-master: the master daemon, its worker and the bundled plugins."""
+
+from setuptools import find_packages, setup
+
+setup(
+    name="ci-master",
+    version="0.1.0",
+    description="A continuous-integration master daemon on Twisted with a pluggable data API",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    packages=find_packages(include=["master", "master.*", "worker", "worker.*", "plugins", "plugins.*"]),
+    package_data={
+        "master": ["master.cfg.sample"],
+        "master.db": ["alembic.ini"],
+    },
+    include_package_data=True,
+    install_requires=[
+        "twisted>=24.7",
+        "klein>=24.8",
+        "autobahn>=24.4",
+        "txpostgres>=1.7",
+        "psycopg2-binary>=2.9",
+        "zope.interface>=6",
+        "sqlalchemy>=2.0.20",
+        "alembic>=1.13",
+        "orjson>=3.9",
+    ],
+    extras_require={
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6"],
+    },
+    entry_points={
+        "console_scripts": [
+            "ci-master = master.cli:main",
+        ],
+    },
+)
