@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -29,15 +30,17 @@ _pg_passed: set[str] = set()
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    """Declare the ``postgresql`` marker."""
     config.addinivalue_line("markers", "postgresql: the test runs against PostgreSQL")
 
 
 def _is_postgresql(item: pytest.Item) -> bool:
+    """Whether *item* runs against PostgreSQL: the backend's parameter, or the marker."""
     return "[postgresql" in item.nodeid or item.get_closest_marker("postgresql") is not None
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    # so that `-m postgresql` selects the backend's half of parametrized tests too
+    """Mark the PostgreSQL half of parametrized tests, so ``-m postgresql`` selects it too."""
     for item in items:
         if "[postgresql" in item.nodeid:
             item.add_marker(pytest.mark.postgresql)
@@ -45,6 +48,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Remember which PostgreSQL tests passed, for the summary and CI_MASTER_REQUIRE_PG."""
     report = yield
     if _is_postgresql(item):
         if report.when == "call" and report.passed:
@@ -55,11 +59,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With CI_MASTER_REQUIRE_PG=1, fail an otherwise green session in which no PostgreSQL test passed."""
     if os.environ.get(REQUIRE_PG_ENV) == "1" and not _pg_passed and exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print ``postgresql tests: N passed`` so that CI logs show the backend was tested."""
     terminalreporter.write_line(f"postgresql tests: {len(_pg_passed)} passed")
     if os.environ.get(REQUIRE_PG_ENV) == "1" and not _pg_passed:
         terminalreporter.write_line(
@@ -77,21 +83,51 @@ def pg_server() -> Iterator[PostgresServer]:
 
 
 @pytest.fixture(params=BACKENDS)
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend a test runs on: "sqlite" or "postgresql"."""
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     """The URL of a fresh, empty database on each backend."""
-    if request.param == "sqlite":
+    if backend == "sqlite":
         return f"sqlite:///{tmp_path}/state.sqlite"
     server: PostgresServer = request.getfixturevalue("pg_server")
     return server.create_database(f"test_{os.getpid()}_{next(_db_numbers)}")
 
 
+@pytest.fixture(scope="session")
+def schema_templates() -> dict[str, str]:
+    """Per backend, a database holding the current schema, made once and copied for each test."""
+    return {}
+
+
+@pytest.fixture
+def migrated_url(
+    backend: str, tmp_path: Path, schema_templates: dict[str, str], request: pytest.FixtureRequest
+) -> str:
+    """The URL of a fresh database holding the current schema, copied from a template made once."""
+    if backend == "sqlite":
+        if "sqlite" not in schema_templates:
+            template = request.getfixturevalue("tmp_path_factory").mktemp("template") / "state.sqlite"
+            migrate.create(f"sqlite:///{template}")
+            schema_templates["sqlite"] = str(template)
+        shutil.copyfile(schema_templates["sqlite"], tmp_path / "state.sqlite")
+        return f"sqlite:///{tmp_path}/state.sqlite"
+    server: PostgresServer = request.getfixturevalue("pg_server")
+    if "postgresql" not in schema_templates:
+        migrate.create(server.create_database("schema_template"))
+        schema_templates["postgresql"] = "schema_template"
+    return server.create_database(f"test_{os.getpid()}_{next(_db_numbers)}", template="schema_template")
+
+
 @pytest_twisted.async_yield_fixture()
-async def storage(db_url: str) -> AsyncIterator[IStorage]:
+async def storage(migrated_url: str) -> AsyncIterator[IStorage]:
     """A started backend on a fresh database holding the current schema."""
-    migrate.create(db_url)
-    backend = make_storage(db_url)
-    await backend.start()
+    started = make_storage(migrated_url)
+    await started.start()
     try:
-        yield backend
+        yield started
     finally:
-        await backend.stop()
+        await started.stop()

@@ -11,6 +11,7 @@ import os
 import pwd
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -51,6 +52,15 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _reachable_tempdir() -> str:
+    """A temporary directory the ``postgres`` user can reach (root's TMPDIR may be private)."""
+    base = Path(tempfile.gettempdir()).resolve()
+    for directory in (base, *base.parents):
+        if not directory.stat().st_mode & stat.S_IXOTH:
+            return "/tmp"
+    return str(base)
 
 
 class PostgresServer:
@@ -112,10 +122,11 @@ class PostgresServer:
     def start(self) -> None:
         """Create the cluster, start the server and wait until it accepts connections."""
         initdb, pg_ctl = find_binaries()
-        self.tmpdir = tempfile.mkdtemp(prefix="ci-master-pg-")
+        root = os.geteuid() == 0
+        self.tmpdir = tempfile.mkdtemp(prefix="ci-master-pg-", dir=_reachable_tempdir() if root else None)
         self.datadir = os.path.join(self.tmpdir, "data")
         self.logfile = os.path.join(self.tmpdir, "server.log")
-        if os.geteuid() == 0:
+        if root:
             try:
                 self._run_as = pwd.getpwnam(self.user)
             except KeyError:
@@ -177,9 +188,7 @@ class PostgresServer:
             raise
 
     def _connect(self, dbname: str = "postgres") -> psycopg2.extensions.connection:
-        return psycopg2.connect(
-            host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, connect_timeout=5
-        )
+        return psycopg2.connect(host="127.0.0.1", port=self.port, user="postgres", dbname=dbname, connect_timeout=5)
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.start_timeout
@@ -195,13 +204,16 @@ class PostgresServer:
                     ) from None
                 time.sleep(0.1)
 
-    def create_database(self, name: str) -> str:
-        """Create an empty database and return its URL."""
+    def create_database(self, name: str, template: str | None = None) -> str:
+        """Create a database, empty or as a copy of *template*, and return its URL."""
         conn = self._connect()
         try:
             conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction
             with conn.cursor() as cursor:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+                if template is not None:
+                    statement = sql.SQL("{} TEMPLATE {}").format(statement, sql.Identifier(template))
+                cursor.execute(statement)
         finally:
             conn.close()
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
@@ -211,9 +223,7 @@ class PostgresServer:
         try:
             if self._started:
                 self._started = False
-                self._run(
-                    "pg_ctl stop", [self._pg_ctl, "stop", "-m", "fast", "-w", "-D", self.datadir], timeout=60
-                )
+                self._run("pg_ctl stop", [self._pg_ctl, "stop", "-m", "fast", "-w", "-D", self.datadir], timeout=60)
         finally:
             if self.tmpdir is not None:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)

@@ -65,8 +65,8 @@ async def seed(data: DataAPI) -> None:
 
 
 @pytest_twisted.async_yield_fixture()
-async def api(storage: Any, db_url: str) -> AsyncIterator[Api]:
-    migrate.create_plugin_tables(db_url, [notes_metadata])
+async def api(storage: Any, migrated_url: str) -> AsyncIterator[Api]:
+    migrate.create_plugin_tables(migrated_url, [notes_metadata])
     data = DataAPI(storage, Limits(default=5, maximum=7))
     for rtype in core_resource_types():
         data.add_resource_type(rtype)

@@ -34,7 +34,8 @@ from master.db.schema import (
 from master.db.sqlite import SQLiteStorage
 
 
-async def add_builders(storage: IStorage, *names: str, projectless: bool = True) -> dict[str, int]:
+async def add_builders(storage: IStorage, *names: str) -> dict[str, int]:
+    """Insert builders by name; return their ids."""
     ids = {}
     for name in names:
         rows = await storage.fetch_all(
@@ -45,6 +46,7 @@ async def add_builders(storage: IStorage, *names: str, projectless: bool = True)
 
 
 def names(rows: list[dict]) -> list[str]:
+    """The ``name`` column of each row."""
     return [row["name"] for row in rows]
 
 
@@ -86,10 +88,7 @@ async def test_fetch_all_filters_in_limit_offset(storage: IStorage) -> None:
     # LIKE is case-sensitive on both; '%' in the value is data, not a wildcard
     assert names(await storage.fetch_all(query.where(builders.c.name.contains("harl")))) == ["charlie"]
     assert names(await storage.fetch_all(query.where(builders.c.name.contains("HARL")))) == []
-    assert (
-        names(await storage.fetch_all(query.where(builders.c.description.contains("%", autoescape=True))))
-        == []
-    )
+    assert names(await storage.fetch_all(query.where(builders.c.description.contains("%", autoescape=True)))) == []
     count = await storage.fetch_all(sa.select(sa.func.count().label("n")).select_from(builders))
     assert count == [{"n": 5}]
 
@@ -120,15 +119,11 @@ async def test_prepared_statements_reused_with_other_params(storage: IStorage) -
         )
 
     prepared = Prepared(("builders-by-name", "test"), build)
-    rows = await storage.fetch_all(
-        prepared, {"names": ["alpha", "bravo", "charlie"], "not_name": "x", "limit": 10}
-    )
+    rows = await storage.fetch_all(prepared, {"names": ["alpha", "bravo", "charlie"], "not_name": "x", "limit": 10})
     assert names(rows) == ["charlie", "bravo", "alpha"]
     rows = await storage.fetch_all(prepared, {"names": ["alpha", "bravo"], "not_name": "bravo", "limit": 10})
     assert names(rows) == ["alpha"]
-    rows = await storage.fetch_all(
-        prepared, {"names": ["alpha", "bravo", "charlie"], "not_name": "", "limit": 1}
-    )
+    rows = await storage.fetch_all(prepared, {"names": ["alpha", "bravo", "charlie"], "not_name": "", "limit": 1})
     assert names(rows) == ["charlie"]
     rows = await storage.fetch_all(prepared, {"names": [], "not_name": "", "limit": 1})
     assert rows == []
@@ -136,9 +131,7 @@ async def test_prepared_statements_reused_with_other_params(storage: IStorage) -
 
     update = Prepared(
         ("rename-builder", "test"),
-        lambda: (
-            sa.update(builders).where(builders.c.name == sa.bindparam("old")).values(name=sa.bindparam("new"))
-        ),
+        lambda: sa.update(builders).where(builders.c.name == sa.bindparam("old")).values(name=sa.bindparam("new")),
     )
     assert await storage.execute(update, {"old": "alpha", "new": "aleph"}) == 1
     assert await storage.execute(update, {"old": "nope", "new": "nothing"}) == 0
@@ -167,13 +160,9 @@ async def test_insert_returning_gives_ids(storage: IStorage) -> None:
 async def test_execute_returns_rowcount(storage: IStorage) -> None:
     await add_builders(storage, "a1", "a2", "b1")
     assert await storage.execute(sa.insert(masters).values(name="m", active=True, last_active=1)) == 1
-    changed = await storage.execute(
-        sa.update(builders).where(builders.c.name.like("a%")).values(description="an a")
-    )
+    changed = await storage.execute(sa.update(builders).where(builders.c.name.like("a%")).values(description="an a"))
     assert changed == 2
-    assert (
-        await storage.execute(sa.update(builders).where(builders.c.name == "zzz").values(description="")) == 0
-    )
+    assert await storage.execute(sa.update(builders).where(builders.c.name == "zzz").values(description="")) == 0
     assert await storage.execute(sa.delete(builders).where(builders.c.name.in_(["a1", "b1", "c1"]))) == 2
     assert names(await storage.fetch_all(sa.select(builders.c.name))) == ["a2"]
 
@@ -197,9 +186,9 @@ async def test_fetch_many_returns_one_list_per_statement(storage: IStorage) -> N
     )
     assert results == [[{"name": "alpha"}, {"name": "bravo"}], [{"n": 2}], [], [{"name": "bravo"}]]
     assert await storage.fetch_many([]) == []
-    assert await storage.fetch_many(
-        [(sa.select(builders.c.name).where(builders.c.name == "alpha"), None)]
-    ) == [[{"name": "alpha"}]]
+    assert await storage.fetch_many([(sa.select(builders.c.name).where(builders.c.name == "alpha"), None)]) == [
+        [{"name": "alpha"}]
+    ]
 
 
 @pytest_twisted.ensureDeferred
@@ -222,9 +211,7 @@ async def test_fetch_page_counts_only_when_needed(storage: IStorage) -> None:
     assert await storage.fetch_page(page, no_count, {"page_limit": 3, "page_offset": 0}, 3, 0) == ([], 0)
     await add_builders(storage, "alpha", "bravo", "charlie", "delta", "echo")
 
-    async def fetch(
-        limit: int, offset: int, counter: sa.Executable | Prepared = count
-    ) -> tuple[list[str], int]:
+    async def fetch(limit: int, offset: int, counter: sa.Executable | Prepared = count) -> tuple[list[str], int]:
         rows, total = await storage.fetch_page(
             page, counter, {"page_limit": limit, "page_offset": offset}, limit, offset
         )
@@ -287,9 +274,7 @@ async def test_transaction_rolls_back_on_exception(storage: IStorage) -> None:
 @pytest_twisted.ensureDeferred
 async def test_transaction_serialises_concurrent_statements(storage: IStorage) -> None:
     async def work(txn: ITransaction) -> list[int]:
-        inserts = [
-            defer.ensureDeferred(txn.execute(sa.insert(builders).values(name=f"b{i}"))) for i in range(5)
-        ]
+        inserts = [defer.ensureDeferred(txn.execute(sa.insert(builders).values(name=f"b{i}"))) for i in range(5)]
         return await defer.gatherResults(inserts)
 
     assert await storage.transaction(work) == [1] * 5
@@ -332,9 +317,7 @@ async def test_other_errors_are_storage_errors(storage: IStorage) -> None:
 async def make_log(storage: IStorage) -> int:
     """A builder, a buildset, a request, a build, a step and a log: what a log chunk hangs on."""
     (builder,) = await storage.fetch_all(sa.insert(builders).values(name="b").returning(builders.c.id))
-    (buildset,) = await storage.fetch_all(
-        sa.insert(buildsets).values(submitted_at=1).returning(buildsets.c.id)
-    )
+    (buildset,) = await storage.fetch_all(sa.insert(buildsets).values(submitted_at=1).returning(buildsets.c.id))
     (request,) = await storage.fetch_all(
         sa.insert(buildrequests)
         .values(buildsetid=buildset["id"], builderid=builder["id"], submitted_at=1)
@@ -395,9 +378,7 @@ async def test_types_round_trip_alike(storage: IStorage) -> None:
         assert type(chunk["content"]) is bytes and type(chunk["compressed"]) is int
     assert zlib.decompress(chunks[1]["content"]) == b"\x00\xff" * 100
     # the same through fetch_many and inside a transaction
-    (many,) = await storage.fetch_many(
-        [(sa.select(logchunks.c.content).where(logchunks.c.compressed == 1), None)]
-    )
+    (many,) = await storage.fetch_many([(sa.select(logchunks.c.content).where(logchunks.c.compressed == 1), None)])
     assert many == [{"content": packed}] and type(many[0]["content"]) is bytes
 
     async def work(txn: ITransaction) -> list[dict]:
@@ -414,6 +395,7 @@ async def test_types_round_trip_alike(storage: IStorage) -> None:
 
 
 def schema_differences(url: str) -> list:
+    """Alembic's differences between the database at *url* and the declared schema."""
     engine = sa.create_engine(migrate.sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -424,6 +406,7 @@ def schema_differences(url: str) -> list:
 
 
 def run_sql(url: str, *statements: sa.Executable) -> list:
+    """Run statements in one committed transaction through a plain SQLAlchemy engine."""
     engine = sa.create_engine(migrate.sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.begin() as connection:
@@ -433,6 +416,7 @@ def run_sql(url: str, *statements: sa.Executable) -> list:
 
 
 def fetch_sql(url: str, statement: sa.Executable) -> list[dict]:
+    """Read rows through a plain SQLAlchemy engine, independent of the backends under test."""
     engine = sa.create_engine(migrate.sqlalchemy_url(url), poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
@@ -482,18 +466,14 @@ def test_data_at_first_revision_survives_upgrade(db_url: str) -> None:
         sa.insert(builders).values(id=1, name="old builder", description="kept"),
         sa.insert(buildsets).values(id=1, submitted_at=10, complete=True),
         sa.insert(buildrequests).values(id=1, buildsetid=1, builderid=1, submitted_at=11),
-        sa.insert(builds).values(
-            id=1, number=7, builderid=1, buildrequestid=1, started_at=12, complete_at=13
-        ),
+        sa.insert(builds).values(id=1, number=7, builderid=1, buildrequestid=1, started_at=12, complete_at=13),
         sa.update(buildsets).where(buildsets.c.id == 1).values(parent_buildid=1),
     )
     migrate.upgrade(db_url, progress=lambda _: None)
     assert fetch_sql(db_url, sa.select(builders.c.name, builders.c.description)) == [
         {"name": "old builder", "description": "kept"}
     ]
-    assert fetch_sql(db_url, sa.select(builds.c.number, builds.c.complete_at)) == [
-        {"number": 7, "complete_at": 13}
-    ]
+    assert fetch_sql(db_url, sa.select(builds.c.number, builds.c.complete_at)) == [{"number": 7, "complete_at": 13}]
     assert fetch_sql(db_url, sa.select(buildsets.c.parent_buildid, buildsets.c.complete)) == [
         {"parent_buildid": 1, "complete": True}
     ]
@@ -524,6 +504,7 @@ def test_make_storage_picks_backend_by_scheme(tmp_path: Path) -> None:
 
 
 def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -575,9 +556,7 @@ async def test_postgresql_reconnects_after_connections_are_killed(pg_server) -> 
         try:
             admin.autocommit = True
             with admin.cursor() as cursor:
-                cursor.execute(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,)
-                )
+                cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (dbname,))
                 assert cursor.rowcount == 2
         finally:
             admin.close()

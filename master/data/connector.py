@@ -119,6 +119,12 @@ class DataAPI:
         endpoint, args = self.resolve(path)
         if spec is None:
             spec = self.parse_spec(endpoint, query or {})
+        return await self.get_resolved(endpoint, args, spec, path)
+
+    async def get_resolved(
+        self, endpoint: Endpoint, args: dict[str, Any], spec: ResultSpec, path: str | Sequence[str]
+    ) -> Any:
+        """:meth:`get` for a path the caller has resolved already (the REST layer does, to parse its query)."""
         result = await endpoint.get(self, spec, args)
         if isinstance(result, Collection) and not result.items:
             await self._check_parent(split_path(path))

@@ -104,25 +104,6 @@ class _Transaction:
     async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
         return await self._writer.run(self._writer.rows, statement, params)
 
-    async def fetch_page(
-        self, page: Statement, count: Statement, params: Mapping[str, Any], limit: int, offset: int
-    ) -> tuple[list[Row], int]:
-        """Run the page query, and the count when needed, in one hop and one read transaction."""
-        reader = self._reader
-
-        def run_page() -> tuple[list[Row], int]:
-            reader.conn.execute("BEGIN")
-            try:
-                rows = reader.rows(page, params)
-                total = page_total(len(rows), limit, offset)
-                if total is None:
-                    total = reader.rows(count, params)[0]["total"]
-                return rows, total
-            finally:
-                reader.conn.execute("COMMIT")
-
-        return await reader.run(run_page)
-
     async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
         return await self._writer.run(self._writer.change, statement, params)
 

@@ -118,9 +118,9 @@ class RestApi:
 
     async def _get(self, request: IRequest, path: str) -> bytes | None:
         try:
-            endpoint, _ = self.data.resolve(path)
+            endpoint, args = self.data.resolve(path)
             spec = self.data.parse_spec(endpoint, query_args(request))
-            result = await self.data.get(path, spec)
+            result = await self.data.get_resolved(endpoint, args, spec, path)
         except (InvalidPath, NotFound) as e:
             return json_error(request, 404, e.message)
         except DataError as e:
