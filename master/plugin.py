@@ -21,6 +21,13 @@ class Plugin:
 
     name = "plugin"
 
+    def __eq__(self, other: object) -> bool:
+        """Plugins of the same class with the same settings are the same (reconfig keeps them)."""
+        return type(other) is type(self) and vars(other) == vars(self)
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.name))
+
     def resource_types(self) -> list[Any]:
         """Resource types to register."""
         return []

@@ -3,12 +3,15 @@
 Start-up checks the schema first (a database on an older schema is refused with the
 command to run), creates missing plugin tables, opens storage, registers the core
 resource types and the plugins, records this master and its builders, and listens.
-Shutdown runs in reverse: stop listening, then close storage.
+Shutdown runs in reverse: stop listening, then close storage.  SIGHUP reloads master.cfg
+and applies the difference without dropping connections; a config that fails to load is
+refused and the running one kept.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -18,14 +21,15 @@ from twisted.internet import defer, reactor, threads
 from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 
-from master.config import MasterConfig
+from master import daemon
+from master.config import ConfigError, MasterConfig, load_config
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
 from master.db import migrate
 from master.db.backends import make_storage
 from master.db.interfaces import StorageError
 from master.www.rest import RestApi
-from master.www.site import build_site
+from master.www.site import Root, build_root, build_site
 
 log = Logger()
 
@@ -37,21 +41,43 @@ class StartupError(Exception):
 class MasterService(service.MultiService):
     """One master: owns the storage, the DataAPI and the listening web port."""
 
-    def __init__(self, basedir: str | Path, config: MasterConfig) -> None:
+    def __init__(self, basedir: str | Path, config: MasterConfig, daemon: bool = False) -> None:
         super().__init__()
         self.basedir = Path(basedir).resolve()
         self.config = config
+        self.daemon = daemon
         self.name = f"{socket.getfqdn()}:{self.basedir}"
         self.storage: Any = None
         self.data: DataAPI | None = None
+        self.rest: RestApi | None = None
+        self.root: Root | None = None
         self.masterid: int | None = None
         self.port: Any = None
         self.started: defer.Deferred = defer.Deferred()
+        self._reconfiguring = False
+
+    # -- start and stop ---------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Start asynchronously; ``self.started`` fires with the listening URL or fails."""
         super().startService()
-        defer.ensureDeferred(self.start()).chainDeferred(self.started)
+        d = defer.ensureDeferred(self.start())
+        if self.daemon:
+            d.addCallbacks(self._daemon_started, self._daemon_failed)
+        d.chainDeferred(self.started)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reconfig_from_file))
+
+    def _daemon_started(self, url: str) -> str:
+        log.info(f"{daemon.STARTED} {{url}} (pid {{pid}})", url=url, pid=os.getpid())
+        return url
+
+    def _daemon_failed(self, failure: Any) -> None:
+        if failure.check(StartupError):
+            log.error(f"{daemon.FAILED} {{reason}}", reason=failure.getErrorMessage())
+        else:
+            log.failure(f"{daemon.FAILED} unexpected error", failure)
+        reactor.stop()
 
     def stopService(self) -> defer.Deferred:  # noqa: N802
         """Stop listening, then close storage."""
@@ -61,11 +87,9 @@ class MasterService(service.MultiService):
     async def start(self) -> str:
         """Bring the master up; return the URL it serves."""
         config = self.config
-        plugin_metadata = [m for m in (p.metadata() for p in config.plugins) if m is not None]
         try:
             await threads.deferToThread(migrate.check, config.db_url)
-            if plugin_metadata:
-                await threads.deferToThread(migrate.create_plugin_tables, config.db_url, plugin_metadata)
+            await self._create_plugin_tables(config.plugins)
             self.storage = make_storage(config.db_url)
             await self.storage.start()
         except StorageError as e:
@@ -76,35 +100,55 @@ class MasterService(service.MultiService):
         for plugin in config.plugins:
             data.add_plugin(plugin)
         self.masterid = await data.updates.master_active(self.name)
-        await self._register_builders()
-        mounts: dict[str, Any] = {"api": RestApi(data, config.www.url).resource()}
+        await self._apply_builders(config)
+        self.rest = RestApi(data, config.www.url)
+        self.root = build_root({"api": self.rest.resource()})
         for plugin in config.plugins:
-            for prefix, resource in plugin.web_resources(data).items():
-                if prefix.strip("/") in mounts:
-                    raise StartupError(f"plugin {plugin.name!r} mounts /{prefix.strip('/')}, which is taken")
-                mounts[prefix.strip("/")] = resource
-        try:
-            self.port = reactor.listenTCP(config.www.port, build_site(mounts), interface=config.www.interface)
-        except CannotListenError as e:
-            raise StartupError(
-                f"cannot listen on {config.www.interface}:{config.www.port}: {e.socketError}"
-                " (is another master running? change www.port in master.cfg)"
-            ) from None
+            self._mount_plugin(plugin)
+        self.port = self._listen(config)
         host = self.port.getHost()
         url = f"http://{host.host}:{host.port}/"
         log.info("ci-master {name} (pid {pid}) serving {url}", name=self.name, pid=os.getpid(), url=url)
         return url
 
-    async def _register_builders(self) -> None:
+    def _listen(self, config: MasterConfig) -> Any:
+        try:
+            return reactor.listenTCP(config.www.port, build_site(self.root), interface=config.www.interface)
+        except CannotListenError as e:
+            raise StartupError(
+                f"cannot listen on {config.www.interface}:{config.www.port}: {e.socketError}"
+                " (is another master running? change www.port in master.cfg)"
+            ) from None
+
+    async def _create_plugin_tables(self, plugins: list[Any]) -> None:
+        metadata = [m for m in (p.metadata() for p in plugins) if m is not None]
+        if metadata:
+            await threads.deferToThread(migrate.create_plugin_tables, self.config.db_url, metadata)
+
+    def _mount_plugin(self, plugin: Any) -> None:
+        for prefix, resource in plugin.web_resources(self.data).items():
+            name = prefix.strip("/").encode()
+            if name in self.root.children:
+                raise StartupError(f"plugin {plugin.name!r} mounts /{prefix.strip('/')}, which is taken")
+            self.root.putChild(name, resource)
+            resource.mounted_by = plugin
+
+    def _unmount_plugin(self, plugin: Any) -> None:
+        for name, child in list(self.root.children.items()):
+            if getattr(child, "mounted_by", None) is plugin:
+                del self.root.children[name]
+
+    async def _apply_builders(self, config: MasterConfig) -> None:
         data = self.data
         builderids = []
-        for builder in self.config.builders:
+        for builder in config.builders:
             projectid = await data.updates.find_project_id(builder.project) if builder.project else None
-            builderid = await data.updates.update_builder(
-                builder.name, description=builder.description, tags=builder.tags, projectid=projectid
+            builderids.append(
+                await data.updates.update_builder(
+                    builder.name, description=builder.description, tags=builder.tags, projectid=projectid
+                )
             )
-            await data.updates.set_builder_masters(builderid, [self.masterid])
-            builderids.append(builderid)
+        await data.updates.set_master_builders(self.masterid, builderids)
 
     async def stop(self) -> None:
         """Stop listening and close the database."""
@@ -119,3 +163,60 @@ class MasterService(service.MultiService):
                     log.failure("could not mark the master stopped")
             await self.storage.stop()
             self.storage = None
+
+    # -- reconfig ---------------------------------------------------------------------------
+
+    def reconfig_from_file(self) -> defer.Deferred:
+        """Reload master.cfg (on SIGHUP) and apply it; failures are logged and change nothing."""
+        return defer.ensureDeferred(self._reconfig_from_file())
+
+    async def _reconfig_from_file(self) -> None:
+        if self._reconfiguring:
+            log.warn(f"{daemon.RECONFIG_FAILED} a reconfig is already running")
+            return
+        self._reconfiguring = True
+        try:
+            new = load_config(self.basedir)
+            summary = await self.reconfig(new)
+        except (ConfigError, StartupError, StorageError, ValueError) as e:
+            log.error(f"{daemon.RECONFIG_FAILED} {{reason}}; keeping the running configuration", reason=str(e))
+        except Exception:
+            log.failure(f"{daemon.RECONFIG_FAILED} unexpected error; keeping the running configuration")
+        else:
+            log.info(f"{daemon.RECONFIGURED} {{summary}}", summary=summary)
+        finally:
+            self._reconfiguring = False
+
+    async def reconfig(self, new: MasterConfig) -> str:
+        """Apply the difference between the running config and *new*; return what changed."""
+        old = self.config
+        if new.db_url != old.db_url:
+            raise ConfigError("db_url cannot change while the master runs; stop and start it instead")
+        changes = []
+        # plugins: removed, added, or replaced when their settings differ
+        old_plugins = {p.name: p for p in old.plugins}
+        new_plugins = {p.name: p for p in new.plugins}
+        going = [p for name, p in old_plugins.items() if name not in new_plugins or new_plugins[name] != p]
+        coming = [p for name, p in new_plugins.items() if name not in old_plugins or old_plugins[name] != p]
+        await self._create_plugin_tables(coming)
+        for plugin in going:
+            self._unmount_plugin(plugin)
+            self.data.remove_plugin(plugin)
+        for plugin in coming:
+            self.data.add_plugin(plugin)
+            self._mount_plugin(plugin)
+        if going or coming:
+            changes.append(f"plugins -{len(going)} +{len(coming)}")
+        if [vars(b) for b in new.builders] != [vars(b) for b in old.builders]:
+            await self._apply_builders(new)
+            changes.append(f"builders {len(old.builders)} -> {len(new.builders)}")
+        self.data.limits = new.limits
+        self.rest.base_url = new.www.url
+        if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
+            # open the new port first; open connections on the old one are left to finish
+            port = self._listen(new)
+            await self.port.stopListening()
+            self.port = port
+            changes.append(f"listening on {new.www.interface}:{new.www.port}")
+        self.config = new
+        return ", ".join(changes) or "nothing changed"

@@ -4,43 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import pytest_twisted
 import sqlalchemy as sa
 import treq
+from apiclient import Api, serve
 from notes_plugin import NotesPlugin
 from notes_plugin import metadata as notes_metadata
-from twisted.internet import reactor
-from twisted.web.client import HTTPConnectionPool
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
 from master.data.resultspec import Limits
 from master.db import migrate, schema
-from master.www.rest import RestApi
-from master.www.site import build_site
-
-
-@dataclass
-class Api:
-    url: str
-    data: DataAPI
-    pool: HTTPConnectionPool
-
-    async def get(self, path: str, **kw: Any) -> tuple[int, Any, Any]:
-        response = await treq.get(self.url + path, pool=self.pool, **kw)
-        body = await response.content()
-        return response.code, json.loads(body) if body else None, response
-
-    async def rpc(self, path: str, body: Any, content_type: str = "application/json") -> tuple[int, Any]:
-        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-        response = await treq.post(
-            self.url + path, data=raw, headers={"Content-Type": content_type}, pool=self.pool
-        )
-        return response.code, json.loads(await response.content())
 
 
 async def seed(data: DataAPI) -> None:
@@ -72,12 +49,8 @@ async def api(storage: Any, migrated_url: str) -> AsyncIterator[Api]:
         data.add_resource_type(rtype)
     data.add_plugin(NotesPlugin())
     await seed(data)
-    port = reactor.listenTCP(0, build_site({"api": RestApi(data).resource()}), interface="127.0.0.1")
-    pool = HTTPConnectionPool(reactor, persistent=False)
-    try:
-        yield Api(f"http://127.0.0.1:{port.getHost().port}", data, pool)
-    finally:
-        await port.stopListening()
+    async with serve(data) as api:
+        yield api
 
 
 def ids(body: dict, plural: str = "builds", key: str = "buildid") -> list[int]:

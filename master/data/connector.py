@@ -69,9 +69,32 @@ class DataAPI:
     def add_plugin(self, plugin: Any) -> None:
         """Register the resource types a plugin provides."""
         verifyObject(IPlugin, plugin)
-        for rtype in plugin.resource_types():
-            self.add_resource_type(rtype)
+        added = []
+        try:
+            for rtype in plugin.resource_types():
+                self.add_resource_type(rtype)
+                rtype.plugin = plugin
+                added.append(rtype.plural)
+        except ValueError:
+            for plural in added:
+                self.remove_resource_type(plural)
+            raise
         self.plugins.append(plugin)
+
+    def remove_resource_type(self, plural: str) -> None:
+        """Unregister a resource type with its endpoints and update methods."""
+        rtype = self.rtypes.pop(plural)
+        for endpoint in rtype.endpoints:
+            self._matcher.remove(endpoint.pattern)
+        for name in dir(type(rtype)):
+            if getattr(getattr(type(rtype), name), "is_update_method", False):
+                delattr(self.updates, name)
+
+    def remove_plugin(self, plugin: Any) -> None:
+        """Unregister the resource types of a plugin added before."""
+        self.plugins.remove(plugin)
+        for plural in [p for p, rtype in self.rtypes.items() if getattr(rtype, "plugin", None) is plugin]:
+            self.remove_resource_type(plural)
 
     def endpoints(self) -> list[Endpoint]:
         """Every registered endpoint, sorted by pattern."""

@@ -32,8 +32,16 @@ class Root(resource.Resource):
         return json_error(request, 404, "nothing here yet: the API is at /api/v2")
 
 
-def build_site(mounts: Mapping[str, resource.Resource]) -> server.Site:
-    """A Site whose root serves each resource of *mounts* at its prefix (``"api"``, ``"v1"``...)."""
+def build_site(mounts: Mapping[str, resource.Resource] | Root) -> server.Site:
+    """A Site serving a root built by :func:`build_root`, or built here from *mounts*."""
+    root = mounts if isinstance(mounts, Root) else build_root(mounts)
+    site = server.Site(root)
+    site.displayTracebacks = False
+    return site
+
+
+def build_root(mounts: Mapping[str, resource.Resource]) -> Root:
+    """A root serving each resource of *mounts* at its prefix (``"api"``, ``"v1"``...)."""
     root = Root()
     for prefix, child in mounts.items():
         parts = prefix.strip("/").split("/")
@@ -45,6 +53,4 @@ def build_site(mounts: Mapping[str, resource.Resource]) -> server.Site:
                 parent.putChild(part.encode(), existing)
             parent = existing
         parent.putChild(parts[-1].encode(), child)
-    site = server.Site(root)
-    site.displayTracebacks = False
-    return site
+    return root

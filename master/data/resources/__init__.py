@@ -7,9 +7,11 @@ from master.data.base import ResourceType
 
 def core_resource_types() -> list[ResourceType]:
     """A fresh instance of every core resource type."""
-    from master.data.resources import builders, builds
+    from master.data.resources import builders, builds, masters, projects
 
     return [
+        masters.Masters(),
+        projects.Projects(),
         builders.Builders(),
         builds.Builds(),
     ]

@@ -98,14 +98,20 @@ class Builders(ResourceType):
         return builderid
 
     @update_method
-    async def set_builder_masters(self, builderid: int, masterids: list[int]) -> None:
-        """Record on which masters a builder is configured."""
+    async def set_master_builders(self, masterid: int, builderids: list[int]) -> None:
+        """Record that master *masterid* now serves exactly *builderids* (other masters untouched)."""
         table = schema.builder_masters
+        wanted = set(builderids)
 
-        async def work(txn: Any) -> None:
-            await txn.execute(sa.delete(table).where(table.c.builderid == builderid))
-            for masterid in sorted(set(masterids)):
+        async def work(txn: Any) -> set[int]:
+            rows = await txn.fetch_all(sa.select(table.c.builderid).where(table.c.masterid == masterid))
+            present = {row["builderid"] for row in rows}
+            gone = present - wanted
+            if gone:
+                await txn.execute(sa.delete(table).where(table.c.masterid == masterid, table.c.builderid.in_(gone)))
+            for builderid in sorted(wanted - present):
                 await txn.execute(sa.insert(table).values(builderid=builderid, masterid=masterid))
+            return gone | (wanted - present)
 
-        await self.data.storage.transaction(work)
-        await self.produce_event(await self.get_entity(builderid), "update")
+        for builderid in sorted(await self.data.storage.transaction(work)):
+            await self.produce_event(await self.get_entity(builderid), "update")

@@ -7,7 +7,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
-from master.data.resources.common import dumps, now, properties_loader
+from master.data.resources.common import boolean_filter, dumps, now, properties_loader
 from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
 from master.db.interfaces import IntegrityError
@@ -44,7 +44,7 @@ class Builds(ResourceType):
             "started_at": Field(DateTime(), t.c.started_at, "when it started"),
             "complete_at": Field(NoneOk(DateTime()), t.c.complete_at, "when it finished"),
             "complete": Field(Boolean(), t.c.complete_at.is_not(None), "whether it has finished",
-                              filter_sql=_complete_filter),
+                              filter_sql=boolean_filter(lambda: t.c.complete_at.is_not(None))),
             "locks_duration_s": Field(Integer(), t.c.locks_duration_s, "seconds spent waiting for locks"),
             "state_string": Field(String(), t.c.state_string, "what it is doing or did, in words"),
             "results": Field(NoneOk(Integer()), t.c.results, "result code 0..6, null while running"),
@@ -127,12 +127,3 @@ class Builds(ResourceType):
         )
         await self.produce_event(await self.get_entity(buildid), "finished")
 
-
-def _complete_filter(op: str, values: tuple[Any, ...]) -> Any:
-    """complete=true/false as IS [NOT] NULL, which the (builderid, complete_at) index serves."""
-    wanted = set(values) if op in ("eq", "in") else {True, False} - set(values)
-    if wanted == {True}:
-        return t.c.complete_at.is_not(None)
-    if wanted == {False}:
-        return t.c.complete_at.is_(None)
-    return sa.true() if wanted else sa.false()

@@ -29,6 +29,24 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def boolean_filter(when_true: Callable[[], ColumnElement]) -> Callable[[str, tuple[Any, ...]], ColumnElement]:
+    """The ``filter_sql`` of a computed boolean field: ``field=true/false`` as *when_true()* or its negation.
+
+    Used where the plain comparison ``expression = true`` would not use an index (``complete_at IS
+    NOT NULL``) or is not a column at all (an EXISTS).
+    """
+
+    def make(op: str, values: tuple[Any, ...]) -> ColumnElement:
+        wanted = set(values) if op in ("eq", "in") else {True, False} - set(values)
+        if wanted == {True}:
+            return when_true()
+        if wanted == {False}:
+            return sa.not_(when_true())
+        return sa.true() if wanted else sa.false()
+
+    return make
+
+
 def list_loader(
     key: str, table_key: ColumnElement, value: ColumnElement, order: ColumnElement | None = None
 ) -> Loader:

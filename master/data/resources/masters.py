@@ -1,0 +1,81 @@
+"""Masters: the ci-master processes sharing this database, and whether they are running."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+
+from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.resources.common import now
+from master.data.types import Boolean, DateTime, Integer, String
+from master.db import schema
+
+t = schema.masters
+
+
+def _serves_builder(bind: Any) -> Any:
+    return t.c.id.in_(sa.select(schema.builder_masters.c.masterid).where(schema.builder_masters.c.builderid == bind))
+
+
+class Masters(ResourceType):
+    """``/masters``: every master that ever ran on this database; ``active`` while it runs."""
+
+    name = "master"
+    plural = "masters"
+    id_field = "masterid"
+    event_paths = ("masters/:masterid",)
+
+    def declare(self):
+        """Fields and endpoints of masters."""
+        fields = {
+            "masterid": Field(Integer(), t.c.id, "the master's id"),
+            "name": Field(String(), t.c.name, "the master's unique name (host:basedir unless configured)"),
+            "active": Field(Boolean(), t.c.active, "whether the master is running"),
+            "last_active": Field(DateTime(), t.c.last_active, "when the master last said it was running"),
+        }
+        endpoints = [
+            Endpoint("/masters", Kind.COLLECTION),
+            Endpoint("/masters/n:masterid"),
+            Endpoint("/builders/n:builderid/masters", Kind.COLLECTION, arg_columns={"builderid": _serves_builder}),
+            Endpoint("/builders/n:builderid/masters/n:masterid", arg_columns={"builderid": _serves_builder}),
+        ]
+        return t, fields, endpoints, {}
+
+    @update_method
+    async def master_active(self, name: str) -> int:
+        """Record that master *name* runs now; return its id ('started' is published when it was not active)."""
+
+        async def work(txn: Any) -> tuple[int, bool]:
+            rows = await txn.fetch_all(sa.select(t.c.id, t.c.active).where(t.c.name == name))
+            if rows:
+                await txn.execute(sa.update(t).where(t.c.id == rows[0]["id"]).values(active=True, last_active=now()))
+                return rows[0]["id"], not rows[0]["active"]
+            inserted = await txn.fetch_all(
+                sa.insert(t).values(name=name, active=True, last_active=now()).returning(t.c.id)
+            )
+            return inserted[0]["id"], True
+
+        masterid, started = await self.data.storage.transaction(work)
+        if started:
+            await self.produce_event(await self.get_entity(masterid), "started")
+        return masterid
+
+    @update_method
+    async def master_stopped(self, masterid: int) -> None:
+        """Record that master *masterid* has stopped; its builders are no longer served by it."""
+        table = schema.builder_masters
+
+        async def work(txn: Any) -> tuple[bool, list[int]]:
+            stop = sa.update(t).where(t.c.id == masterid, t.c.active.is_(True)).values(active=False)
+            changed = await txn.execute(stop)
+            rows = await txn.fetch_all(sa.select(table.c.builderid).where(table.c.masterid == masterid))
+            await txn.execute(sa.delete(table).where(table.c.masterid == masterid))
+            return bool(changed), sorted(row["builderid"] for row in rows)
+
+        stopped, builderids = await self.data.storage.transaction(work)
+        if stopped:
+            await self.produce_event(await self.get_entity(masterid), "stopped")
+        builders = self.data.rtypes["builders"]
+        for builderid in builderids:
+            await builders.produce_event(await builders.get_entity(builderid), "update")
