@@ -11,11 +11,13 @@ import shutil
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from master import daemon
 from master.config import ConfigError, MasterConfig, load_config
 from master.db import migrate
 from master.db.interfaces import StorageError
+from master.www.auth import UserError
 
 SAMPLE = Path(__file__).parent / "master.cfg.sample"
 START_TIMEOUT = 60.0
@@ -141,11 +143,23 @@ def _run_foreground(basedir: Path, config: MasterConfig) -> int:
 
 
 def stop(args: argparse.Namespace) -> int:
-    """Stop the master with SIGTERM and wait until it has exited."""
+    """Stop the master with SIGTERM and wait until it has exited; --clean lets running builds end first."""
     basedir = master_dir(args.dir)
     pid = daemon.running_pid(basedir)
     if pid is None:
         raise CommandError(f"the master in {basedir} is not running")
+    if getattr(args, "clean", False):
+        offset = daemon.log_size(basedir)
+        os.kill(pid, signal.SIGUSR1)
+        print("clean stop: the master starts no new build and exits when the running ones end", flush=True)
+        while daemon.is_running(pid):
+            line = daemon.wait_for_log(basedir, offset, (daemon.CLEAN_STOP,), 1.0)
+            if line is not None:
+                offset = daemon.log_size(basedir)
+                print(line.split(daemon.CLEAN_STOP, 1)[1].strip(), flush=True)
+        daemon.running_pid(basedir)  # twistd removes its pidfile; this clears it if it could not
+        print(f"ci-master stopped (pid {pid})")
+        return 0
     if not daemon.stop_process(pid, STOP_TIMEOUT):
         raise CommandError(f"the master (pid {pid}) did not exit within {STOP_TIMEOUT:.0f}s")
     print(f"ci-master stopped (pid {pid})")
@@ -195,13 +209,129 @@ def build_parser() -> argparse.ArgumentParser:
     command("create-master", create_master, "make a master directory with master.cfg and a new database")
     run = command("start", start, "start the master (as a daemon unless --nodaemon)")
     run.add_argument("--nodaemon", action="store_true", help="run in the foreground, logging to standard output")
-    command("stop", stop, "stop the running master and wait for it to exit")
+    stop_parser = command("stop", stop, "stop the running master and wait for it to exit")
+    stop_parser.add_argument(
+        "--clean", action="store_true", help="first wait for running builds to end (no new build starts)"
+    )
     restart_parser = command("restart", restart, "stop the master if it runs, then start it")
-    restart_parser.set_defaults(nodaemon=False)
+    restart_parser.set_defaults(nodaemon=False, clean=False)
     command("reconfig", reconfig, "reload master.cfg in the running master without dropping connections")
     command("checkconfig", checkconfig, "load and validate master.cfg without starting")
     command("upgrade-master", upgrade_master, "migrate the database to this version's schema")
+    command("plugins", list_plugins, "list the plugins master.cfg enables and those installed packages offer")
+
+    user = commands.add_parser("user", help="manage users and API tokens", description="manage users and API tokens")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+
+    def user_command(name: str, run, help_text: str) -> argparse.ArgumentParser:
+        sub = user_commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument("dir", metavar="DIR", help="the master directory")
+        sub.set_defaults(run=run)
+        return sub
+
+    add = user_command("add", user_add, "add a user, or change their roles and password")
+    add.add_argument("name", help="the user name")
+    add.add_argument("--role", action="append", default=[], help="a role (repeatable), e.g. --role admin")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input instead of a prompt"
+    )
+    add.add_argument("--no-password", action="store_true", help="no password: the user logs in with tokens only")
+    remove = user_command("remove", user_remove, "remove a user and their tokens")
+    remove.add_argument("name", help="the user name")
+    token = user_command("token", user_token, "make an API token for a user (printed once)")
+    token.add_argument("name", help="the user name")
+    revoke = user_command("revoke", user_revoke, "revoke an API token by its id")
+    revoke.add_argument("token_id", metavar="TOKEN_ID", help="the id printed when the token was made")
+    user_command("list", user_list, "list users, their roles and token ids")
     return parser
+
+
+def list_plugins(args: argparse.Namespace) -> int:
+    """Print the plugins master.cfg enables, then the installed ones."""
+    from master.plugin import available_plugins
+
+    basedir = master_dir(args.dir)
+    config = load_config(basedir)
+    print(f"enabled in {basedir / 'master.cfg'}:" if config.plugins else "no plugin enabled in master.cfg")
+    for plugin in config.plugins:
+        kind = type(plugin)
+        types = ", ".join(rtype.plural for rtype in plugin.resource_types()) or "none"
+        metadata = plugin.metadata()
+        tables = ", ".join(sorted(metadata.tables)) if metadata is not None else "none"
+        print(f"  {plugin.name}  ({kind.__module__}:{kind.__qualname__})  resource types: {types}; tables: {tables}")
+    installed = available_plugins()
+    enabled = {type(p).__module__ + ":" + type(p).__qualname__ for p in config.plugins}
+    print("installed (entry points ci_master.plugins):" if installed else "no plugin installed by entry point")
+    for name, entry in sorted(installed.items()):
+        mark = "enabled" if entry.value in enabled else "not enabled"
+        print(f"  {name}  ({entry.value})  {mark}")
+    return 0
+
+
+def _user_store(args: argparse.Namespace) -> tuple[Any, bool]:
+    from master.www.auth import Auth, UserStore
+
+    basedir = master_dir(args.dir)
+    config = load_config(basedir)
+    auth = config.auth or Auth()
+    return UserStore(basedir / auth.users_file), config.auth is not None
+
+
+def user_add(args: argparse.Namespace) -> int:
+    """Add or update a user."""
+    import getpass
+
+    store, enabled = _user_store(args)
+    if args.no_password:
+        password = None
+    elif args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.name}: ")
+        if password != getpass.getpass("again: "):
+            raise CommandError("the passwords differ")
+    if password is not None and not password:
+        raise CommandError("empty password (use --no-password for a token-only user)")
+    store.add_user(args.name, password, args.role)
+    print(f"user {args.name} saved in {store.path} with roles: {', '.join(sorted(set(args.role))) or 'none'}")
+    if not enabled:
+        print("note: auth is off in master.cfg (config.auth); users take effect once it is set")
+    return 0
+
+
+def user_remove(args: argparse.Namespace) -> int:
+    """Remove a user."""
+    store, _ = _user_store(args)
+    store.remove_user(args.name)
+    print(f"user {args.name} removed")
+    return 0
+
+
+def user_token(args: argparse.Namespace) -> int:
+    """Make and print an API token."""
+    store, _ = _user_store(args)
+    token_id, token = store.new_token(args.name)
+    print(f"token {token_id} for {args.name} (shown once; send it as 'Authorization: Bearer <token>'):")
+    print(token)
+    return 0
+
+
+def user_revoke(args: argparse.Namespace) -> int:
+    """Revoke an API token."""
+    store, _ = _user_store(args)
+    name = store.revoke_token(args.token_id)
+    print(f"token {args.token_id} of {name} revoked")
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    """List users."""
+    store, _ = _user_store(args)
+    for name in store.names():
+        described = store.describe(name)
+        tokens = ", ".join(t["id"] for t in described["tokens"]) or "none"
+        print(f"{name}  roles: {', '.join(described['roles']) or 'none'}  tokens: {tokens}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, ConfigError, StorageError) as e:
+    except (CommandError, ConfigError, StorageError, UserError) as e:
         print(f"ci-master: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

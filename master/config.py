@@ -16,6 +16,8 @@ from zope.interface.verify import verifyObject
 
 from master.data.interfaces import IPlugin
 from master.data.resultspec import Limits
+from master.plugin import PluginError, load_plugin
+from master.www.auth import Auth, ControlRule
 
 
 class ConfigError(Exception):
@@ -29,6 +31,7 @@ class WWWConfig:
     interface: str = "127.0.0.1"
     port: int = 8010
     base_url: str | None = None
+    allowed_origins: list[str] = field(default_factory=list)
 
     @property
     def url(self) -> str:
@@ -56,6 +59,7 @@ class MasterConfig:
     www: WWWConfig | dict = field(default_factory=WWWConfig)
     plugins: list[Any] = field(default_factory=list)
     builders: list[BuilderConfig] = field(default_factory=list)
+    auth: Auth | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
 
@@ -67,9 +71,10 @@ class MasterConfig:
 
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):
-        unknown = set(config.www) - {"interface", "port", "base_url"}
+        known = ("interface", "port", "base_url", "allowed_origins")
+        unknown = set(config.www) - set(known)
         if unknown:
-            raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: interface, port, base_url)")
+            raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
         config.www = WWWConfig(**config.www)
     if not isinstance(config.www.port, int) or not 0 <= config.www.port <= 65535:
         raise ConfigError(f"www.port: expected a port number, got {config.www.port!r}")
@@ -81,8 +86,18 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         config.db_url = f"sqlite:///{basedir / config.db_url[len('sqlite:///'):]}"
     if not 1 <= config.api_default_limit <= config.api_max_limit:
         raise ConfigError("api_default_limit: must be between 1 and api_max_limit")
+    origins = config.www.allowed_origins
+    if not isinstance(origins, list) or not all(isinstance(o, str) for o in origins):
+        raise ConfigError(
+            f"www.allowed_origins: expected a list of origins like 'https://ci.example.org', got {origins!r}"
+        )
+    _check_auth(config.auth)
     names = set()
-    for index, plugin in enumerate(config.plugins):
+    for index, spec in enumerate(config.plugins):
+        try:
+            plugin = config.plugins[index] = load_plugin(spec)
+        except PluginError as e:
+            raise ConfigError(f"plugins[{index}]: {e}") from None
         try:
             verifyObject(IPlugin, plugin)
         except Exception as e:
@@ -98,6 +113,22 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
             raise ConfigError(f"builders[{index}]: builder name {builder.name!r} is used twice")
         seen.add(builder.name)
     return config
+
+
+def _check_auth(auth: Any) -> None:
+    if auth is None:
+        return
+    if not isinstance(auth, Auth):
+        raise ConfigError(f"auth: expected Auth(...) or None, got {auth!r}")
+    if not isinstance(auth.users_file, str) or not auth.users_file:
+        raise ConfigError("auth.users_file: expected a file name")
+    for index, rule in enumerate(auth.rules):
+        if not isinstance(rule, ControlRule):
+            raise ConfigError(f"auth.rules[{index}]: expected ControlRule(...), got {rule!r}")
+        if isinstance(rule.roles, str):
+            raise ConfigError(f"auth.rules[{index}].roles: expected a list of role names, got {rule.roles!r}")
+    if not isinstance(auth.session_hours, int | float) or auth.session_hours <= 0:
+        raise ConfigError("auth.session_hours: expected a positive number of hours")
 
 
 def load_config(basedir: str | Path, filename: str = "master.cfg") -> MasterConfig:

@@ -32,6 +32,7 @@ STARTED = "ci-master started: serving"
 FAILED = "ci-master failed to start:"
 RECONFIGURED = "ci-master reconfig done:"
 RECONFIG_FAILED = "ci-master reconfig failed:"
+CLEAN_STOP = "ci-master clean stop:"
 
 
 def make_application(basedir: str) -> service.Application:

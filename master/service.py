@@ -19,6 +19,7 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer, reactor, threads
 from twisted.internet.error import CannotListenError
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from master import daemon
@@ -28,10 +29,13 @@ from master.data.resources import core_resource_types
 from master.db import migrate
 from master.db.backends import make_storage
 from master.db.interfaces import StorageError
+from master.www.auth import Authenticator
+from master.www.login import LoginPages
 from master.www.rest import RestApi
 from master.www.site import Root, build_root, build_site
 
 log = Logger()
+CLEAN_STOP_POLL = 2.0
 
 
 class StartupError(Exception):
@@ -53,8 +57,12 @@ class MasterService(service.MultiService):
         self.root: Root | None = None
         self.masterid: int | None = None
         self.port: Any = None
+        self.site: Any = None
+        self.auth = Authenticator(None, self.basedir)
+        self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
         self._reconfiguring = False
+        self.accepting_builds = True
 
     # -- start and stop ---------------------------------------------------------------------
 
@@ -67,6 +75,7 @@ class MasterService(service.MultiService):
         d.chainDeferred(self.started)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reconfig_from_file))
+            signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(self.clean_stop))
 
     def _daemon_started(self, url: str) -> str:
         log.info(f"{daemon.STARTED} {{url}} (pid {{pid}})", url=url, pid=os.getpid())
@@ -80,9 +89,14 @@ class MasterService(service.MultiService):
         reactor.stop()
 
     def stopService(self) -> defer.Deferred:  # noqa: N802
-        """Stop listening, then close storage."""
-        super().stopService()
-        return defer.ensureDeferred(self.stop())
+        """Stop the plugins' services, then stop listening, then close storage."""
+        children_stopped = super().stopService()
+
+        async def stop_all() -> None:
+            await children_stopped
+            await self.stop()
+
+        return defer.ensureDeferred(stop_all())
 
     async def start(self) -> str:
         """Bring the master up; return the URL it serves."""
@@ -101,10 +115,13 @@ class MasterService(service.MultiService):
             data.add_plugin(plugin)
         self.masterid = await data.updates.master_active(self.name)
         await self._apply_builders(config)
-        self.rest = RestApi(data, config.www.url)
-        self.root = build_root({"api": self.rest.resource()})
+        self.auth.reconfigure(config.auth)
+        self.rest = RestApi(data, config.www.url, self.auth)
+        self.root = build_root({"api": self.rest.resource(), "auth": LoginPages(self.auth).resource()})
+        self.site = build_site(self.root, config.www.allowed_origins)
         for plugin in config.plugins:
             self._mount_plugin(plugin)
+            self._start_plugin_services(plugin)
         self.port = self._listen(config)
         host = self.port.getHost()
         url = f"http://{host.host}:{host.port}/"
@@ -113,7 +130,7 @@ class MasterService(service.MultiService):
 
     def _listen(self, config: MasterConfig) -> Any:
         try:
-            return reactor.listenTCP(config.www.port, build_site(self.root), interface=config.www.interface)
+            return reactor.listenTCP(config.www.port, self.site, interface=config.www.interface)
         except CannotListenError as e:
             raise StartupError(
                 f"cannot listen on {config.www.interface}:{config.www.port}: {e.socketError}"
@@ -132,6 +149,15 @@ class MasterService(service.MultiService):
                 raise StartupError(f"plugin {plugin.name!r} mounts /{prefix.strip('/')}, which is taken")
             self.root.putChild(name, resource)
             resource.mounted_by = plugin
+
+    def _start_plugin_services(self, plugin: Any) -> None:
+        services = self._plugin_services[plugin] = list(plugin.services(self.data))
+        for child in services:
+            child.setServiceParent(self)
+
+    async def _stop_plugin_services(self, plugin: Any) -> None:
+        for child in self._plugin_services.pop(plugin, []):
+            await defer.maybeDeferred(child.disownServiceParent)
 
     def _unmount_plugin(self, plugin: Any) -> None:
         for name, child in list(self.root.children.items()):
@@ -163,6 +189,27 @@ class MasterService(service.MultiService):
                     log.failure("could not mark the master stopped")
             await self.storage.stop()
             self.storage = None
+
+    def clean_stop(self) -> defer.Deferred:
+        """Start no new build, wait for this master's running builds to end, then stop (SIGUSR1)."""
+        return defer.ensureDeferred(self._clean_stop())
+
+    async def _clean_stop(self) -> None:
+        if not self.accepting_builds:
+            return
+        self.accepting_builds = False
+        said = None
+        while self.data is not None:
+            query = {"masterid": [str(self.masterid)], "complete": ["false"], "field": ["buildid"], "limit": ["1"]}
+            running = (await self.data.get("builds", query=query)).total
+            if running == 0:
+                break
+            if running != said:
+                log.info(f"{daemon.CLEAN_STOP} waiting for {{n}} running build(s)", n=running)
+                said = running
+            await deferLater(reactor, CLEAN_STOP_POLL, lambda: None)
+        log.info(f"{daemon.CLEAN_STOP} no build running; stopping")
+        reactor.stop()
 
     # -- reconfig ---------------------------------------------------------------------------
 
@@ -200,18 +247,24 @@ class MasterService(service.MultiService):
         coming = [p for name, p in new_plugins.items() if name not in old_plugins or old_plugins[name] != p]
         await self._create_plugin_tables(coming)
         for plugin in going:
+            await self._stop_plugin_services(plugin)
             self._unmount_plugin(plugin)
             self.data.remove_plugin(plugin)
         for plugin in coming:
             self.data.add_plugin(plugin)
             self._mount_plugin(plugin)
+            self._start_plugin_services(plugin)
         if going or coming:
             changes.append(f"plugins -{len(going)} +{len(coming)}")
         if [vars(b) for b in new.builders] != [vars(b) for b in old.builders]:
             await self._apply_builders(new)
             changes.append(f"builders {len(old.builders)} -> {len(new.builders)}")
+        if new.auth != old.auth:
+            self.auth.reconfigure(new.auth)
+            changes.append("auth " + ("on" if new.auth else "off"))
         self.data.limits = new.limits
         self.rest.base_url = new.www.url
+        self.site.allowed_origins = list(new.www.allowed_origins)
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish
             port = self._listen(new)

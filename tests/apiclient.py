@@ -11,6 +11,7 @@ from typing import Any
 import treq
 from twisted.internet import reactor
 from twisted.web.client import HTTPConnectionPool
+from twisted.web.server import Site
 
 from master.data.connector import DataAPI
 from master.www.rest import RestApi
@@ -51,9 +52,10 @@ class Api:
 
 
 @asynccontextmanager
-async def serve(data: DataAPI) -> AsyncIterator[Api]:
-    """Serve *data*'s REST API at /api on a free port of 127.0.0.1 for the duration of the block."""
-    port = reactor.listenTCP(0, build_site({"api": RestApi(data).resource()}), interface="127.0.0.1")
+async def serve(data: DataAPI, site: Site | None = None) -> AsyncIterator[Api]:
+    """Serve *site* (by default *data*'s REST API at /api) on a free port of 127.0.0.1 during the block."""
+    site = site if site is not None else build_site({"api": RestApi(data).resource()})
+    port = reactor.listenTCP(0, site, interface="127.0.0.1")
     pool = HTTPConnectionPool(reactor, persistent=False)
     try:
         yield Api(f"http://127.0.0.1:{port.getHost().port}", data, pool)

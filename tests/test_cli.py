@@ -6,24 +6,12 @@ import json
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-
-CLI = [sys.executable, "-m", "master.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+from cliutil import CLI, free_port, http_get, run, use_port
 
 
 @pytest.fixture
@@ -32,11 +20,6 @@ def master_dir(tmp_path: Path) -> Path:
     assert done.returncode == 0, done.stderr
     assert "created master" in done.stdout
     return tmp_path / "m"
-
-
-def use_port(master_dir: Path, port: int) -> None:
-    cfg = master_dir / "master.cfg"
-    cfg.write_text(cfg.read_text().replace('"port": 8010', f'"port": {port}'))
 
 
 def start(master_dir: Path) -> subprocess.Popen:
@@ -124,26 +107,17 @@ def test_broken_config_names_file_and_line(master_dir: Path) -> None:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
-def ci(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return run(*args, cwd=cwd)
-
-
-def http_get(port: int, path: str) -> dict:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-        return json.load(response)
-
-
 def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
     import http.client
 
     port = free_port()
     use_port(master_dir, port)
-    started = ci("start", str(master_dir), cwd=master_dir)
+    started = run("start", str(master_dir), cwd=master_dir)
     assert started.returncode == 0, started.stderr
     assert f"serving http://127.0.0.1:{port}/" in started.stdout
     pid = int((master_dir / "twistd.pid").read_text())
     try:
-        again = ci("start", str(master_dir), cwd=master_dir)
+        again = run("start", str(master_dir), cwd=master_dir)
         assert again.returncode == 1 and f"already running (pid {pid})" in again.stderr
 
         # a keep-alive connection opened before the reconfig must survive it
@@ -158,9 +132,9 @@ def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
             'BuilderConfig(name="demo"',
             'BuilderConfig(name="extra", tags=["new"]),\n        BuilderConfig(name="demo"',
         ))
-        checked = ci("checkconfig", str(master_dir), cwd=master_dir)
+        checked = run("checkconfig", str(master_dir), cwd=master_dir)
         assert checked.returncode == 0 and "2 builder(s)" in checked.stdout
-        done = ci("reconfig", str(master_dir), cwd=master_dir)
+        done = run("reconfig", str(master_dir), cwd=master_dir)
         assert done.returncode == 0, done.stderr
         assert "builders 1 -> 2" in done.stdout
 
@@ -172,30 +146,30 @@ def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
 
         # a broken config is refused and the running one kept
         cfg.write_text(good + "\nconfig.www = {'port': 'eighty'}\n")
-        broken = ci("checkconfig", str(master_dir), cwd=master_dir)
+        broken = run("checkconfig", str(master_dir), cwd=master_dir)
         assert broken.returncode == 1 and "www.port" in broken.stderr
-        refused = ci("reconfig", str(master_dir), cwd=master_dir)
+        refused = run("reconfig", str(master_dir), cwd=master_dir)
         assert refused.returncode == 1 and "www.port" in refused.stderr
         assert http_get(port, "/api/v2/builders?name=extra")["meta"]["total"] == 1
 
         # a valid config the running master cannot apply is refused by the master itself
         cfg.write_text(good + f"\nconfig.db_url = 'sqlite:///{master_dir}/other.sqlite'\n")
-        assert ci("checkconfig", str(master_dir), cwd=master_dir).returncode == 0
-        refused = ci("reconfig", str(master_dir), cwd=master_dir)
+        assert run("checkconfig", str(master_dir), cwd=master_dir).returncode == 0
+        refused = run("reconfig", str(master_dir), cwd=master_dir)
         assert refused.returncode == 1 and "db_url cannot change" in refused.stderr
         assert http_get(port, "/api/v2/builders?name=extra")["meta"]["total"] == 1
     finally:
-        stopped = ci("stop", str(master_dir), cwd=master_dir)
+        stopped = run("stop", str(master_dir), cwd=master_dir)
     assert stopped.returncode == 0, stopped.stderr
     assert not (master_dir / "twistd.pid").exists()
-    assert "not running" in ci("stop", str(master_dir), cwd=master_dir).stderr
+    assert "not running" in run("stop", str(master_dir), cwd=master_dir).stderr
     log = (master_dir / "twistd.log").read_text()
     assert "ci-master started: serving" in log and "ci-master reconfig failed" in log
 
 
 def test_stale_pidfile_is_cleared(master_dir: Path) -> None:
     (master_dir / "twistd.pid").write_text("999999")
-    done = ci("stop", str(master_dir), cwd=master_dir)
+    done = run("stop", str(master_dir), cwd=master_dir)
     assert done.returncode == 1 and "not running" in done.stderr
     assert not (master_dir / "twistd.pid").exists()
 
@@ -205,9 +179,9 @@ def test_daemon_reports_a_port_in_use(master_dir: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         use_port(master_dir, busy.getsockname()[1])
-        done = ci("start", str(master_dir), cwd=master_dir)
+        done = run("start", str(master_dir), cwd=master_dir)
     assert done.returncode == 1 and "cannot listen on 127.0.0.1" in done.stderr
-    assert not (master_dir / "twistd.pid").exists() or ci("stop", str(master_dir), cwd=master_dir).returncode == 1
+    assert not (master_dir / "twistd.pid").exists() or run("stop", str(master_dir), cwd=master_dir).returncode == 1
 
 
 def test_upgrade_master_migrates_an_old_database(master_dir: Path) -> None:
@@ -216,9 +190,9 @@ def test_upgrade_master_migrates_an_old_database(master_dir: Path) -> None:
     (master_dir / "state.sqlite").unlink()
     url = f"sqlite:///{master_dir / 'state.sqlite'}"
     migrate.upgrade(url, progress=lambda message: None, target="0001")
-    refused = ci("start", str(master_dir), cwd=master_dir)
+    refused = run("start", str(master_dir), cwd=master_dir)
     assert refused.returncode == 1 and "upgrade-master" in refused.stderr
-    done = ci("upgrade-master", str(master_dir), cwd=master_dir)
+    done = run("upgrade-master", str(master_dir), cwd=master_dir)
     assert done.returncode == 0, done.stderr
     assert "[1/1] 0002" in done.stdout and "backed up" in done.stdout
     assert migrate.current_revision(url) == migrate.head_revision()
@@ -227,11 +201,11 @@ def test_upgrade_master_migrates_an_old_database(master_dir: Path) -> None:
 
 @pytest.mark.parametrize("command", ["start", "stop", "reconfig", "checkconfig", "upgrade-master"])
 def test_commands_refuse_a_directory_that_is_not_a_master(tmp_path: Path, command: str) -> None:
-    done = ci(command, str(tmp_path), cwd=tmp_path)
+    done = run(command, str(tmp_path), cwd=tmp_path)
     assert done.returncode == 1 and "not a master directory" in done.stderr
 
 
 def test_every_command_has_help(tmp_path: Path) -> None:
     for command in ["create-master", "start", "stop", "restart", "reconfig", "checkconfig", "upgrade-master"]:
-        done = ci(command, "--help", cwd=tmp_path)
+        done = run(command, "--help", cwd=tmp_path)
         assert done.returncode == 0 and "DIR" in done.stdout

@@ -58,3 +58,6 @@ class IPlugin(Interface):
 
     def web_resources(data):
         """Return {url prefix: twisted.web IResource} to mount, given the DataAPI."""
+
+    def services(data):
+        """Return twisted.application IService objects to run with the master, given the DataAPI."""

@@ -9,6 +9,8 @@ code        HTTP    when
 -32700      400     the body is not JSON
 -32600      400     not a JSON-RPC 2.0 request object, or Content-Type not JSON
 -32600      404     no such path, or no such resource at it
+-32001      401     the action needs a logged-in user (or the credentials are bad)
+-32003      403     the user's roles do not allow the action
 -32601      501     the endpoint has no such action
 -32602      400     bad parameters; ``error.data`` maps each bad one to a message
 -32000      409     the action does not apply in the resource's present state
@@ -26,6 +28,7 @@ from twisted.web.iweb import IRequest
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.www.auth import Authenticator, AuthError
 from master.www.responses import json_body
 
 log = Logger()
@@ -36,6 +39,8 @@ METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
 INTERNAL_ERROR = -32603
 CONFLICT = -32000
+UNAUTHENTICATED = -32001
+FORBIDDEN = -32003
 
 
 class RpcError(Exception):
@@ -83,8 +88,8 @@ def _request_id(request: IRequest) -> Any:
         return None
 
 
-async def handle(data: DataAPI, request: IRequest, path: str, user: Any = None) -> bytes:
-    """Answer one JSON-RPC POST to *path*."""
+async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticator | None = None) -> bytes:
+    """Answer one JSON-RPC POST to *path*; with *auth*, the caller must be allowed the action."""
     request_id = None
     try:
         try:
@@ -94,7 +99,16 @@ async def handle(data: DataAPI, request: IRequest, path: str, user: Any = None) 
             raise
         request_id = body["id"]
         try:
+            user = None
+            if auth is not None and auth.enabled:
+                endpoint, _ = data.resolve(path)
+                user = auth.authenticate(request)
+                auth.authorize(user, endpoint.rtype.plural, body["method"])
             result = await data.control(path, body["method"], body.get("params", {}), user)
+        except AuthError as e:
+            if e.status == 401:
+                request.setHeader(b"WWW-Authenticate", b'Bearer realm="ci-master"')
+            raise RpcError(UNAUTHENTICATED if e.status == 401 else FORBIDDEN, e.status, e.message) from None
         except (InvalidPath, NotFound) as e:
             raise RpcError(INVALID_REQUEST, 404, e.message) from None
         except UnknownAction as e:

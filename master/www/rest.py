@@ -24,6 +24,7 @@ from master.data.connector import DataAPI
 from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
 from master.data.openapi import openapi_document
 from master.www import jsonrpc
+from master.www.auth import Authenticator
 from master.www.responses import json_body, json_error
 
 log = Logger()
@@ -68,8 +69,11 @@ class RestApi:
 
     app = Klein()
 
-    def __init__(self, data: DataAPI, base_url: str = "http://127.0.0.1:8010/") -> None:
+    def __init__(
+        self, data: DataAPI, base_url: str = "http://127.0.0.1:8010/", auth: Authenticator | None = None
+    ) -> None:
         self.data = data
+        self.auth = auth
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
 
     def resource(self) -> Any:
@@ -103,7 +107,7 @@ class RestApi:
         if method in (b"GET", b"HEAD"):
             return defer.ensureDeferred(self._get(request, path))
         if method == b"POST":
-            return defer.ensureDeferred(jsonrpc.handle(self.data, request, path))
+            return defer.ensureDeferred(jsonrpc.handle(self.data, request, path, self.auth))
         if method == b"OPTIONS":
             request.setResponseCode(204)
             request.setHeader(b"Allow", ALLOW)

@@ -32,11 +32,31 @@ class Root(resource.Resource):
         return json_error(request, 404, "nothing here yet: the API is at /api/v2")
 
 
-def build_site(mounts: Mapping[str, resource.Resource] | Root) -> server.Site:
-    """A Site serving a root built by :func:`build_root`, or built here from *mounts*."""
+class CorsRequest(server.Request):
+    """A request that gets CORS headers when its Origin is one the site allows (``www.allowed_origins``)."""
+
+    def process(self) -> None:
+        """Add the CORS headers, then dispatch as usual."""
+        origin = self.getHeader(b"origin")
+        allowed = getattr(self.channel.site, "allowed_origins", ())
+        if origin and ("*" in allowed or origin.decode("latin-1") in allowed):
+            self.setHeader(b"Access-Control-Allow-Origin", origin)
+            self.setHeader(b"Access-Control-Allow-Credentials", b"true")
+            self.setHeader(b"Access-Control-Allow-Methods", b"GET, HEAD, POST, OPTIONS")
+            self.setHeader(b"Access-Control-Allow-Headers", b"Content-Type, Authorization")
+            self.setHeader(b"Vary", b"Origin")
+        super().process()
+
+
+def build_site(mounts: Mapping[str, resource.Resource] | Root, allowed_origins: list[str] = ()) -> server.Site:
+    """A Site serving a root built by :func:`build_root`, or built here from *mounts*.
+
+    ``site.allowed_origins`` may be changed while it runs (reconfig does).
+    """
     root = mounts if isinstance(mounts, Root) else build_root(mounts)
-    site = server.Site(root)
+    site = server.Site(root, requestFactory=CorsRequest)
     site.displayTracebacks = False
+    site.allowed_origins = list(allowed_origins)
     return site
 
 

@@ -1,0 +1,344 @@
+"""Users, API tokens, sessions and the rules saying who may call which action.
+
+One model that every API maps its own scheme onto:
+
+* **Users** live in a file of the master directory (``users.json`` by default), each with
+  a salted scrypt password hash and a list of roles.  ``ci-master user ...`` edits it;
+  the master re-reads it when it changes, so a new token works at once.
+* **API tokens** are random strings shown once when made; only their SHA-256 is kept, so
+  the file never holds a usable token.  A token is sent as ``Authorization: Bearer``.
+  Each has an id, to revoke it without knowing it.
+* **Sessions**: a login (``/auth/login``, with a password) sets a cookie signed with a
+  per-master secret (HMAC-SHA256), valid for ``session_hours``.
+* **Rules** (``Auth.rules`` in master.cfg) say which roles may call which actions on which
+  resource types.  Reads are public; a control that no rule allows is refused: 401 when
+  nobody is logged in, 403 when the user lacks the role.
+
+With ``auth`` unset in master.cfg every control is open, which suits a master on
+127.0.0.1 and nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+SESSION_COOKIE = b"ci_master_session"
+TOKEN_PREFIX = "cim_"
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class AuthError(Exception):
+    """A request may not do what it asks: *status* 401 (who are you?) or 403 (not you)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class UserError(ValueError):
+    """A user-file operation cannot be done (unknown user, bad name...); the message says why."""
+
+
+@dataclass(frozen=True)
+class User:
+    """An authenticated user and their roles."""
+
+    name: str
+    roles: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        """The user as the web UI and ``/auth/user`` show it."""
+        return {"username": self.name, "roles": sorted(self.roles), "anonymous": False}
+
+
+@dataclass
+class ControlRule:
+    """Users having one of *roles* may call *actions* (names, or ``"*"``) on *resources* (plural names, or ``"*"``)."""
+
+    roles: Iterable[str]
+    actions: Iterable[str] | str = "*"
+    resources: Iterable[str] | str = "*"
+
+    def allows(self, resource: str, action: str) -> bool:
+        """Whether this rule covers *action* on *resource* (whoever calls it)."""
+        return _matches(self.actions, action) and _matches(self.resources, resource)
+
+
+def _matches(names: Iterable[str] | str, name: str) -> bool:
+    if isinstance(names, str):
+        return names in ("*", name)
+    return "*" in names or name in names
+
+
+@dataclass
+class Auth:
+    """master.cfg's ``auth``: where users are kept and who may control what."""
+
+    users_file: str = "users.json"
+    rules: list[ControlRule] = field(default_factory=lambda: [ControlRule(roles=["admin"])])
+    session_hours: float = 24.0
+
+
+def hash_password(password: str) -> str:
+    """A salted scrypt hash of *password*, as stored in the users file."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return "scrypt${n}${r}${p}$".format(**_SCRYPT) + f"{_b64(salt)}${_b64(digest)}"
+
+
+def check_password(password: str, stored: str) -> bool:
+    """Whether *password* matches a hash made by :func:`hash_password`."""
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        actual = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, _unb64(digest))
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _token_hash(token: str) -> str:
+    # tokens are 256 random bits: a plain SHA-256 is enough, no salt or stretching needed
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserStore:
+    """The users file: ``{"users": {name: {"password", "roles", "tokens": [{"id", "sha256", "created"}]}}}``.
+
+    Writes replace the file atomically (write, fsync, rename), so a crash never leaves it half written.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._users: dict[str, dict[str, Any]] = {}
+        self._loaded_stamp: tuple[int, int] | None = None
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size)
+
+    def reload_if_changed(self) -> None:
+        """Re-read the file if it changed since last read (the CLI edits it under a running master)."""
+        stamp = self._stamp()
+        if stamp == self._loaded_stamp:
+            return
+        if stamp is None:
+            self._users = {}
+        else:
+            try:
+                content = json.loads(self.path.read_text())
+                users = content["users"]
+                if not isinstance(users, dict):
+                    raise TypeError("'users' must be an object")
+            except (ValueError, KeyError, TypeError) as e:
+                raise UserError(f"{self.path}: not a users file ({e})") from None
+            self._users = users
+        self._loaded_stamp = stamp
+
+    def _save(self) -> None:
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump({"users": self._users}, handle, indent=2, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        self._loaded_stamp = self._stamp()
+
+    def names(self) -> list[str]:
+        """Every user name, sorted."""
+        self.reload_if_changed()
+        return sorted(self._users)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """Roles and token ids of user *name* (never the hashes)."""
+        entry = self._entry(name)
+        return {
+            "name": name,
+            "roles": list(entry.get("roles", [])),
+            "tokens": [{"id": t["id"], "created": t["created"]} for t in entry.get("tokens", [])],
+        }
+
+    def _entry(self, name: str) -> dict[str, Any]:
+        self.reload_if_changed()
+        if name not in self._users:
+            raise UserError(f"no such user: {name}")
+        return self._users[name]
+
+    def add_user(self, name: str, password: str | None, roles: Iterable[str]) -> None:
+        """Add user *name*, or replace their password and roles if they exist (tokens are kept)."""
+        if not name or any(c.isspace() or c == ":" for c in name):
+            raise UserError(f"bad user name {name!r}: no spaces or ':' allowed")
+        self.reload_if_changed()
+        entry = self._users.setdefault(name, {"tokens": []})
+        entry["roles"] = sorted(set(roles))
+        entry["password"] = hash_password(password) if password else None
+        self._save()
+
+    def remove_user(self, name: str) -> None:
+        """Remove user *name* and every token of theirs."""
+        self._entry(name)
+        del self._users[name]
+        self._save()
+
+    def new_token(self, name: str) -> tuple[str, str]:
+        """Make an API token for *name*; return ``(token id, token)``.  The token is not kept."""
+        entry = self._entry(name)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        token_id = secrets.token_hex(4)
+        record = {"id": token_id, "sha256": _token_hash(token), "created": int(time.time())}
+        entry.setdefault("tokens", []).append(record)
+        self._save()
+        return token_id, token
+
+    def revoke_token(self, token_id: str) -> str:
+        """Revoke the token with id *token_id*; return its user's name."""
+        self.reload_if_changed()
+        for name, entry in self._users.items():
+            kept = [t for t in entry.get("tokens", []) if t["id"] != token_id]
+            if len(kept) != len(entry.get("tokens", [])):
+                entry["tokens"] = kept
+                self._save()
+                return name
+        raise UserError(f"no token with id {token_id}")
+
+    def user(self, name: str) -> User | None:
+        """The user *name*, or None."""
+        self.reload_if_changed()
+        entry = self._users.get(name)
+        return User(name, frozenset(entry.get("roles", []))) if entry is not None else None
+
+    def by_password(self, name: str, password: str) -> User | None:
+        """The user if *password* is theirs, else None."""
+        self.reload_if_changed()
+        entry = self._users.get(name)
+        if entry is None or not entry.get("password") or not check_password(password, entry["password"]):
+            return None
+        return User(name, frozenset(entry.get("roles", [])))
+
+    def by_token(self, token: str) -> User | None:
+        """The user owning *token*, else None."""
+        self.reload_if_changed()
+        wanted = _token_hash(token)
+        for name, entry in self._users.items():
+            for stored in entry.get("tokens", []):
+                if hmac.compare_digest(stored["sha256"], wanted):
+                    return User(name, frozenset(entry.get("roles", [])))
+        return None
+
+
+class Authenticator:
+    """Finds who makes a request (token, session cookie or Basic password) and checks the rules."""
+
+    def __init__(self, config: Auth | None, basedir: str | Path) -> None:
+        self.basedir = Path(basedir)
+        self.reconfigure(config)
+
+    def reconfigure(self, config: Auth | None) -> None:
+        """Apply a new ``auth`` setting (reconfig): rules, users file and sessions take effect at once."""
+        self.config = config
+        self.users = UserStore(self.basedir / config.users_file) if config else None
+        self._secret = _session_secret(self.basedir) if config else b""
+
+    @property
+    def enabled(self) -> bool:
+        """Whether auth is on (``auth`` set in master.cfg)."""
+        return self.config is not None
+
+    def authenticate(self, request: IRequest) -> User | None:
+        """The user making *request*, or None when anonymous; AuthError(401) for bad credentials."""
+        if not self.enabled:
+            return None
+        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "bearer":
+            user = self.users.by_token(credentials.strip())
+            if user is None:
+                raise AuthError(401, "invalid or revoked API token")
+            return user
+        if scheme.lower() == "basic":
+            try:
+                name, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
+            except (ValueError, UnicodeDecodeError):
+                raise AuthError(401, "malformed Basic credentials") from None
+            user = self.users.by_password(name, password)
+            if user is None:
+                raise AuthError(401, "wrong user name or password")
+            return user
+        cookie = request.getCookie(SESSION_COOKIE)
+        if cookie:
+            return self.session_user(cookie.decode("latin-1"))
+        return None
+
+    def authorize(self, user: User | None, resource: str, action: str) -> None:
+        """Raise AuthError unless *user* may call *action* on resource type *resource*."""
+        if not self.enabled:
+            return
+        rules = [rule for rule in self.config.rules if rule.allows(resource, action)]
+        if any(user is not None and user.roles & set(rule.roles) for rule in rules):
+            return
+        if user is None:
+            raise AuthError(401, f"authentication required to call {action!r} on {resource}")
+        raise AuthError(403, f"user {user.name!r} may not call {action!r} on {resource}")
+
+    def make_session(self, user: User) -> str:
+        """A signed cookie value naming *user* until the session expires."""
+        expires = int(time.time() + self.config.session_hours * 3600)
+        payload = _b64(json.dumps({"u": user.name, "exp": expires}).encode())
+        return f"{payload}.{_b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())}"
+
+    def session_user(self, value: str) -> User | None:
+        """The user of a session cookie, or None if it is forged, expired or the user is gone."""
+        payload, _, signature = value.partition(".")
+        expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        if not hmac.compare_digest(signature, expected):
+            return None
+        try:
+            content = json.loads(_unb64(payload))
+        except ValueError:
+            return None
+        if content.get("exp", 0) < time.time():
+            return None
+        return self.users.user(content.get("u", ""))
+
+
+def _session_secret(basedir: Path) -> bytes:
+    """The master's session-signing secret, made on first use and kept readable by its owner only."""
+    path = basedir / "session.key"
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first: use theirs
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret.hex())
+    return secret
