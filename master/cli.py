@@ -38,8 +38,8 @@ def master_dir(path: str) -> Path:
     return basedir
 
 
-def _plugin_metadata(config: MasterConfig) -> list:
-    return [m for m in (p.metadata() for p in config.plugins) if m is not None]
+def _plugin_schemas(config: MasterConfig) -> list:
+    return migrate.plugin_schemas(config.plugins)
 
 
 def create_master(args: argparse.Namespace) -> int:
@@ -52,7 +52,8 @@ def create_master(args: argparse.Namespace) -> int:
     shutil.copyfile(SAMPLE, config_path)
     shutil.copyfile(SAMPLE, basedir / "master.cfg.sample")
     config = load_config(basedir)
-    migrate.create(config.db_url, _plugin_metadata(config))
+    migrate.create(config.db_url)
+    migrate.prepare_plugin_tables(config.db_url, _plugin_schemas(config))
     print(f"created master in {basedir} (database {migrate.masked_url(config.db_url)})")
     print(f"start it with: ci-master start {args.dir}")
     return 0
@@ -73,11 +74,12 @@ def upgrade_master(args: argparse.Namespace) -> int:
         raise CommandError(f"the master in {basedir} is running; stop it before upgrading")
     config = load_config(basedir)
     if migrate.current_revision(config.db_url) is None:
-        migrate.create(config.db_url, _plugin_metadata(config))
+        migrate.create(config.db_url)
+        migrate.prepare_plugin_tables(config.db_url, _plugin_schemas(config))
         print(f"created the schema in {migrate.masked_url(config.db_url)}")
         return 0
     migrate.upgrade(config.db_url, progress=lambda line: print(line, flush=True))
-    migrate.create_plugin_tables(config.db_url, _plugin_metadata(config))
+    migrate.upgrade_plugin_tables(config.db_url, _plugin_schemas(config), progress=lambda line: print(line, flush=True))
     print(f"database {migrate.masked_url(config.db_url)} is at schema {migrate.head_revision()}")
     return 0
 

@@ -46,6 +46,16 @@ class Plugin:
         """The MetaData of this plugin's tables."""
         return None
 
+    def migrations(self) -> str | None:
+        """A folder of Alembic revision files for this plugin's tables, or None.
+
+        Without migrations, missing tables are created from ``metadata()`` and existing ones
+        left alone.  With them, new tables are created at the newest revision, and older ones
+        are brought up to it by ``ci-master upgrade-master`` (``start`` refuses until then).
+        The revisions are stamped in the plugin's own version table, ``alembic_version_<name>``.
+        """
+        return None
+
     def web_resources(self, data: Any) -> dict[str, Any]:
         """``{prefix: resource}`` to mount on the web server, e.g. ``{"v1": resource}``."""
         return {}

@@ -138,9 +138,9 @@ class MasterService(service.MultiService):
             ) from None
 
     async def _create_plugin_tables(self, plugins: list[Any]) -> None:
-        metadata = [m for m in (p.metadata() for p in plugins) if m is not None]
-        if metadata:
-            await threads.deferToThread(migrate.create_plugin_tables, self.config.db_url, metadata)
+        schemas = migrate.plugin_schemas(plugins)
+        if schemas:
+            await threads.deferToThread(migrate.prepare_plugin_tables, self.config.db_url, schemas)
 
     def _mount_plugin(self, plugin: Any) -> None:
         for prefix, resource in plugin.web_resources(self.data).items():

@@ -10,7 +10,9 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command
@@ -51,11 +53,56 @@ def _engine(url: str) -> sa.engine.Engine:
         raise StorageError(f"bad database URL {masked_url(url)}: {e}") from None
 
 
-def _alembic_config(connection: sa.engine.Connection) -> Config:
+def _alembic_config(connection: sa.engine.Connection, plugin: PluginSchema | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
+    if plugin is not None:
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", str(plugin.versions))
+        config.attributes["version_table"] = plugin.version_table
+        config.attributes["metadata"] = plugin.metadata
     return config
+
+
+@dataclass
+class PluginSchema:
+    """A plugin's tables: its metadata and, when it has migrations, the folder of its Alembic revisions.
+
+    A plugin's revisions are stamped in a version table of its own, so its schema moves
+    independently of the core's and of other plugins'.
+    """
+
+    name: str
+    metadata: sa.MetaData
+    versions: Path | None = None
+
+    @property
+    def version_table(self) -> str:
+        """The table holding this plugin's schema revision."""
+        return f"alembic_version_{self.name}"
+
+    def head(self) -> str | None:
+        """The newest revision of this plugin's migrations, or None without migrations."""
+        if self.versions is None:
+            return None
+        config = Config()
+        config.set_main_option("script_location", MIGRATIONS)
+        config.set_main_option("path_separator", "os")
+        config.set_main_option("version_locations", str(self.versions))
+        return ScriptDirectory.from_config(config).get_current_head()
+
+
+def plugin_schemas(plugins: Iterable[Any]) -> list[PluginSchema]:
+    """The schemas of the plugins that have tables."""
+    schemas = []
+    for plugin in plugins:
+        metadata = plugin.metadata()
+        if metadata is None:
+            continue
+        versions = plugin.migrations() if hasattr(plugin, "migrations") else None
+        schemas.append(PluginSchema(plugin.name, metadata, Path(versions) if versions else None))
+    return schemas
 
 
 def head_revision() -> str:
@@ -105,11 +152,65 @@ def create(url: str, extra_metadata: Iterable[sa.MetaData] = ()) -> None:
 
 
 def create_plugin_tables(url: str, extra_metadata: Iterable[sa.MetaData]) -> None:
-    """Create plugin tables that do not exist yet."""
+    """Create plugin tables that do not exist yet (for plugins without migrations)."""
     with _connect(url) as connection:
         for extra in extra_metadata:
             extra.create_all(connection, checkfirst=True)
         connection.commit()
+
+
+def _plugin_revision(connection: sa.engine.Connection, schema: PluginSchema) -> str | None:
+    context = MigrationContext.configure(connection, opts={"version_table": schema.version_table})
+    return context.get_current_revision()
+
+
+def prepare_plugin_tables(url: str, schemas: Iterable[PluginSchema]) -> None:
+    """Make plugin tables ready: create those missing (stamped at the plugin's newest revision).
+
+    Raises StorageError, saying to run upgrade-master, when a plugin's tables are at an older
+    revision than the plugin's migrations reach.
+    """
+    with _connect(url) as connection:
+        for schema in schemas:
+            head = schema.head()
+            current = _plugin_revision(connection, schema) if head else None
+            if head and current is None and not _any_table_exists(connection, schema.metadata):
+                schema.metadata.create_all(connection)
+                connection.commit()
+                command.stamp(_alembic_config(connection, schema), "head")
+                connection.commit()
+            elif head and current != head:
+                raise StorageError(
+                    f"the tables of plugin {schema.name!r} in {masked_url(url)} are at revision {current}, "
+                    f"the plugin needs {head}; run 'ci-master upgrade-master'"
+                )
+            else:
+                schema.metadata.create_all(connection, checkfirst=True)
+                connection.commit()
+
+
+def _any_table_exists(connection: sa.engine.Connection, metadata: sa.MetaData) -> bool:
+    inspector = sa.inspect(connection)
+    return any(inspector.has_table(name) for name in metadata.tables)
+
+
+def upgrade_plugin_tables(url: str, schemas: Iterable[PluginSchema], progress: Callable[[str], None] = print) -> None:
+    """Run the revisions each plugin's tables lack; create the tables of plugins new to this database."""
+    with _connect(url) as connection:
+        for schema in schemas:
+            head = schema.head()
+            current = _plugin_revision(connection, schema) if head else None
+            if head is None or current == head:
+                continue
+            if current is None and not _any_table_exists(connection, schema.metadata):
+                continue  # new plugin: prepare_plugin_tables creates it at head below
+            config = _alembic_config(connection, schema)
+            progress(f"plugin {schema.name}: {current or 'unversioned'} -> {head}")
+            began = time.monotonic()
+            command.upgrade(config, "head")
+            connection.commit()
+            progress(f"plugin {schema.name}: done in {time.monotonic() - began:.1f}s")
+    prepare_plugin_tables(url, schemas)
 
 
 def check(url: str) -> None:
