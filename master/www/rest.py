@@ -144,8 +144,12 @@ class RestApi:
     async def _stream(self, request: IRequest, raw: RawContent) -> None:
         request.setHeader(b"Content-Type", raw.content_type.encode())
         if raw.filename:
+            # filename= for clients that read only it (curl -J), filename*= for names beyond ASCII
+            plain = raw.filename.encode("ascii", "replace").decode().replace('"', "_").replace("\\", "_")
             name = quote(raw.filename)
-            request.setHeader(b"Content-Disposition", f"attachment; filename*=UTF-8''{name}".encode())
+            request.setHeader(
+                b"Content-Disposition", f"attachment; filename=\"{plain}\"; filename*=UTF-8''{name}".encode()
+            )
         if raw.length is not None:
             request.setHeader(b"Content-Length", str(raw.length).encode())
         if request.method == b"HEAD":

@@ -7,11 +7,35 @@ from master.data.base import ResourceType
 
 def core_resource_types() -> list[ResourceType]:
     """A fresh instance of every core resource type."""
-    from master.data.resources import builders, builds, masters, projects
+    from master.data.resources import (
+        builders,
+        buildrequests,
+        builds,
+        buildsets,
+        changes,
+        forceschedulers,
+        logs,
+        masters,
+        projects,
+        schedulers,
+        sourcestamps,
+        steps,
+        workers,
+    )
 
     return [
         masters.Masters(),
         projects.Projects(),
         builders.Builders(),
         builds.Builds(),
+        workers.Workers(),
+        schedulers.Schedulers(),
+        forceschedulers.ForceSchedulers(),
+        sourcestamps.SourceStamps(),
+        changes.Changes(),
+        buildsets.Buildsets(),
+        buildrequests.BuildRequests(),
+        steps.Steps(),
+        logs.Logs(),
+        logs.LogChunks(),
     ]

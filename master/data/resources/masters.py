@@ -63,19 +63,40 @@ class Masters(ResourceType):
 
     @update_method
     async def master_stopped(self, masterid: int) -> None:
-        """Record that master *masterid* has stopped; its builders are no longer served by it."""
-        table = schema.builder_masters
+        """Record that master *masterid* has stopped.
 
-        async def work(txn: Any) -> tuple[bool, list[int]]:
+        What it held is let go in the same transaction: its builders, its workers'
+        connections and configuration, and its schedulers' claims, so other masters can
+        take them; each of those resources publishes its change.
+        """
+        bm, cw, kw, sched = (
+            schema.builder_masters, schema.connected_workers, schema.configured_workers, schema.schedulers
+        )
+        # (rows to delete or release, the id of the resource they belong to, its type, the event)
+        owned = [
+            (bm, bm.c.builderid, "builders", "update"),
+            (cw, cw.c.workerid, "workers", "disconnected"),
+            (kw, kw.c.workerid, "workers", "update"),
+            (sched, sched.c.id, "schedulers", "updated"),
+        ]
+
+        async def work(txn: Any) -> tuple[bool, list[list[int]]]:
             stop = sa.update(t).where(t.c.id == masterid, t.c.active.is_(True)).values(active=False)
             changed = await txn.execute(stop)
-            rows = await txn.fetch_all(sa.select(table.c.builderid).where(table.c.masterid == masterid))
-            await txn.execute(sa.delete(table).where(table.c.masterid == masterid))
-            return bool(changed), sorted(row["builderid"] for row in rows)
+            released = []
+            for table, id_column, _, _ in owned:
+                rows = await txn.fetch_all(sa.select(id_column.label("id")).where(table.c.masterid == masterid))
+                released.append(sorted({row["id"] for row in rows}))
+                if table is sched:
+                    await txn.execute(sa.update(sched).where(sched.c.masterid == masterid).values(masterid=None))
+                else:
+                    await txn.execute(sa.delete(table).where(table.c.masterid == masterid))
+            return bool(changed), released
 
-        stopped, builderids = await self.data.storage.transaction(work)
+        stopped, released = await self.data.storage.transaction(work)
         if stopped:
             await self.produce_event(await self.get_entity(masterid), "stopped")
-        builders = self.data.rtypes["builders"]
-        for builderid in builderids:
-            await builders.produce_event(await builders.get_entity(builderid), "update")
+        for (_, _, plural, event), ids in zip(owned, released, strict=True):
+            rtype = self.data.rtypes.get(plural)
+            for entity_id in ids if rtype is not None else ():
+                await rtype.produce_event(await rtype.get_entity(entity_id), event)

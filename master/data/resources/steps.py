@@ -1,0 +1,228 @@
+"""Steps: the numbered stages of a build, each with its state, results and links."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement
+
+from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.errors import NotFound
+from master.data.resources.common import dumps, now
+from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
+from master.db import schema
+from master.db.interfaces import IntegrityError
+
+t = schema.steps
+NAME_LENGTH = 255  # the width of steps.name
+
+BUILDER_ARGS = ("n:builderid", "i:buildername")
+"""The two ways a path names a builder, as in ``/builders/<builder>/builds/n:build_number``."""
+
+
+def no_condition(bind: Any) -> ColumnElement:
+    """An ``arg_columns`` entry for an argument whose condition another argument of the path carries."""
+    return sa.true()
+
+
+def build_id_of(builder: str | None) -> ColumnElement:
+    """The id of the build a nested path names, from the path's bound arguments.
+
+    *builder* is None for ``/builds/n:buildid/...``, else ``"builderid"`` or ``"buildername"``
+    for ``/builders/<builder>/builds/n:build_number/...`` (one lookup on the (builderid,
+    number) unique index).
+    """
+    if builder is None:
+        return sa.bindparam("arg_buildid")
+    if builder == "builderid":
+        builderid = sa.bindparam("arg_builderid")
+    else:
+        builders = schema.builders
+        builderid = sa.select(builders.c.id).where(builders.c.name == sa.bindparam("arg_buildername"))
+        builderid = builderid.scalar_subquery()
+    builds = schema.builds
+    number = sa.bindparam("arg_build_number")
+    found = sa.select(builds.c.id).where(builds.c.builderid == builderid, builds.c.number == number)
+    return found.scalar_subquery()
+
+
+def build_paths() -> list[tuple[str, str | None]]:
+    """Every path prefix naming one build, with its *builder* for :func:`build_id_of`."""
+    prefixes: list[tuple[str, str | None]] = [("/builds/n:buildid", None)]
+    for arg in BUILDER_ARGS:
+        prefixes.append((f"/builders/{arg}/builds/n:build_number", arg.split(":")[1]))
+    return prefixes
+
+
+def build_arg_columns(
+    builder: str | None, condition: Callable[[], ColumnElement]
+) -> dict[str, Callable[[Any], ColumnElement]]:
+    """``arg_columns`` for the build part of a nested path: *condition* once, the other arguments none.
+
+    *condition* reads the bound builder and build number itself (see :func:`build_id_of`),
+    so the build is found by one indexed subquery rather than by one per argument.
+    """
+    if builder is None:
+        return {"buildid": lambda bind: condition()}
+    return {builder: no_condition, "build_number": lambda bind: condition()}
+
+
+def _complete_filter(op: str, values: tuple[Any, ...]) -> Any:
+    """complete=true/false as complete_at IS [NOT] NULL."""
+    wanted = set(values) if op in ("eq", "in") else {True, False} - set(values)
+    if wanted == {True}:
+        return t.c.complete_at.is_not(None)
+    if wanted == {False}:
+        return t.c.complete_at.is_(None)
+    return sa.true() if wanted else sa.false()
+
+
+def _unique_name(name: str, taken: set[str]) -> str:
+    """*name*, or the first of ``name_2``, ``name_3``... not in *taken* (within the column width)."""
+    candidate = name[:NAME_LENGTH]
+    number = 2
+    while candidate in taken:
+        suffix = f"_{number}"
+        candidate = name[: NAME_LENGTH - len(suffix)] + suffix
+        number += 1
+    return candidate
+
+
+class Steps(ResourceType):
+    """``/builds/N/steps``: the steps of builds, numbered from 0 in the order they were added."""
+
+    name = "step"
+    plural = "steps"
+    id_field = "stepid"
+    # As in Buildbot: the entity carries no builder id nor build number, so the
+    # /builders/... paths cannot be keys; the UI subscribes to builds/N/steps/*/*.
+    event_paths = (
+        "builds/:buildid/steps/:stepid",
+        "steps/:stepid",
+    )
+
+    def declare(self):
+        """Fields and endpoints of steps."""
+        fields = {
+            "stepid": Field(Integer(), t.c.id, "the step's id"),
+            "number": Field(Integer(), t.c.number, "the step's number within its build, from 0"),
+            "name": Field(String(), t.c.name, "the step's name, unique within its build"),
+            "buildid": Field(Integer(), t.c.buildid, "the build it belongs to"),
+            "started_at": Field(NoneOk(DateTime()), t.c.started_at, "when it started, null until then"),
+            "locks_acquired_at": Field(NoneOk(DateTime()), t.c.locks_acquired_at, "when it got its locks"),
+            "complete": Field(Boolean(), t.c.complete_at.is_not(None), "whether it has finished",
+                              filter_sql=_complete_filter),
+            "complete_at": Field(NoneOk(DateTime()), t.c.complete_at, "when it finished"),
+            "state_string": Field(String(), t.c.state_string, "what it is doing or did, in words"),
+            "results": Field(NoneOk(Integer()), t.c.results, "result code 0..6, null while running"),
+            "urls": Field(List(JsonObject()), t.c.urls, "links it produced: [{name, url}]"),
+            "hidden": Field(Boolean(), t.c.hidden, "whether the UI should hide it"),
+        }
+        endpoints = [
+            Endpoint("/steps/n:stepid"),
+            Endpoint("/builds/n:buildid/steps", Kind.COLLECTION),
+            Endpoint("/builds/n:buildid/steps/n:step_number", arg_columns={"step_number": t.c.number}),
+            Endpoint("/builds/n:buildid/steps/i:step_name", arg_columns={"step_name": t.c.name}),
+        ]
+        for prefix, builder in build_paths()[1:]:
+            columns = build_arg_columns(builder, lambda builder=builder: t.c.buildid == build_id_of(builder))
+            endpoints += [
+                Endpoint(f"{prefix}/steps", Kind.COLLECTION, arg_columns=columns),
+                Endpoint(f"{prefix}/steps/n:step_number", arg_columns={**columns, "step_number": t.c.number}),
+                Endpoint(f"{prefix}/steps/i:step_name", arg_columns={**columns, "step_name": t.c.name}),
+            ]
+        return t, fields, endpoints, {}
+
+    async def _publish(self, stepid: int, event: str) -> None:
+        entity = await self.get_entity(stepid)
+        if entity is None:
+            raise NotFound(f"no step {stepid}")
+        await self.produce_event(entity, event)
+
+    @update_method
+    async def add_step(self, buildid: int, name: str) -> tuple[int, int, str]:
+        """Add a pending step to build *buildid*; return ``(stepid, number, name)``.
+
+        Numbers count from 0 within the build; a name already used in the build gets
+        ``_2``, ``_3``... appended, so that steps stay reachable by name.
+        """
+
+        async def work(txn: Any) -> tuple[int, int, str]:
+            builds = schema.builds
+            if not await txn.fetch_all(sa.select(builds.c.id).where(builds.c.id == buildid)):
+                raise NotFound(f"no build {buildid}")
+            rows = await txn.fetch_all(sa.select(t.c.number, t.c.name).where(t.c.buildid == buildid))
+            number = max((row["number"] for row in rows), default=-1) + 1
+            unique = _unique_name(name, {row["name"] for row in rows})
+            inserted = await txn.fetch_all(
+                sa.insert(t).values(buildid=buildid, number=number, name=unique, state_string="pending")
+                .returning(t.c.id)
+            )
+            return inserted[0]["id"], number, unique
+
+        for attempt in range(5):
+            try:
+                stepid, number, unique = await self.data.storage.transaction(work)
+                break
+            except IntegrityError:
+                # another writer added a step to the same build at the same moment
+                if attempt == 4:
+                    raise
+        await self._publish(stepid, "new")
+        return stepid, number, unique
+
+    @update_method
+    async def start_step(self, stepid: int, locks_acquired: bool = False) -> None:
+        """Mark a step started now (and holding its locks, if *locks_acquired*)."""
+        started = now()
+        values: dict[str, Any] = {"started_at": started}
+        if locks_acquired:
+            values["locks_acquired_at"] = started
+        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(**values))
+        await self._publish(stepid, "started")
+
+    @update_method
+    async def set_step_locks_acquired(self, stepid: int) -> None:
+        """Record that a started step got its locks now."""
+        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(locks_acquired_at=now()))
+        await self._publish(stepid, "updated")
+
+    @update_method
+    async def set_step_state_string(self, stepid: int, state_string: str) -> None:
+        """Say in words what the step is doing."""
+        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(state_string=state_string))
+        await self._publish(stepid, "updated")
+
+    @update_method
+    async def add_step_url(self, stepid: int, name: str, url: str) -> None:
+        """Add a link ``{name, url}`` to a step (a link it has already is not added twice)."""
+        async def work(txn: Any) -> bool:
+            # FOR UPDATE: two links added at once must not overwrite each other (SQLite ignores it
+            # and needs it not: its transactions are serialised)
+            rows = await txn.fetch_all(sa.select(t.c.urls).where(t.c.id == stepid).with_for_update())
+            if not rows:
+                raise NotFound(f"no step {stepid}")
+            urls = orjson.loads(rows[0]["urls"])
+            link = {"name": name, "url": url}
+            if link in urls:
+                return False
+            await txn.execute(sa.update(t).where(t.c.id == stepid).values(urls=dumps([*urls, link])))
+            return True
+
+        if await self.data.storage.transaction(work):
+            await self._publish(stepid, "updated")
+
+    @update_method
+    async def finish_step(self, stepid: int, results: int, hidden: bool = False) -> None:
+        """Mark a step complete with *results* (a step finished already is left as it is)."""
+        changed = await self.data.storage.execute(
+            sa.update(t).where(t.c.id == stepid, t.c.complete_at.is_(None))
+            .values(complete_at=now(), results=results, hidden=hidden)
+        )
+        if changed:
+            await self._publish(stepid, "finished")
+        elif await self.get_entity(stepid) is None:
+            raise NotFound(f"no step {stepid}")
