@@ -57,7 +57,8 @@ class ResultSpec:
         return {f.field for f in self.filters}
 
 
-def _one_int(name: str, values: Sequence[str], low: int, high: int | None) -> int:
+def one_int(name: str, values: Sequence[str], low: int, high: int | None) -> int:
+    """The integer value of query parameter *name*, given once, within [low, high]; else InvalidQuery."""
     if len(values) != 1:
         raise InvalidQuery(f"'{name}' may be given only once", name)
     try:
@@ -111,9 +112,9 @@ def parse_result_spec(
                     order.append(part)
             spec.order = tuple(order)
         elif name == "limit":
-            spec.limit = _one_int("limit", values, 0, limits.maximum)
+            spec.limit = one_int("limit", values, 0, limits.maximum)
         elif name == "offset":
-            spec.offset = _one_int("offset", values, 0, None)
+            spec.offset = one_int("offset", values, 0, None)
         else:
             spec.filters.append(_parse_filter(rtype, name, values))
     return spec

@@ -17,9 +17,9 @@ import sqlalchemy as sa
 from twisted.internet import threads
 
 from master.data.base import Endpoint, Field, Kind, RawContent, ResourceType, update_method
-from master.data.errors import Conflict, InvalidQuery, NotFound
+from master.data.errors import Conflict, NotFound
 from master.data.resources.steps import build_arg_columns, build_id_of, build_paths, no_condition
-from master.data.resultspec import ResultSpec
+from master.data.resultspec import ResultSpec, one_int
 from master.data.types import Boolean, Integer, String
 from master.db import schema
 from master.db.interfaces import IntegrityError, Prepared
@@ -385,17 +385,7 @@ class _Raced(Exception):
 
 def _line_option(spec: ResultSpec, name: str) -> int | None:
     values = spec.options.get(name)
-    if values is None:
-        return None
-    if len(values) != 1:
-        raise InvalidQuery(f"'{name}' may be given only once", name)
-    try:
-        number = int(values[0])
-    except ValueError:
-        raise InvalidQuery(f"invalid {name} {values[0]!r}: expected an integer", name) from None
-    if number < 0:
-        raise InvalidQuery(f"invalid {name} {number}: must be at least 0", name)
-    return number
+    return None if values is None else one_int(name, values, 0, None)
 
 
 class _LogLinesEndpoint(Endpoint):
