@@ -42,12 +42,21 @@ class WWWConfig:
 
 @dataclass
 class BuilderConfig:
-    """A builder: its unique name, tags, description and project (steps come with the engine)."""
+    """A builder: its unique name, tags, description, project and the workers that may run it."""
 
     name: str
     tags: list[str] = field(default_factory=list)
     description: str | None = None
     project: str | None = None
+    workernames: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WorkerConfig:
+    """A worker allowed to connect: its unique name and the password it logs in with."""
+
+    name: str
+    password: str = field(repr=False, default="")
 
 
 @dataclass
@@ -59,6 +68,7 @@ class MasterConfig:
     www: WWWConfig | dict = field(default_factory=WWWConfig)
     plugins: list[Any] = field(default_factory=list)
     builders: list[BuilderConfig] = field(default_factory=list)
+    workers: list[WorkerConfig] = field(default_factory=list)
     auth: Auth | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
@@ -105,6 +115,15 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         if plugin.name in names:
             raise ConfigError(f"plugins[{index}]: a plugin named {plugin.name!r} is listed twice")
         names.add(plugin.name)
+    workers = set()
+    for index, worker in enumerate(config.workers):
+        if not isinstance(worker, WorkerConfig):
+            raise ConfigError(f"workers[{index}]: expected a WorkerConfig, got {worker!r}")
+        if not isinstance(worker.name, str) or not worker.name:
+            raise ConfigError(f"workers[{index}].name: expected a non-empty string")
+        if worker.name in workers:
+            raise ConfigError(f"workers[{index}]: worker name {worker.name!r} is used twice")
+        workers.add(worker.name)
     seen = set()
     for index, builder in enumerate(config.builders):
         if not isinstance(builder, BuilderConfig):
@@ -112,6 +131,9 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         if builder.name in seen:
             raise ConfigError(f"builders[{index}]: builder name {builder.name!r} is used twice")
         seen.add(builder.name)
+        unknown = [name for name in builder.workernames if name not in workers]
+        if unknown:
+            raise ConfigError(f"builders[{index}].workernames: no such worker(s) {', '.join(map(repr, unknown))}")
     return config
 
 

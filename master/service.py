@@ -165,16 +165,26 @@ class MasterService(service.MultiService):
                 del self.root.children[name]
 
     async def _apply_builders(self, config: MasterConfig) -> None:
+        """Record the configured builders and workers, and which of them this master serves."""
         data = self.data
-        builderids = []
+        builderids = {}
         for builder in config.builders:
             projectid = await data.updates.find_project_id(builder.project) if builder.project else None
-            builderids.append(
-                await data.updates.update_builder(
-                    builder.name, description=builder.description, tags=builder.tags, projectid=projectid
-                )
+            builderids[builder.name] = await data.updates.update_builder(
+                builder.name, description=builder.description, tags=builder.tags, projectid=projectid
             )
-        await data.updates.set_master_builders(self.masterid, builderids)
+        await data.updates.set_master_builders(self.masterid, list(builderids.values()))
+        configured = {worker.name: [] for worker in config.workers}
+        for builder in config.builders:
+            for name in builder.workernames:
+                configured[name].append(builderids[builder.name])
+        for name, ids in configured.items():
+            await data.updates.worker_configured(await data.updates.find_worker_id(name), self.masterid, ids)
+        # workers dropped from the config are no longer configured here
+        query = {"field": ["workerid", "name"], "limit": [str(data.limits.maximum)]}
+        for worker in (await data.get(("masters", str(self.masterid), "workers"), query=query)).items:
+            if worker["name"] not in configured:
+                await data.updates.worker_configured(worker["workerid"], self.masterid, [])
 
     async def stop(self) -> None:
         """Stop listening and close the database."""
@@ -256,9 +266,11 @@ class MasterService(service.MultiService):
             self._start_plugin_services(plugin)
         if going or coming:
             changes.append(f"plugins -{len(going)} +{len(coming)}")
-        if [vars(b) for b in new.builders] != [vars(b) for b in old.builders]:
+        if new.builders != old.builders or new.workers != old.workers:
             await self._apply_builders(new)
             changes.append(f"builders {len(old.builders)} -> {len(new.builders)}")
+            if new.workers != old.workers:
+                changes.append(f"workers {len(old.workers)} -> {len(new.workers)}")
         if new.auth != old.auth:
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))

@@ -128,19 +128,24 @@ def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
 
         cfg = master_dir / "master.cfg"
         good = cfg.read_text()
-        cfg.write_text(good.replace(
-            'BuilderConfig(name="demo"',
-            'BuilderConfig(name="extra", tags=["new"]),\n        BuilderConfig(name="demo"',
-        ))
+        extra = 'builders=[\n        BuilderConfig(name="extra", tags=["new"], workernames=["local", "second"]),'
+        second = 'workers=[WorkerConfig("second", "pw"), '
+        cfg.write_text(good.replace("builders=[", extra).replace("workers=[", second))
         checked = run("checkconfig", str(master_dir), cwd=master_dir)
         assert checked.returncode == 0 and "2 builder(s)" in checked.stdout
         done = run("reconfig", str(master_dir), cwd=master_dir)
         assert done.returncode == 0, done.stderr
-        assert "builders 1 -> 2" in done.stdout
+        assert "builders 1 -> 2, workers 1 -> 2" in done.stdout
 
         keepalive.request("GET", "/api/v2/builders?order=name")
-        names = [b["name"] for b in json.loads(keepalive.getresponse().read())["builders"]]
-        assert names == ["demo", "extra"]
+        builders = json.loads(keepalive.getresponse().read())["builders"]
+        assert [b["name"] for b in builders] == ["demo", "extra"]
+        keepalive.request("GET", "/api/v2/workers?order=name")
+        workers = json.loads(keepalive.getresponse().read())["workers"]
+        assert [w["name"] for w in workers] == ["local", "second"]
+        extra_id = builders[1]["builderid"]
+        assert {"masterid": 1, "builderid": extra_id} in workers[0]["configured_on"]
+        assert workers[1]["configured_on"] == [{"masterid": 1, "builderid": extra_id}]
         assert keepalive.sock.getsockname()[1] == local_port  # the same connection
         keepalive.close()
 
