@@ -1,0 +1,1 @@
+"""The build engine: schedulers, build requests, builders, builds and steps, and the link to workers."""
