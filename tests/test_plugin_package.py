@@ -178,9 +178,10 @@ def test_users_and_tokens_from_the_cli(master_dir: Path, package: dict[str, str]
     assert code == 401 and reply["error"]["code"] == -32001
     code, reply = post_json(port, "/api/v2/workers/1", body, guest_token)
     assert code == 403 and reply["error"]["code"] == -32003
-    # with the right role, the call gets through to the data API (no worker 1 here: 404)
+    assert http_get(port, "/api/v2/workers/1")["workers"][0]["paused"] is False
     code, reply = post_json(port, "/api/v2/workers/1", body, ops_token)
-    assert code == 404, reply
+    assert code == 200 and reply["result"] is None, reply
+    assert http_get(port, "/api/v2/workers/1")["workers"][0]["paused"] is True
 
     # a token revoked from the CLI stops working at once, without a reconfig
     token_id = run("user", "list", str(master_dir), cwd=master_dir).stdout.split("ops  roles: operator  tokens: ")[1]
