@@ -214,3 +214,13 @@ def test_every_command_has_help(tmp_path: Path) -> None:
     for command in ["create-master", "start", "stop", "restart", "reconfig", "checkconfig", "upgrade-master"]:
         done = run(command, "--help", cwd=tmp_path)
         assert done.returncode == 0 and "DIR" in done.stdout
+
+
+def test_start_names_an_unreachable_database_without_its_password(master_dir: Path) -> None:
+    cfg = master_dir / "master.cfg"
+    url = f"postgresql://ci:hunter2@127.0.0.1:{free_port()}/ci"
+    cfg.write_text(cfg.read_text().replace('"sqlite:///state.sqlite"', repr(url)))
+    done = run("start", str(master_dir), cwd=master_dir)
+    assert done.returncode == 1
+    assert "database unreachable at postgresql://ci:***@127.0.0.1:" in done.stderr
+    assert "hunter2" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
