@@ -33,6 +33,7 @@ setup(
     entry_points={
         "console_scripts": [
             "ci-master = master.cli:main",
+            "ci-worker = worker.cli:main",
         ],
     },
 )

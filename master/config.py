@@ -121,6 +121,8 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
             raise ConfigError(f"workers[{index}]: expected a WorkerConfig, got {worker!r}")
         if not isinstance(worker.name, str) or not worker.name:
             raise ConfigError(f"workers[{index}].name: expected a non-empty string")
+        if not isinstance(worker.password, str) or not worker.password:
+            raise ConfigError(f"workers[{index}].password: a worker needs a password (plain, or a hash)")
         if worker.name in workers:
             raise ConfigError(f"workers[{index}]: worker name {worker.name!r} is used twice")
         workers.add(worker.name)

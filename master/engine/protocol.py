@@ -37,6 +37,10 @@ than a chunk)::
 Master -> worker, to stop a command: ``{"type": "interrupt", "cmd": "c1", "reason": "..."}``:
 SIGTERM to the process group, then SIGKILL after ``KILL_GRACE`` seconds; the ``exit`` follows.
 
+A close with ``CLOSE_SHUTDOWN`` means the master is going away or cannot serve the worker now
+(a database error, say): the worker retries with its back-off.  Messages larger than the
+master's limit (1 MiB) are refused by the WebSocket layer itself with close code 1009.
+
 Master -> worker, to make the worker leave: ``{"type": "shutdown", "graceful": true}``:
 graceful lets running commands end first; otherwise they are interrupted.  The worker then
 closes with ``CLOSE_NORMAL`` and, if it was asked to, does not reconnect.

@@ -1,0 +1,114 @@
+"""A program run under twistd, as the master and the worker are: its pidfile, its log, starting and stopping it.
+
+Standard library only, so that ``ci-worker`` (which uses it too) starts fast.  The program
+writes marker lines to its log; the CLI reads the log from where it was to learn how a start
+or a reconfig went.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+PIDFILE = "twistd.pid"
+LOGFILE = "twistd.log"
+
+
+def read_pid(basedir: Path) -> int | None:
+    """The pid in the pidfile, or None when there is none."""
+    try:
+        return int((basedir / PIDFILE).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_running(pid: int) -> bool:
+    """Whether a process with this pid exists."""
+    try:
+        os.kill(pid, 0)
+    except OSError as e:
+        return e.errno == errno.EPERM
+    return True
+
+
+def clear_stale_pidfile(basedir: Path) -> int | None:
+    """Remove a pidfile whose process is gone and return its pid; None when there is none or it runs."""
+    pid = read_pid(basedir)
+    if pid is None or is_running(pid):
+        return None
+    (basedir / PIDFILE).unlink(missing_ok=True)
+    return pid
+
+
+def running_pid(basedir: Path) -> int | None:
+    """The pid of the program running in *basedir*; a stale pidfile is removed and None returned."""
+    clear_stale_pidfile(basedir)
+    return read_pid(basedir)
+
+
+def log_size(basedir: Path) -> int:
+    """The current length of the log, to read what comes after it."""
+    try:
+        return (basedir / LOGFILE).stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_for_log(
+    basedir: Path, offset: int, markers: tuple[str, ...], timeout: float, alive: Callable[[], bool] | None = None
+) -> str | None:
+    """Read the log from *offset* until a line containing one of *markers*; return that line.
+
+    Returns None on timeout, or as soon as *alive* says the process is gone.
+    """
+    deadline = time.monotonic() + timeout
+    path = basedir / LOGFILE
+    buffer = ""
+    while time.monotonic() < deadline:
+        try:
+            with path.open("rb") as handle:
+                handle.seek(offset)
+                chunk = handle.read()
+        except FileNotFoundError:
+            chunk = b""
+        if chunk:
+            offset += len(chunk)
+            buffer += chunk.decode(errors="replace")
+            lines = buffer.split("\n")
+            buffer = lines.pop()
+            for line in lines:
+                if any(marker in line for marker in markers):
+                    return line
+        if alive is not None and not alive():
+            return None
+        time.sleep(0.1)
+    return None
+
+
+def spawn_twistd(basedir: Path, tac: Path, umask: int | None = None) -> subprocess.CompletedProcess:
+    """Run twistd on *tac* in *basedir*; it returns once the daemon has forked.
+
+    With *umask*, the daemon uses it instead of twistd's 077.
+    """
+    command = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+               "--pidfile", PIDFILE, "--logfile", LOGFILE, "--python", str(tac)]
+    if umask is not None:
+        command[-2:-2] = ["--umask", f"{umask:04o}"]
+    return subprocess.run(command, cwd=basedir, capture_output=True, text=True, timeout=120)
+
+
+def stop_process(pid: int, timeout: float) -> bool:
+    """SIGTERM *pid* and wait for it to exit; return whether it did in time."""
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not is_running(pid):
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,73 @@
+"""Running a worker as a daemon with twistd, the way the master runs: pidfile and log in its directory.
+
+``ci-worker start DIR`` runs ``twistd`` on ``worker.tac`` inside DIR, which calls
+:func:`make_application`; the log goes to ``DIR/twistd.log`` (rotated at 10 MB, ten files kept)
+and the pid to ``DIR/twistd.pid``.  The CLI then reads the log until the worker says it has
+connected, or that it could not and is retrying (a worker whose master is down still starts).
+The pidfile and log helpers are :mod:`master.twistd_process`'s, shared with the master.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from master import twistd_process
+from master.twistd_process import (
+    LOGFILE,
+    PIDFILE,
+    clear_stale_pidfile,
+    is_running,
+    log_size,
+    read_pid,
+    running_pid,
+    stop_process,
+    wait_for_log,
+)
+
+__all__ = [
+    "LOGFILE", "PIDFILE", "clear_stale_pidfile", "is_running", "log_size", "make_application", "read_pid",
+    "running_pid", "spawn_twistd", "stop_process", "wait_for_log",
+]
+
+TAC = Path(__file__).parent / "worker.tac"
+
+# The line the worker writes to its log once its first attempt has connected or failed; the CLI waits for it.
+STARTED = "ci-worker started:"
+
+
+def make_application(basedir: str) -> Any:
+    """The twistd application of the worker in *basedir*: it stops the process when the master says to leave."""
+    # Twisted is imported here, not above: the CLI uses this module's helpers and should start fast
+    from twisted.application import service
+    from twisted.internet import reactor
+    from twisted.logger import ILogObserver, Logger, textFileLogObserver
+    from twisted.python.logfile import LogFile
+
+    from worker.client import Worker
+    from worker.config import load_config
+
+    config = load_config(Path(basedir))
+    application = service.Application("ci-worker")
+    logfile = LogFile(LOGFILE, basedir, rotateLength=10_000_000, maxRotatedFiles=10)
+    application.setComponent(ILogObserver, textFileLogObserver(logfile))
+    worker = Worker(Path(basedir), config, on_leave=reactor.stop)
+    log = Logger()
+    worker.first_outcome.addCallback(
+        lambda text: log.info(f"{STARTED} {{text}} (pid {{pid}})", text=text, pid=os.getpid())
+    )
+    worker.setServiceParent(application)
+    return application
+
+
+def spawn_twistd(basedir: Path) -> subprocess.CompletedProcess:
+    """Run twistd on worker.tac in *basedir*; it returns once the daemon has forked.
+
+    The daemon keeps the caller's umask (twistd would set 077), so that what builds make is as
+    readable as when the same commands run by hand.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    return twistd_process.spawn_twistd(basedir, TAC, umask)
