@@ -16,6 +16,8 @@ from zope.interface.verify import verifyObject
 
 from master.data.interfaces import IPlugin
 from master.data.resultspec import Limits
+from master.engine.config import check_engine_config
+from master.engine.localworkers import LocalWorker
 from master.plugin import PluginError, load_plugin
 from master.www.auth import Auth, ControlRule
 
@@ -49,6 +51,7 @@ class BuilderConfig:
     description: str | None = None
     project: str | None = None
     workernames: list[str] = field(default_factory=list)
+    steps: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -68,7 +71,8 @@ class MasterConfig:
     www: WWWConfig | dict = field(default_factory=WWWConfig)
     plugins: list[Any] = field(default_factory=list)
     builders: list[BuilderConfig] = field(default_factory=list)
-    workers: list[WorkerConfig] = field(default_factory=list)
+    workers: list[WorkerConfig | LocalWorker] = field(default_factory=list)
+    schedulers: list[Any] = field(default_factory=list)
     auth: Auth | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
@@ -117,8 +121,13 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         names.add(plugin.name)
     workers = set()
     for index, worker in enumerate(config.workers):
+        if isinstance(worker, LocalWorker):
+            if worker.name in workers:
+                raise ConfigError(f"workers[{index}]: worker name {worker.name!r} is used twice")
+            workers.add(worker.name)
+            continue
         if not isinstance(worker, WorkerConfig):
-            raise ConfigError(f"workers[{index}]: expected a WorkerConfig, got {worker!r}")
+            raise ConfigError(f"workers[{index}]: expected a WorkerConfig or a LocalWorker, got {worker!r}")
         if not isinstance(worker.name, str) or not worker.name:
             raise ConfigError(f"workers[{index}].name: expected a non-empty string")
         if not isinstance(worker.password, str) or not worker.password:
@@ -136,6 +145,10 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         unknown = [name for name in builder.workernames if name not in workers]
         if unknown:
             raise ConfigError(f"builders[{index}].workernames: no such worker(s) {', '.join(map(repr, unknown))}")
+    try:
+        check_engine_config(config.builders, config.schedulers)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     return config
 
 

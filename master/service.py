@@ -23,12 +23,15 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from master import daemon
-from master.config import ConfigError, MasterConfig, load_config
+from master.config import ConfigError, MasterConfig, WorkerConfig, load_config
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
 from master.db import migrate
 from master.db.backends import make_storage
 from master.db.interfaces import StorageError
+from master.engine.engine import Engine
+from master.engine.localworkers import LocalWorker, LocalWorkers
+from master.engine.workerlink import WorkerLink
 from master.www.auth import Authenticator
 from master.www.login import LoginPages
 from master.www.rest import RestApi
@@ -58,6 +61,9 @@ class MasterService(service.MultiService):
         self.masterid: int | None = None
         self.port: Any = None
         self.site: Any = None
+        self.engine = Engine()
+        self.workerlink: WorkerLink | None = None
+        self.local_workers: LocalWorkers | None = None
         self.auth = Authenticator(None, self.basedir)
         self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
@@ -115,9 +121,16 @@ class MasterService(service.MultiService):
             data.add_plugin(plugin)
         self.masterid = await data.updates.master_active(self.name)
         await self._apply_builders(config)
+        # the engine first: it recovers what a crash left, and must be ready when workers connect
+        await self.engine.start(data, self.masterid, config)
+        self.workerlink = WorkerLink(data, self.masterid, self._worker_passwords(config), self.engine)
         self.auth.reconfigure(config.auth)
         self.rest = RestApi(data, config.www.url, self.auth)
-        self.root = build_root({"api": self.rest.resource(), "auth": LoginPages(self.auth).resource()})
+        self.root = build_root({
+            "api": self.rest.resource(),
+            "auth": LoginPages(self.auth).resource(),
+            "worker": self.workerlink.resource(),
+        })
         self.site = build_site(self.root, config.www.allowed_origins)
         for plugin in config.plugins:
             self._mount_plugin(plugin)
@@ -125,8 +138,25 @@ class MasterService(service.MultiService):
         self.port = self._listen(config)
         host = self.port.getHost()
         url = f"http://{host.host}:{host.port}/"
+        local_host = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host  # noqa: S104
+        self.local_workers = LocalWorkers(
+            self.basedir, self._local_workers(config), f"ws://{local_host}:{host.port}/worker"
+        )
+        self.local_workers.setServiceParent(self)
         log.info("ci-master {name} (pid {pid}) serving {url}", name=self.name, pid=os.getpid(), url=url)
         return url
+
+    def _worker_passwords(self, config: MasterConfig) -> dict[str, WorkerConfig]:
+        """Each allowed worker with its password; a local worker's is read from (or made in) its directory."""
+        return {
+            worker.name: worker if isinstance(worker, WorkerConfig)
+            else WorkerConfig(worker.name, worker.password_for(self.basedir))
+            for worker in config.workers
+        }
+
+    @staticmethod
+    def _local_workers(config: MasterConfig) -> list[LocalWorker]:
+        return [worker for worker in config.workers if isinstance(worker, LocalWorker)]
 
     def _listen(self, config: MasterConfig) -> Any:
         try:
@@ -187,7 +217,12 @@ class MasterService(service.MultiService):
                 await data.updates.worker_configured(worker["workerid"], self.masterid, [])
 
     async def stop(self) -> None:
-        """Stop listening and close the database."""
+        """Stop the builds (their requests go back to the queue), the workers' link, listening; close the database."""
+        if self.engine.data is not None:
+            await self.engine.stop()
+        if self.workerlink is not None:
+            await self.workerlink.stop()
+            self.workerlink = None
         if self.port is not None:
             await self.port.stopListening()
             self.port = None
@@ -208,6 +243,7 @@ class MasterService(service.MultiService):
         if not self.accepting_builds:
             return
         self.accepting_builds = False
+        self.engine.stop_accepting()
         said = None
         while self.data is not None:
             query = {"masterid": [str(self.masterid)], "complete": ["false"], "field": ["buildid"], "limit": ["1"]}
@@ -270,7 +306,12 @@ class MasterService(service.MultiService):
             await self._apply_builders(new)
             changes.append(f"builders {len(old.builders)} -> {len(new.builders)}")
             if new.workers != old.workers:
+                self.workerlink.reconfig(self._worker_passwords(new))
+                await self.local_workers.reconfig(self._local_workers(new))
                 changes.append(f"workers {len(old.workers)} -> {len(new.workers)}")
+        await self.engine.reconfig(new)
+        if new.schedulers != old.schedulers:
+            changes.append(f"schedulers {len(old.schedulers)} -> {len(new.schedulers)}")
         if new.auth != old.auth:
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))

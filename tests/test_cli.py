@@ -130,7 +130,8 @@ def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
         good = cfg.read_text()
         extra = 'builders=[\n        BuilderConfig(name="extra", tags=["new"], workernames=["local", "second"]),'
         second = 'workers=[WorkerConfig("second", "pw"), '
-        cfg.write_text(good.replace("builders=[", extra).replace("workers=[", second))
+        with_second = good.replace("builders=[", extra).replace("workers=[", second)
+        cfg.write_text("from master.config import WorkerConfig\n" + with_second)
         checked = run("checkconfig", str(master_dir), cwd=master_dir)
         assert checked.returncode == 0 and "2 builder(s)" in checked.stdout
         done = run("reconfig", str(master_dir), cwd=master_dir)

@@ -241,7 +241,7 @@ WORKER_ACTION_ERRORS = [
     ("/api/v2/builders/3/workers/1", rpc("pause"), 404, -32600),  # w1 is not on c
     ("/api/v2/workers/1", rpc("pause", reason=5), 400, -32602),
     ("/api/v2/workers/1", rpc("unpause", reason="x"), 400, -32602),
-    ("/api/v2/workers/1", rpc("stop"), 501, -32601),
+    ("/api/v2/workers/1", rpc("explode"), 501, -32601),
     ("/api/v2/workers", rpc("pause"), 501, -32601),
 ]
 

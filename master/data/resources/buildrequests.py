@@ -59,6 +59,9 @@ async def _cancel(call: ActionCall) -> None:
     entity = await call.data.get(("buildrequests", str(brid)))
     if entity["complete"]:
         raise Conflict(f"build request {brid} is already complete")
+    engine = getattr(call.data, "engine", None)
+    if entity["claimed"] and engine is not None and await engine.cancel_buildrequest(brid, call.params["reason"]):
+        return None  # its build is being stopped; the request completes as cancelled when it ends
     if entity["claimed"]:
         raise Conflict(f"build request {brid} is being built: stop its build to cancel it")
     raise Conflict(f"build request {brid} changed while being cancelled; try again")
@@ -106,7 +109,7 @@ class BuildRequests(ResourceType):
         }
         cancel = Action(
             "cancel", _cancel, {"reason": Param(NoneOk(String()), doc="why; not stored yet")},
-            doc="cancel a request not yet claimed",
+            doc="cancel a request: a pending one completes as cancelled; a claimed one's build is stopped",
         )
         set_priority = Action(
             "set_priority", _set_priority, {"priority": Param(Integer(), required=True, doc="higher runs first")},

@@ -6,7 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.errors import Conflict
 from master.data.resources.common import boolean_filter, dumps, now, properties_loader
 from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
@@ -18,6 +19,32 @@ PROPERTY = ("property",)
 
 def _builder_named(bind: Any) -> Any:
     return t.c.builderid == sa.select(schema.builders.c.id).where(schema.builders.c.name == bind).scalar_subquery()
+
+
+def engine_of(call: ActionCall) -> Any:
+    """The build engine of the master serving *call* (``data.engine``, set by the engine), or Conflict."""
+    engine = getattr(call.data, "engine", None)
+    if engine is None:
+        raise Conflict("no build engine runs on this master")
+    return engine
+
+
+async def _stop(call: ActionCall) -> None:
+    # Buildbot answers null, also for a build that has finished already
+    await engine_of(call).stop_build(call.entity["buildid"], call.params["reason"])
+
+
+async def _rebuild(call: ActionCall) -> list[Any]:
+    return await engine_of(call).rebuild(call.entity["buildid"], call.params["reason"])
+
+
+def _actions() -> list[Action]:
+    reason = {"reason": Param(NoneOk(String()), doc="why")}
+    return [
+        Action("stop", _stop, reason, doc="stop the build: it ends as cancelled"),
+        Action("rebuild", _rebuild, reason, doc="build the same buildset again on this builder; "
+               "returns [buildsetid, {builderid: buildrequestid}]"),
+    ]
 
 
 class Builds(ResourceType):
@@ -52,16 +79,16 @@ class Builds(ResourceType):
         }
         endpoints = [
             Endpoint("/builds", Kind.COLLECTION, options=PROPERTY),
-            Endpoint("/builds/n:buildid", options=PROPERTY),
+            Endpoint("/builds/n:buildid", options=PROPERTY, actions=_actions()),
             Endpoint("/builders/n:builderid/builds", Kind.COLLECTION, options=PROPERTY),
-            Endpoint("/builders/n:builderid/builds/n:number", options=PROPERTY),
+            Endpoint("/builders/n:builderid/builds/n:number", options=PROPERTY, actions=_actions()),
             Endpoint("/builders/i:buildername/builds", Kind.COLLECTION, options=PROPERTY,
                      arg_columns={"buildername": _builder_named}),
-            Endpoint("/builders/i:buildername/builds/n:number", options=PROPERTY,
+            Endpoint("/builders/i:buildername/builds/n:number", options=PROPERTY, actions=_actions(),
                      arg_columns={"buildername": _builder_named}),
             Endpoint("/buildrequests/n:buildrequestid/builds", Kind.COLLECTION, options=PROPERTY),
             Endpoint("/workers/n:workerid/builds", Kind.COLLECTION, options=PROPERTY),
-            Endpoint("/workers/n:workerid/builds/n:buildid", options=PROPERTY),
+            Endpoint("/workers/n:workerid/builds/n:buildid", options=PROPERTY, actions=_actions()),
             Endpoint("/masters/n:masterid/builds", Kind.COLLECTION, options=PROPERTY),
         ]
         loaders = {"properties": properties_loader("builds", schema.build_properties, "buildid")}

@@ -8,8 +8,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
-from master.data.errors import InvalidQuery
+from master.data.base import Action, ActionCall, Endpoint, Field, Kind, ResourceType, update_method
+from master.data.errors import Conflict, InvalidQuery
 from master.data.resources.common import dumps
 from master.data.types import Boolean, Identifier, JsonObject, List, String
 from master.db import schema
@@ -66,6 +66,13 @@ def _enabled_column() -> Any:
     return sa.func.coalesce(scheduler.scalar_subquery(), sa.true(), type_=sa.Boolean())
 
 
+async def _force(call: ActionCall) -> Any:
+    engine = getattr(call.data, "engine", None)
+    if engine is None:
+        raise Conflict("no build engine runs on this master")
+    return await engine.force(call.args["schedulername"], call.params, call.user)
+
+
 class ForceSchedulers(ResourceType):
     """``/forceschedulers``: force forms by name, with the builders they can start and their fields."""
 
@@ -87,7 +94,11 @@ class ForceSchedulers(ResourceType):
         }
         endpoints = [
             Endpoint("/forceschedulers", Kind.COLLECTION),
-            Endpoint("/forceschedulers/i:schedulername", arg_columns={"schedulername": t.c.name}),
+            Endpoint("/forceschedulers/i:schedulername", arg_columns={"schedulername": t.c.name}, actions=[
+                # the form's fields are the scheduler's own: it validates them (open_params)
+                Action("force", _force, open_params=True,
+                       doc="start builds: {builderid, <field>: value}; returns [buildsetid, {builderid: brid}]"),
+            ]),
             Endpoint("/builders/n:builderid/forceschedulers", Kind.COLLECTION,
                      arg_columns={"builderid": _offers_builder}),
         ]

@@ -79,12 +79,31 @@ async def _unpause(call: ActionCall) -> None:
     await call.data.updates.set_worker_state(entity["workerid"], False, entity["graceful"])
 
 
+async def _shutdown(call: ActionCall, graceful: bool) -> None:
+    # a worker connected to another master (or to none) is not ours to stop: Buildbot answers null too
+    engine = getattr(call.data, "engine", None)
+    if engine is not None:
+        await engine.shutdown_worker(call.entity["workerid"], graceful)
+
+
+async def _stop(call: ActionCall) -> None:
+    await _shutdown(call, True)
+
+
+async def _kill(call: ActionCall) -> None:
+    await _shutdown(call, False)
+
+
 def _actions() -> list[Action]:
     # Buildbot accepts pause/unpause in any state and answers null; so do we.
     return [
         Action("pause", _pause, {"reason": Param(NoneOk(String()), doc="why the worker is paused")},
                doc="stop giving the worker new builds"),
         Action("unpause", _unpause, doc="give the worker builds again"),
+        Action("stop", _stop, {"reason": Param(NoneOk(String()), doc="why")},
+               doc="ask the worker to leave once its builds end (no new build meanwhile)"),
+        Action("kill", _kill, {"reason": Param(NoneOk(String()), doc="why")},
+               doc="make the worker leave now: its builds end as retry and are queued again"),
     ]
 
 

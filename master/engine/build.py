@@ -1,0 +1,170 @@
+"""A build: one run of a builder's steps, in order, on one worker, for one claimed build request.
+
+Every state change goes through the data API (``add_build``, ``add_step``, ``start_step``,
+``finish_step``, ``finish_build``...), so REST shows it at once.  The build's result is the
+worst of what its steps make of it (see ``BuildStep.contribution``); a step with
+``haltOnFailure`` that fails stops the build, after which only ``alwaysRun`` steps run.
+``stop(reason)`` interrupts the running command and ends the build CANCELLED; a worker lost
+ends it RETRY (the builder then gives its request back to the queue).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.logger import Logger
+
+from master.data.resources.buildsets import worst_result
+from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
+from master.engine.interfaces import IWorkerConnection, WorkerLost
+from master.engine.properties import Properties
+from master.engine.steps import BuildStep, result_name
+
+if TYPE_CHECKING:
+    from master.engine.builder import Builder
+    from master.engine.engine import Engine
+
+log = Logger()
+
+SOURCESTAMP_PROPERTIES = ("branch", "revision", "repository", "codebase", "project")
+
+
+class Build:
+    """One build of *builder* for the request *request* (a buildrequests entity) on worker *conn*."""
+
+    def __init__(self, engine: Engine, builder: Builder, request: dict[str, Any], conn: IWorkerConnection) -> None:
+        self.engine = engine
+        self.data = engine.data
+        self.builder = builder
+        self.request = request
+        self.conn = conn
+        self.buildid: int | None = None
+        self.number: int | None = None
+        self.props = Properties()
+        self.sourcestamps: list[dict[str, Any]] = []
+        self.results: int = SUCCESS
+        self.stopped: str | None = None
+        self.stop_results = CANCELLED
+        self.lost = False
+        self.current: BuildStep | None = None
+
+    @property
+    def brid(self) -> int:
+        """The id of the request this build serves."""
+        return self.request["buildrequestid"]
+
+    def stop(self, reason: str, results: int = CANCELLED) -> None:
+        """End the build: the running step is interrupted, no further step runs; it ends as *results*."""
+        if self.stopped is not None:
+            return
+        self.stopped = reason
+        self.stop_results = results
+        if self.current is not None:
+            self.current.interrupt(reason)
+
+    def worker_lost(self) -> None:
+        """The worker went away: no further step runs and the build ends RETRY."""
+        self.lost = True
+        if self.current is not None:
+            # the running command fails with WorkerLost from the link; this covers a step between commands
+            self.current.interrupt("worker lost")
+
+    async def set_property(self, name: str, value: Any, source: str) -> None:
+        """Set a build property, in memory and through the data API."""
+        self.props.set(name, value, source)
+        await self.data.updates.set_build_properties(self.buildid, {name: (value, source)})
+
+    async def _load_buildset(self) -> None:
+        """The buildset's properties and source stamps, and the properties a build sets itself."""
+        bsid = self.request["buildsetid"]
+        buildset = await self.data.get(("buildsets", str(bsid)), query={"property": ["*"]})
+        for name, (value, source) in (buildset.get("properties") or {}).items():
+            self.props.set(name, value, source)
+        self.sourcestamps = list(buildset.get("sourcestamps") or [])
+        if self.sourcestamps:
+            first = self.sourcestamps[0]
+            for name in SOURCESTAMP_PROPERTIES:
+                if not self.props.has(name):
+                    self.props.set(name, first.get(name), "Build")
+        for name, value in (
+            ("buildername", self.builder.name), ("builderid", self.builder.builderid),
+            ("buildnumber", self.number), ("buildid", self.buildid), ("workername", self.conn.name),
+            ("buildrequestid", self.brid), ("masterid", self.engine.masterid),
+        ):
+            self.props.set(name, value, "Build")
+
+    async def run(self) -> int:
+        """Run the build to its end; return its result (RETRY: the request must be queued again)."""
+        data = self.data
+        self.buildid, self.number = await data.updates.add_build(
+            self.builder.builderid, self.brid, self.conn.workerid, self.engine.masterid, state_string="starting"
+        )
+        try:
+            await self._load_buildset()
+            await data.updates.set_build_properties(self.buildid, self.props.as_dict())
+            await data.updates.set_build_state_string(self.buildid, "building")
+            await self._run_steps()
+        except Exception:
+            log.failure("build {buildid} of {builder} failed", buildid=self.buildid, builder=self.builder.name)
+            self.results = EXCEPTION
+        if self.lost:
+            self.results = RETRY
+        elif self.stopped is not None:
+            self.results = self.stop_results
+        state = f"build {result_name(self.results)}" if self.results != SUCCESS else "build successful"
+        if self.stopped is not None:
+            state += f" ({self.stopped})"
+        await data.updates.set_build_state_string(self.buildid, state)
+        await data.updates.finish_build(self.buildid, self.results)
+        return self.results
+
+    async def _run_steps(self) -> None:
+        halted = False
+        for template in self.builder.steps:
+            if self.stopped is not None or self.lost:
+                return
+            if halted and not template.alwaysRun:
+                continue
+            step = template.fresh()
+            result = await self._run_step(step)
+            self.results = worst_result([self.results, step.contribution(result)])
+            if result == RETRY:
+                self.lost = True
+                return
+            if result == CANCELLED:
+                return  # the step was interrupted: the build is being stopped
+            if step.haltOnFailure and result in (FAILURE, EXCEPTION):
+                halted = True
+
+    async def _run_step(self, step: BuildStep) -> int:
+        data = self.data
+        step.build = self
+        step.stepid, _, step.name = await data.updates.add_step(self.buildid, step.name)
+        if not step.should_run():
+            await data.updates.set_step_state_string(step.stepid, "skipped")
+            await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf))
+            return SKIPPED
+        await data.updates.start_step(step.stepid, locks_acquired=True)
+        self.current = step
+        try:
+            result = await step.run()
+        except WorkerLost:
+            self.lost = True
+            result = RETRY
+        except Exception:
+            log.failure("step {name} of build {buildid} failed", name=step.name, buildid=self.buildid)
+            await step.write_exception()
+            result = EXCEPTION
+        finally:
+            self.current = None
+        for step_log in step.logs:
+            try:
+                await step_log.finish()
+            except Exception:
+                log.failure("could not finish a log of step {stepid}", stepid=step.stepid)
+        state = step.describe(True)
+        if result not in (SUCCESS, SKIPPED):
+            state += f" ({result_name(result)})"
+        await data.updates.set_step_state_string(step.stepid, state)
+        await data.updates.finish_step(step.stepid, result, hidden=bool(step.hideStepIf))
+        return result

@@ -1,0 +1,351 @@
+"""The engine: builders, schedulers and the build request distributor of one master.
+
+``start(data, masterid, config)`` first recovers from a crash of this master (its builds
+left running end as EXCEPTION; the requests it held go back to the queue, or complete when
+a build of theirs had finished), then sets up builders and schedulers from the config and
+starts distributing requests.  ``reconfig(config)`` applies a new config (running builds
+keep the steps they started with; unchanged schedulers keep running).  ``stop()`` stops the
+schedulers and the running builds, whose requests go back to the queue (RETRY).
+
+The engine is the worker link's IWorkerListener, and the data API's controls reach it as
+``data.engine`` (set by ``start``, cleared by ``stop``): build ``stop``/``rebuild``,
+buildrequest ``cancel`` of a claimed request, worker ``stop``/``kill``, forcescheduler ``force``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from twisted.internet import defer, reactor, task
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from master.data.errors import Conflict, NotFound
+from master.data.resources.common import EXCEPTION, RETRY
+from master.engine.build import Build
+from master.engine.builder import Builder, BuildRequestDistributor
+from master.engine.interfaces import IWorkerConnection, IWorkerListener
+from master.engine.schedulers import BaseScheduler, ForceScheduler, Triggerable
+
+log = Logger()
+
+PAGE = 1000
+
+
+@implementer(IWorkerListener)
+class Engine:
+    """Runs the builds of one master (see the module's documentation).
+
+    *poll_interval* is how often (seconds) the engine looks for requests that other masters
+    added, retries claiming schedulers another master holds, and re-reads buildsets that a
+    Trigger step waits for; *stop_timeout* bounds how long ``stop()`` waits for builds to end.
+    """
+
+    def __init__(self, poll_interval: float = 10.0, stop_timeout: float = 30.0) -> None:
+        self.poll_interval = poll_interval
+        self.stop_timeout = stop_timeout
+        self.data: Any = None
+        self.masterid: int | None = None
+        self.config: Any = None
+        self.builders: dict[str, Builder] = {}
+        self.schedulers: dict[str, BaseScheduler] = {}
+        self.workers: dict[str, IWorkerConnection] = {}
+        self.builds: dict[int, Build] = {}
+        self.shutting_down: set[IWorkerConnection] = set()
+        self.accepting = False
+        self.distributor = BuildRequestDistributor(self)
+        self._load: dict[IWorkerConnection, int] = {}
+        self._poller: task.LoopingCall | None = None
+        self._subscriptions: list[Any] = []
+        self._build_waiters: list[defer.Deferred] = []
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self, data: Any, masterid: int, config: Any) -> None:
+        """Recover from a crash, apply *config* and start building."""
+        self.data = data
+        self.masterid = masterid
+        data.engine = self
+        self.distributor.stopped = False
+        await self.recover()
+        await self._apply(config)
+        events = data.events
+        for pattern in (("buildrequests", "*", "new"), ("buildrequests", "*", "unclaimed"),
+                        ("workers", "*", "state_updated")):
+            self._subscriptions.append(events.subscribe(pattern, lambda key, entity: self.distributor.activity()))
+        self.accepting = True
+        self._poller = task.LoopingCall(self._poll)
+        self._poller.start(self.poll_interval, now=True)
+
+    async def reconfig(self, config: Any) -> None:
+        """Apply a new config: builders and schedulers added, changed or removed."""
+        await self._apply(config)
+        self.distributor.activity()
+
+    def stop_accepting(self) -> None:
+        """Start no new build (``ci-master stop --clean``): running builds go on; requests stay queued."""
+        self.accepting = False
+
+    async def stop(self) -> None:
+        """Stop scheduling and building; running builds end RETRY and their requests are queued again."""
+        self.accepting = False
+        if self._poller is not None and self._poller.running:
+            self._poller.stop()
+        self._poller = None
+        for subscription in self._subscriptions:
+            subscription.cancel()
+        self._subscriptions.clear()
+        for scheduler in list(self.schedulers.values()):
+            await scheduler.detach()
+        self.schedulers.clear()
+        self.distributor.stopped = True
+        await self.distributor.wait_idle()
+        for build in list(self.builds.values()):
+            build.stop("master stopping", RETRY)
+        await self._wait_builds(self.stop_timeout)
+        if getattr(self.data, "engine", None) is self:
+            self.data.engine = None
+
+    async def _wait_builds(self, timeout: float) -> None:
+        deadline = reactor.seconds() + timeout
+        while self.builds and reactor.seconds() < deadline:
+            waiter: defer.Deferred = defer.Deferred()
+            self._build_waiters.append(waiter)
+            left = max(deadline - reactor.seconds(), 0)
+            timer = reactor.callLater(left, lambda w=waiter: w.called or w.callback(None))
+            await waiter
+            if timer.active():
+                timer.cancel()
+        if self.builds:
+            log.warn("{n} build(s) still running after {t} s of stopping", n=len(self.builds), t=timeout)
+
+    def _poll(self) -> None:
+        self.distributor.activity()
+        for scheduler in self.schedulers.values():
+            if scheduler.runs_alone and not scheduler.running:
+                defer.ensureDeferred(scheduler.try_claim()).addErrback(
+                    lambda f: log.failure("claiming a scheduler failed", f)
+                )
+
+    # -- recovery -----------------------------------------------------------------------------
+
+    async def recover(self) -> None:
+        """End the builds this master left running (EXCEPTION) and give back or complete its requests."""
+        data, me = self.data, str(self.masterid)
+        ended: set[int] = set()
+        while True:
+            query = {"masterid": [me], "complete": ["false"], "field": ["buildid"], "limit": [str(PAGE)]}
+            builds = (await data.get("builds", query=query)).items
+            if not builds:
+                break
+            for build in builds:
+                await self._end_lost_build(build["buildid"])
+                ended.add(build["buildid"])
+        while True:
+            query = {"claimed_by_masterid": [me], "complete": ["false"], "field": ["buildrequestid"],
+                     "limit": [str(PAGE)]}
+            requests = (await data.get("buildrequests", query=query)).items
+            if not requests:
+                break
+            requeue = []
+            for request in requests:
+                brid = request["buildrequestid"]
+                query = {"complete": ["true"], "field": ["buildid", "results"], "order": ["buildid"]}
+                done = [b for b in (await data.get(("buildrequests", str(brid), "builds"), query=query)).items
+                        if b["buildid"] not in ended and b["results"] != RETRY]
+                if done:
+                    # its build finished before the crash: it must not run a second time
+                    await data.updates.complete_buildrequests([brid], done[-1]["results"])
+                else:
+                    requeue.append(brid)
+            if requeue:
+                await data.updates.unclaim_buildrequests(requeue, self.masterid)
+        if ended:
+            log.info("recovered: {n} build(s) left running by a previous run ended as exception", n=len(ended))
+
+    async def _end_lost_build(self, buildid: int) -> None:
+        data = self.data
+        steps = (await data.get(("builds", str(buildid), "steps"),
+                                query={"complete": ["false"], "field": ["stepid"], "limit": [str(PAGE)]})).items
+        for step in steps:
+            logs = (await data.get(("steps", str(step["stepid"]), "logs"),
+                                   query={"complete": ["false"], "field": ["logid"]})).items
+            for log_entity in logs:
+                await data.updates.finish_log(log_entity["logid"])
+            await data.updates.finish_step(step["stepid"], EXCEPTION)
+        await data.updates.set_build_state_string(buildid, "lost: its master stopped while it ran")
+        await data.updates.finish_build(buildid, EXCEPTION)
+
+    # -- configuration ------------------------------------------------------------------------
+
+    async def _builder_id(self, builder: Any) -> int:
+        query = {"name": [builder.name], "field": ["builderid"]}
+        found = (await self.data.get("builders", query=query)).items
+        if found:
+            return found[0]["builderid"]
+        # the service records configured builders; an engine run without it records them itself
+        return await self.data.updates.update_builder(
+            builder.name, description=getattr(builder, "description", None), tags=list(getattr(builder, "tags", []))
+        )
+
+    async def _apply(self, config: Any) -> None:
+        builders = {}
+        for spec in getattr(config, "builders", []):
+            steps = list(getattr(spec, "steps", None) or [])
+            factory = getattr(spec, "factory", None)
+            if not steps and factory is not None:
+                steps = list(getattr(factory, "steps", factory))
+            builders[spec.name] = Builder(spec.name, await self._builder_id(spec), list(spec.workernames), steps)
+        self.builders = builders  # running builds keep the Builder (and steps) they started with
+        wanted = {scheduler.name: scheduler for scheduler in getattr(config, "schedulers", None) or []}
+        for name, running in list(self.schedulers.items()):
+            if wanted.get(name) != running:
+                await running.detach()
+                del self.schedulers[name]
+                if isinstance(running, ForceScheduler) and not isinstance(wanted.get(name), ForceScheduler):
+                    await self.data.updates.remove_forcescheduler(name)
+        for name, scheduler in wanted.items():
+            if name in self.schedulers:
+                continue
+            await scheduler.attach(self)
+            self.schedulers[name] = scheduler
+            if scheduler.runs_alone:
+                await scheduler.try_claim()
+        self.config = config
+
+    # -- workers (IWorkerListener) --------------------------------------------------------------
+
+    def worker_attached(self, connection: IWorkerConnection) -> None:
+        """A worker connected: it may take builds."""
+        self.workers[connection.name] = connection
+        self.distributor.activity()
+
+    def worker_detached(self, connection: IWorkerConnection) -> None:
+        """A worker disconnected: its builds end RETRY."""
+        if self.workers.get(connection.name) is connection:
+            del self.workers[connection.name]
+        self.shutting_down.discard(connection)
+        for build in list(self.builds.values()):
+            if build.conn is connection:
+                build.worker_lost()
+
+    def load(self, conn: IWorkerConnection) -> int:
+        """How many builds *conn* runs or is about to run."""
+        return self._load.get(conn, 0)
+
+    def reserve(self, conn: IWorkerConnection) -> None:
+        """Count a build on *conn* (from its assignment until it ends)."""
+        self._load[conn] = self._load.get(conn, 0) + 1
+
+    def release(self, conn: IWorkerConnection) -> None:
+        """Uncount a build on *conn*."""
+        left = self._load.get(conn, 0) - 1
+        if left > 0:
+            self._load[conn] = left
+        else:
+            self._load.pop(conn, None)
+
+    def build_ended(self, build: Build) -> None:
+        """A build ended (called by the distributor)."""
+        waiters, self._build_waiters = self._build_waiters, []
+        for waiter in waiters:
+            if not waiter.called:
+                waiter.callback(None)
+
+    # -- what steps use ------------------------------------------------------------------------
+
+    def triggerable(self, name: str) -> Triggerable:
+        """The Triggerable scheduler *name* (ValueError if there is none)."""
+        scheduler = self.schedulers.get(name)
+        if not isinstance(scheduler, Triggerable):
+            raise ValueError(f"no Triggerable scheduler named {name!r}")
+        return scheduler
+
+    async def wait_for_buildset(self, bsid: int) -> int:
+        """Wait until buildset *bsid* completes (on any master); return its results.  Cancellable."""
+        data = self.data
+        wake: list[defer.Deferred] = []
+
+        def on_complete(key: Any, entity: Mapping[str, Any]) -> None:
+            for waiter in wake:
+                if not waiter.called:
+                    waiter.callback(None)
+
+        subscription = data.events.subscribe(("buildsets", str(bsid), "complete"), on_complete)
+        try:
+            while True:
+                entity = await data.get(("buildsets", str(bsid)), query={"field": ["complete", "results"]})
+                if entity is None:
+                    raise NotFound(f"no buildset {bsid}")
+                if entity["complete"]:
+                    return entity["results"]
+                waiter: defer.Deferred = defer.Deferred()
+                wake[:] = [waiter]
+                timer = reactor.callLater(self.poll_interval, lambda w=waiter: w.called or w.callback(None))
+                try:
+                    await waiter
+                finally:
+                    if timer.active():
+                        timer.cancel()
+        finally:
+            subscription.cancel()
+
+    # -- controls (reached through data.engine) -------------------------------------------------------
+
+    def _running_build(self, buildid: int) -> Build | None:
+        for build in self.builds.values():
+            if build.buildid == buildid:
+                return build
+        return None
+
+    async def stop_build(self, buildid: int, reason: str | None = None) -> None:
+        """Stop build *buildid*: it ends CANCELLED (a build already finished is left as it is)."""
+        build = self._running_build(buildid)
+        if build is not None:
+            build.stop(reason or "stopped")
+            return
+        entity = await self.data.get(("builds", str(buildid)), query={"field": ["complete", "masterid"]})
+        if entity is None:
+            raise NotFound(f"not found: builds/{buildid}")
+        if not entity["complete"] and entity["masterid"] != self.masterid:
+            raise Conflict(f"build {buildid} runs on master {entity['masterid']}: stop it there")
+
+    async def rebuild(self, buildid: int, reason: str | None = None) -> list[Any]:
+        """Submit build *buildid*'s buildset again for its builder; return ``[bsid, {builderid: brid}]``."""
+        data = self.data
+        build = await data.get(("builds", str(buildid)))
+        if build is None:
+            raise NotFound(f"not found: builds/{buildid}")
+        request = await data.get(("buildrequests", str(build["buildrequestid"])))
+        buildset = await data.get(("buildsets", str(request["buildsetid"])), query={"property": ["*"]})
+        properties = {name: (value, source) for name, (value, source) in (buildset["properties"] or {}).items()}
+        bsid, brids = await data.updates.add_buildset(
+            None, [ss["ssid"] for ss in buildset["sourcestamps"]],
+            reason or f"rebuild of build {build['number']} ({buildset['reason'] or 'no reason'})",
+            properties, [build["builderid"]], rebuilt_buildid=buildid, priority=request["priority"],
+        )
+        return [bsid, {str(builderid): brid for builderid, brid in brids.items()}]
+
+    async def cancel_buildrequest(self, brid: int, reason: str | None = None) -> bool:
+        """Stop the build of claimed request *brid* if it runs here; return whether it does."""
+        build = self.builds.get(brid)
+        if build is None:
+            return False
+        build.stop(reason or "build request cancelled")
+        return True
+
+    async def shutdown_worker(self, workerid: int, graceful: bool) -> None:
+        """Ask worker *workerid* to leave: after its builds (*graceful*) or now (they end RETRY)."""
+        for conn in list(self.workers.values()):
+            if conn.workerid == workerid:
+                if graceful:
+                    self.shutting_down.add(conn)  # no new build meanwhile
+                conn.shutdown(graceful)
+
+    async def force(self, schedulername: str, params: Mapping[str, Any], user: Any = None) -> list[Any]:
+        """Run the ``force`` action of force scheduler *schedulername*."""
+        scheduler = self.schedulers.get(schedulername)
+        if not isinstance(scheduler, ForceScheduler):
+            raise Conflict(f"force scheduler {schedulername!r} is not configured on this master")
+        return await scheduler.force(params, user)
