@@ -574,3 +574,28 @@ async def test_postgresql_reconnects_after_connections_are_killed(pg_server) -> 
         await storage.stop()
     with pytest.raises(StorageError, match="not running"):
         await storage.fetch_all(sa.select(builders.c.id))
+
+
+@pytest_twisted.ensureDeferred
+async def test_reads_cancelled_in_flight_do_not_break_other_reads(storage: IStorage) -> None:
+    """A client hanging up cancels its reads; the pool must stay whole for everyone else."""
+    if storage.dialect_name == "postgresql":
+        slow = sa.select(sa.func.pg_sleep(0.05).label("slept"))
+    else:
+        numbers = sa.select(sa.literal(1).label("n")).cte("numbers", recursive=True)
+        numbers = numbers.union_all(sa.select(numbers.c.n + 1).where(numbers.c.n < 200_000))
+        slow = sa.select(sa.func.count().label("slept")).select_from(numbers)
+    doomed = [defer.ensureDeferred(storage.fetch_all(slow)) for _ in range(8)]
+    for d in doomed:
+        d.cancel()
+    results = await defer.gatherResults(
+        [defer.ensureDeferred(storage.fetch_all(sa.select(sa.literal(n).label("n")))) for n in range(16)],
+        consumeErrors=True,
+    )
+    assert [rows[0]["n"] for rows in results] == list(range(16))
+    for d in doomed:
+        with pytest.raises(defer.CancelledError):
+            await d
+    # and once the cancelled reads have run their course, the storage still works
+    await defer.gatherResults([defer.ensureDeferred(storage.fetch_all(slow)) for _ in range(2)])
+    assert (await storage.fetch_all(sa.select(sa.literal(7).label("n"))))[0]["n"] == 7

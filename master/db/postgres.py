@@ -353,7 +353,7 @@ class PostgresStorage:
         if self._stopping or not self._running:
             raise StorageError(f"storage for {self.url} is not running")
         try:
-            return await self._pool.run_with_connection(fn)
+            return await _shielded(self._pool.run_with_connection(fn))
         except Exception as e:
             mapped = self.storage_error(e)
             if mapped is e:
@@ -433,3 +433,15 @@ class PostgresStorage:
             return defer.ensureDeferred(interact(cursor))
 
         return await self._call(lambda conn: conn.runInteraction(interaction))
+
+
+def _shielded(work: defer.Deferred[T]) -> defer.Deferred[T]:
+    """A Deferred firing with *work*'s result that can be cancelled without cancelling *work*.
+
+    A client hanging up cancels its request's Deferreds; cancelling a query in flight would
+    hand its connection back to the pool while txpostgres still uses it, breaking the
+    requests of others.  The query runs to its end instead, and its result is dropped.
+    """
+    result: defer.Deferred[T] = defer.Deferred()
+    work.chainDeferred(result)
+    return result

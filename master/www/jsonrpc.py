@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
@@ -122,6 +123,8 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         if e.data is not None:
             error["data"] = e.data
         return json_body(request, {"jsonrpc": "2.0", "error": error, "id": request_id}, e.status)
+    except defer.CancelledError:
+        raise  # the client went away
     except Exception:
         log.failure("JSON-RPC POST /api/v2/{path} failed", path=path)
         error = {"code": INTERNAL_ERROR, "message": "internal error (logged on the master)"}

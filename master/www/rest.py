@@ -129,6 +129,8 @@ class RestApi:
             return json_error(request, 404, e.message)
         except DataError as e:
             return json_error(request, 400, e.message)
+        except defer.CancelledError:
+            raise  # the client went away: nothing to answer, nothing to log
         except Exception:
             log.failure("GET /api/v2/{path} failed", path=path)
             return json_error(request, 500, "internal error (logged on the master)")
