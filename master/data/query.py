@@ -25,43 +25,54 @@ def _escape_like(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
-def _filter_clause(field: Field, flt: Filter, index: int, params: dict[str, Any]) -> tuple[ColumnElement, Any]:
-    """Return the clause for one filter and the part of the shape key it adds."""
+def _bind_filter(field: Field, flt: Filter, index: int, params: dict[str, Any]) -> tuple[Any, ...]:
+    """Put one filter's values in *params*; return the part of the shape key it adds.
+
+    This runs on every request, so it only binds values: the SQL clause is made by
+    :func:`_filter_clause`, once per shape, when the statement is compiled.
+    """
     if field.filter_sql is not None:
         # custom filters may vary their SQL with the values, so the values join the key
-        return field.filter_sql(flt.op, flt.values), (flt.field, flt.op, flt.values)
-    column = field.column
+        return (flt.field, flt.op, flt.values)
     name = f"f{index}"
-    many = len(flt.values) > 1 or flt.op in ("in", "notin")
-    op = flt.op
-    if op == "contains":
-        clauses = []
+    if flt.op == "contains":
         for n, value in enumerate(flt.values):
             params[f"{name}_{n}"] = f"%{_escape_like(value)}%"
-            clauses.append(column.like(sa.bindparam(f"{name}_{n}"), escape="/"))
-        return sa.or_(*clauses), (flt.field, op, len(flt.values))
-    if many:
+        return (flt.field, flt.op, len(flt.values))
+    if len(flt.values) > 1 or flt.op in ("in", "notin"):
         params[name] = list(flt.values)
-        if op in ("eq", "in"):
-            return column.in_(sa.bindparam(name, expanding=True)), (flt.field, "in")
-        if op in ("ne", "notin"):
-            clause = column.not_in(sa.bindparam(name, expanding=True))
-            return (sa.or_(clause, column.is_(None)) if field.nullable else clause), (flt.field, "notin")
+        return (flt.field, "in" if flt.op in ("eq", "in") else "notin")
     params[name] = flt.values[0]
+    return (flt.field, flt.op)
+
+
+def _filter_clause(field: Field, flt: Filter, index: int, key: tuple[Any, ...]) -> ColumnElement:
+    """The SQL clause of one filter, with the bind parameters :func:`_bind_filter` fills."""
+    if field.filter_sql is not None:
+        return field.filter_sql(flt.op, flt.values)
+    column = field.column
+    name = f"f{index}"
+    op = key[1]
+    if op == "contains":
+        likes = [column.like(sa.bindparam(f"{name}_{n}"), escape="/") for n in range(key[2])]
+        return sa.or_(*likes)
+    if op == "in":
+        return column.in_(sa.bindparam(name, expanding=True))
+    if op == "notin":
+        clause = column.not_in(sa.bindparam(name, expanding=True))
+        return sa.or_(clause, column.is_(None)) if field.nullable else clause
     bind = sa.bindparam(name)
     if op == "eq":
-        clause = column == bind
-    elif op == "ne":
-        clause = column.is_distinct_from(bind) if field.nullable else column != bind
-    elif op == "lt":
-        clause = column < bind
-    elif op == "le":
-        clause = column <= bind
-    elif op == "gt":
-        clause = column > bind
-    else:
-        clause = column >= bind
-    return clause, (flt.field, op)
+        return column == bind
+    if op == "ne":
+        return column.is_distinct_from(bind) if field.nullable else column != bind
+    if op == "lt":
+        return column < bind
+    if op == "le":
+        return column <= bind
+    if op == "gt":
+        return column > bind
+    return column >= bind
 
 
 def _order_by(endpoint: Endpoint, spec: ResultSpec) -> list[ColumnElement]:
@@ -92,17 +103,16 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
         columns.append(rtype.id_field)
     params: dict[str, Any] = {f"arg_{name}": value for name, value in args.items()}
     arg_names = tuple(args)
-    clauses: list[ColumnElement] = []
-    filter_key = []
-    for index, flt in enumerate(spec.filters):
-        clause, key = _filter_clause(fields[flt.field], flt, index, params)
-        clauses.append(clause)
-        filter_key.append(key)
+    filter_key = [_bind_filter(fields[flt.field], flt, index, params) for index, flt in enumerate(spec.filters)]
     collection = endpoint.kind is Kind.COLLECTION
     shape = (endpoint.pattern, tuple(columns), tuple(filter_key), spec.order, collection)
 
     def where() -> list[ColumnElement]:
-        return [*endpoint.conditions(arg_names), *clauses]
+        filters = [
+            _filter_clause(fields[flt.field], flt, index, key)
+            for index, (flt, key) in enumerate(zip(spec.filters, filter_key, strict=True))
+        ]
+        return [*endpoint.conditions(arg_names), *filters]
 
     def build_page() -> sa.Select:
         query = sa.select(*(fields[name].column.label(name) for name in columns)).select_from(rtype.source)
