@@ -8,6 +8,7 @@ committed data, and the reactor thread never touches the database.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ from master.db.interfaces import (
 )
 
 T = TypeVar("T")
+READER_THREADS = 3
 
 # SQLite stores booleans as 0/1.  Converting by the declared column type hands them back as
 # bool, as PostgreSQL does; computed expressions (EXISTS, comparisons) have no declared
@@ -45,15 +47,39 @@ def sqlite_path(url: str) -> str:
 
 
 class _Connection:
-    """One sqlite3 connection owned by one single-thread pool."""
+    """sqlite3 connections owned by a pool of *threads* threads, one connection per thread.
 
-    def __init__(self, path: str, name: str, compiler: StatementCompiler) -> None:
+    ``conn`` is the connection of the calling thread, opened on its first use; so the
+    functions given to :meth:`run` use the connection of the thread they run on.
+    """
+
+    def __init__(self, path: str, name: str, compiler: StatementCompiler, threads: int = 1) -> None:
         self.path = path
         self.compiler = compiler
-        self.pool = ThreadPool(minthreads=1, maxthreads=1, name=name)
-        self.conn: sqlite3.Connection | None = None
+        self.pool = ThreadPool(minthreads=threads, maxthreads=threads, name=name)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+        return conn
 
     def open(self) -> None:
+        """Open the calling thread's connection now, so that a bad file is reported at start."""
+        self.conn  # noqa: B018 (opening is the point)
+
+    def close_all(self) -> None:
+        """Close every connection (each sqlite3 connection may be closed from any thread)."""
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+    def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
             self.path,
             isolation_level=None,
@@ -66,7 +92,9 @@ class _Connection:
         conn.execute("PRAGMA foreign_keys=ON")
         # LIKE is case-sensitive on PostgreSQL; make 'contains' mean the same here.
         conn.execute("PRAGMA case_sensitive_like=ON")
-        self.conn = conn
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
 
     def run(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         from twisted.internet import reactor
@@ -85,6 +113,10 @@ class _Connection:
             return []
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+    def command(self, sql: str) -> None:
+        """Run a statement such as BEGIN or COMMIT on the calling thread's connection."""
+        self.conn.execute(sql)
 
     def change(self, statement: Statement, params: Mapping[str, Any] | None) -> int:
         sql, args = self.compiler.render(statement, params)
@@ -118,7 +150,9 @@ class SQLiteStorage:
         self.url = url
         self.path = sqlite_path(url)
         compiler = StatementCompiler(sqlite_dialect.dialect())
-        self._reader = _Connection(self.path, "sqlite-reader", compiler)
+        # several readers: sqlite3 lets go of the GIL while it steps, so reads overlap each
+        # other and the reactor's own work instead of queueing behind one thread
+        self._reader = _Connection(self.path, "sqlite-reader", compiler, threads=READER_THREADS)
         self._writer = _Connection(self.path, "sqlite-writer", compiler)
         self._write_lock = defer.DeferredLock()
 
@@ -138,10 +172,8 @@ class SQLiteStorage:
         await self._write_lock.acquire()
         try:
             for conn in (self._reader, self._writer):
-                if conn.conn is not None:
-                    await conn.run(conn.conn.close)
-                    conn.conn = None
-                conn.pool.stop()
+                conn.pool.stop()  # waits for the running statements
+                conn.close_all()
         finally:
             self._write_lock.release()
 
@@ -192,11 +224,11 @@ class SQLiteStorage:
         """Run ``work`` in one IMMEDIATE transaction on the writer thread."""
         async with self._write_lock:
             writer = self._writer
-            await writer.run(writer.conn.execute, "BEGIN IMMEDIATE")
+            await writer.run(writer.command, "BEGIN IMMEDIATE")
             try:
                 result = await work(_Transaction(writer))
             except BaseException:
-                await writer.run(writer.conn.execute, "ROLLBACK")
+                await writer.run(writer.command, "ROLLBACK")
                 raise
-            await writer.run(writer.conn.execute, "COMMIT")
+            await writer.run(writer.command, "COMMIT")
             return result
