@@ -220,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
     command("reconfig", reconfig, "reload master.cfg in the running master without dropping connections")
     command("checkconfig", checkconfig, "load and validate master.cfg without starting")
     command("upgrade-master", upgrade_master, "migrate the database to this version's schema")
+    clean = command("cleanup", cleanup, "empty old logs and delete old builds (retention)")
+    clean.add_argument("--logs-older-than", type=float, metavar="DAYS",
+                       help="empty the logs of builds completed more than DAYS ago (default: log_retention_days)")
+    clean.add_argument("--builds-older-than", type=float, metavar="DAYS",
+                       help="delete builds completed more than DAYS ago (default: build_retention_days)")
     command("plugins", list_plugins, "list the plugins master.cfg enables and those installed packages offer")
 
     user = commands.add_parser("user", help="manage users and API tokens", description="manage users and API tokens")
@@ -246,6 +251,58 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("token_id", metavar="TOKEN_ID", help="the id printed when the token was made")
     user_command("list", user_list, "list users, their roles and token ids")
     return parser
+
+
+def cleanup(args: argparse.Namespace) -> int:
+    """Remove old log contents and old builds now (the master also does it daily when a retention is set)."""
+    from master.data.connector import DataAPI
+    from master.data.resources import core_resource_types
+    from master.db.backends import make_storage
+    from master.retention import clean_up
+
+    basedir = master_dir(args.dir)
+    config = load_config(basedir)
+    log_days = args.logs_older_than if args.logs_older_than is not None else config.log_retention_days
+    build_days = args.builds_older_than if args.builds_older_than is not None else config.build_retention_days
+    if log_days is None and build_days is None:
+        raise CommandError("nothing to do: set log_retention_days or build_retention_days in master.cfg, "
+                           "or give --logs-older-than / --builds-older-than")
+    for name, days in (("--logs-older-than", log_days), ("--builds-older-than", build_days)):
+        if days is not None and days <= 0:
+            raise CommandError(f"{name}: expected a positive number of days, got {days:g}")
+    migrate.check(config.db_url)
+
+    async def work() -> None:
+        storage = make_storage(config.db_url)
+        await storage.start()
+        try:
+            data = DataAPI(storage)
+            for rtype in core_resource_types():
+                data.add_resource_type(rtype)
+            await clean_up(data, log_days, build_days, progress=lambda line: print(line, flush=True))
+        finally:
+            await storage.stop()
+
+    run_in_reactor(work)
+    return 0
+
+
+def run_in_reactor(work: Any) -> Any:
+    """Run coroutine function *work* in the reactor and return its result, or raise its exception."""
+    from twisted.internet import defer, reactor
+    from twisted.python.failure import Failure
+
+    outcome: list[Any] = []
+
+    def finished(result: Any) -> None:
+        outcome.append(result)
+        reactor.stop()
+
+    reactor.callWhenRunning(lambda: defer.ensureDeferred(work()).addBoth(finished))
+    reactor.run(installSignalHandlers=False)
+    if isinstance(outcome[0], Failure):
+        outcome[0].raiseException()
+    return outcome[0]
 
 
 def list_plugins(args: argparse.Namespace) -> int:

@@ -74,6 +74,8 @@ class MasterConfig:
     workers: list[WorkerConfig | LocalWorker] = field(default_factory=list)
     schedulers: list[Any] = field(default_factory=list)
     auth: Auth | None = None
+    log_retention_days: float | None = None
+    build_retention_days: float | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
 
@@ -106,6 +108,10 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
             f"www.allowed_origins: expected a list of origins like 'https://ci.example.org', got {origins!r}"
         )
     _check_auth(config.auth)
+    for key in ("log_retention_days", "build_retention_days"):
+        value = getattr(config, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
+            raise ConfigError(f"{key}: expected a positive number of days or None (keep forever), got {value!r}")
     names = set()
     for index, spec in enumerate(config.plugins):
         try:

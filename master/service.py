@@ -32,6 +32,7 @@ from master.db.interfaces import StorageError
 from master.engine.engine import Engine
 from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
+from master.retention import RetentionService
 from master.www.auth import Authenticator
 from master.www.login import LoginPages
 from master.www.rest import RestApi
@@ -64,6 +65,7 @@ class MasterService(service.MultiService):
         self.engine = Engine()
         self.workerlink: WorkerLink | None = None
         self.local_workers: LocalWorkers | None = None
+        self.retention: RetentionService | None = None
         self.auth = Authenticator(None, self.basedir)
         self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
@@ -143,6 +145,8 @@ class MasterService(service.MultiService):
             self.basedir, self._local_workers(config), f"ws://{local_host}:{host.port}/worker"
         )
         self.local_workers.setServiceParent(self)
+        self.retention = RetentionService(data, config)
+        self.retention.setServiceParent(self)
         log.info("ci-master {name} (pid {pid}) serving {url}", name=self.name, pid=os.getpid(), url=url)
         return url
 
@@ -315,6 +319,7 @@ class MasterService(service.MultiService):
         if new.auth != old.auth:
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))
+        self.retention.config = new
         self.data.limits = new.limits
         self.rest.base_url = new.www.url
         self.site.allowed_origins = list(new.www.allowed_origins)

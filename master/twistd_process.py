@@ -29,12 +29,17 @@ def read_pid(basedir: Path) -> int | None:
 
 
 def is_running(pid: int) -> bool:
-    """Whether a process with this pid exists."""
+    """Whether a process with this pid exists and has not died (a zombie waiting to be reaped has)."""
     try:
         os.kill(pid, 0)
     except OSError as e:
         return e.errno == errno.EPERM
-    return True
+    try:
+        # a daemon killed with SIGKILL stays a zombie until its parent, often init, reaps it
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True  # no /proc (not Linux): kill(0) is all we can know
+    return stat.rpartition(")")[2].split()[0] != "Z"
 
 
 def clear_stale_pidfile(basedir: Path) -> int | None:

@@ -154,3 +154,26 @@ class Builds(ResourceType):
         )
         await self.produce_event(await self.get_entity(buildid), "finished")
 
+
+    @update_method
+    async def delete_builds_completed_before(self, when: int, batch: int = 200) -> int:
+        """Delete builds that completed before *when* (epoch seconds), with their steps, logs and properties.
+
+        Works in batches of short transactions so that a site with years of builds never holds
+        the database for long; returns how many builds were deleted.  No event is published:
+        nothing watches builds that old.
+        """
+        deleted = 0
+        old = sa.select(t.c.id).where(t.c.complete_at < when).order_by(t.c.id).limit(batch)
+        while True:
+
+            async def work(txn: Any) -> int:
+                ids = [row["id"] for row in await txn.fetch_all(old)]
+                if ids:
+                    await txn.execute(sa.delete(t).where(t.c.id.in_(ids)))
+                return len(ids)
+
+            count = await self.data.storage.transaction(work)
+            deleted += count
+            if count < batch:
+                return deleted

@@ -39,6 +39,7 @@ RAW_PAGE = 50
 LOG_TYPES = {"s": "stdio: each line starts with its stream, o, e, h or i", "t": "text", "h": "html"}
 SLUG_LENGTH = 50
 PLAIN, ZLIB = 0, 1  # logchunks.compressed
+DELETED = "d"  # logs.type of a log whose content retention removed
 
 _NOT_IN_SLUG = re.compile(r"[^a-zA-Z0-9._-]")
 # the first character of each line, one whole UTF-8 sequence (never the newline of an empty line)
@@ -377,6 +378,37 @@ class Logs(ResourceType):
         await pack()
         await write()
         return saved
+
+    @update_method
+    async def delete_log_contents_before(self, when: int, batch: int = 200) -> int:
+        """Remove the content of logs of builds that completed before *when*; return how many logs.
+
+        The log rows stay (with their line counts), typed ``d``, so that steps still list them;
+        their contents read as empty.  Batches of short transactions, as for builds.
+        """
+        logs, steps, builds, chunks = schema.logs, schema.steps, schema.builds, schema.logchunks
+        old = (
+            sa.select(logs.c.id)
+            .join(steps, steps.c.id == logs.c.stepid)
+            .join(builds, builds.c.id == steps.c.buildid)
+            .where(builds.c.complete_at < when, logs.c.type != DELETED)
+            .order_by(logs.c.id)
+            .limit(batch)
+        )
+        emptied = 0
+        while True:
+
+            async def work(txn: Any) -> int:
+                ids = [row["id"] for row in await txn.fetch_all(old)]
+                if ids:
+                    await txn.execute(sa.delete(chunks).where(chunks.c.logid.in_(ids)))
+                    await txn.execute(sa.update(logs).where(logs.c.id.in_(ids)).values(type=DELETED))
+                return len(ids)
+
+            count = await self.data.storage.transaction(work)
+            emptied += count
+            if count < batch:
+                return emptied
 
 
 class _Raced(Exception):
