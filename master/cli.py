@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from master import daemon
+from master import sendchange as sendchange_cli
 from master.config import ConfigError, MasterConfig, load_config
 from master.db import migrate
 from master.db.interfaces import StorageError
@@ -225,6 +226,12 @@ def build_parser() -> argparse.ArgumentParser:
                        help="empty the logs of builds completed more than DAYS ago (default: log_retention_days)")
     clean.add_argument("--builds-older-than", type=float, metavar="DAYS",
                        help="delete builds completed more than DAYS ago (default: build_retention_days)")
+    send = commands.add_parser(
+        "sendchange", help="record a change on a running master (for scripts and VCS hooks)",
+        description="record a change on a running master (for scripts and VCS hooks)",
+    )
+    sendchange_cli.add_arguments(send)
+    send.set_defaults(run=sendchange_cli.run)
     command("plugins", list_plugins, "list the plugins master.cfg enables and those installed packages offer")
 
     user = commands.add_parser("user", help="manage users and API tokens", description="manage users and API tokens")

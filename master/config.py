@@ -20,6 +20,7 @@ from master.engine.config import check_engine_config
 from master.engine.localworkers import LocalWorker
 from master.plugin import PluginError, load_plugin
 from master.www.auth import Auth, ControlRule
+from master.www.changehooks import check_settings as check_change_hooks
 
 
 class ConfigError(Exception):
@@ -73,6 +74,7 @@ class MasterConfig:
     builders: list[BuilderConfig] = field(default_factory=list)
     workers: list[WorkerConfig | LocalWorker] = field(default_factory=list)
     schedulers: list[Any] = field(default_factory=list)
+    change_hooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     auth: Auth | None = None
     log_retention_days: float | None = None
     build_retention_days: float | None = None
@@ -108,6 +110,10 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
             f"www.allowed_origins: expected a list of origins like 'https://ci.example.org', got {origins!r}"
         )
     _check_auth(config.auth)
+    try:
+        config.change_hooks = check_change_hooks(config.change_hooks)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     for key in ("log_retention_days", "build_retention_days"):
         value = getattr(config, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):

@@ -34,6 +34,7 @@ from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.retention import RetentionService
 from master.www.auth import Authenticator
+from master.www.changehooks import ChangeHooks
 from master.www.login import LoginPages
 from master.www.rest import RestApi
 from master.www.site import Root, build_root, build_site
@@ -66,6 +67,7 @@ class MasterService(service.MultiService):
         self.workerlink: WorkerLink | None = None
         self.local_workers: LocalWorkers | None = None
         self.retention: RetentionService | None = None
+        self.change_hooks: ChangeHooks | None = None
         self.auth = Authenticator(None, self.basedir)
         self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
@@ -128,10 +130,12 @@ class MasterService(service.MultiService):
         self.workerlink = WorkerLink(data, self.masterid, self._worker_passwords(config), self.engine)
         self.auth.reconfigure(config.auth)
         self.rest = RestApi(data, config.www.url, self.auth)
+        self.change_hooks = ChangeHooks(data, config.change_hooks)
         self.root = build_root({
             "api": self.rest.resource(),
             "auth": LoginPages(self.auth).resource(),
             "worker": self.workerlink.resource(),
+            "change_hook": self.change_hooks.resource(),
         })
         self.site = build_site(self.root, config.www.allowed_origins)
         for plugin in config.plugins:
@@ -316,6 +320,9 @@ class MasterService(service.MultiService):
         await self.engine.reconfig(new)
         if new.schedulers != old.schedulers:
             changes.append(f"schedulers {len(old.schedulers)} -> {len(new.schedulers)}")
+        if new.change_hooks != old.change_hooks:
+            self.change_hooks.reconfigure(new.change_hooks)
+            changes.append("change hooks: " + (", ".join(sorted(new.change_hooks)) or "none"))
         if new.auth != old.auth:
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))

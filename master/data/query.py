@@ -155,8 +155,16 @@ async def encode(
     """Turn rows into entities: convert column values by field type, then run the loaders."""
     rtype = endpoint.rtype
     fields = rtype.fields
-    converters = [(name, fields[name].type.from_db) for name in selected if fields[name].column is not None]
-    items = [{name: convert(row[name]) for name, convert in converters} for row in rows]
+    # rows are dicts keyed by field name already; only the values of converting types change
+    columns = [name for name in selected if fields[name].column is not None]
+    converters = [(name, fields[name].type.from_db) for name in columns if fields[name].type.converts]
+    if rtype.id_field in columns:
+        items = rows
+    else:  # the id was read for the loaders and the order tie-break, not asked for
+        items = [{name: row[name] for name in columns} for row in rows]
+    for item in items:
+        for name, convert in converters:
+            item[name] = convert(item[name])
     wanted = [name for name in selected if fields[name].column is None]
     if wanted and items:
         ids = [row[rtype.id_field] for row in rows]

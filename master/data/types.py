@@ -29,6 +29,11 @@ class FieldType:
         """Turn what the database returned into the API value."""
         return value
 
+    @property
+    def converts(self) -> bool:
+        """Whether :meth:`from_db` changes values (the read path skips the types that do not)."""
+        return type(self).from_db is not FieldType.from_db
+
     def openapi(self) -> dict[str, Any]:
         """The type as an OpenAPI schema object."""
         return dict(self.openapi_type)
@@ -183,6 +188,11 @@ class NoneOk(FieldType):
     def from_db(self, value: Any) -> Any:
         """None stays None."""
         return None if value is None else self.of.from_db(value)
+
+    @property
+    def converts(self) -> bool:
+        """Whether the wrapped type converts."""
+        return self.of.converts
 
     def openapi(self) -> dict[str, Any]:
         """The inner schema, nullable."""

@@ -6,7 +6,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.errors import InvalidParams
 from master.data.resources.common import dumps, list_loader, now, properties_loader
 from master.data.resources.sourcestamps import find_or_insert, sourcestamps_loader, ss_values
 from master.data.types import DateTime, Integer, JsonObject, List, NoneOk, String
@@ -45,6 +46,39 @@ def _of_builder_build(bind: Any) -> Any:
     return t.c.sourcestampid.in_(_sourcestamps_of_builds(b.c.builderid == bind, b.c.number == number))
 
 
+async def _add(call: ActionCall) -> dict[str, int]:
+    """The ``add`` action: record a change sent by a script (``ci-master sendchange``)."""
+    params = dict(call.params)
+    if not params["author"].strip():
+        raise InvalidParams({"author": "must not be empty"})
+    # optional lists and objects default to None in the declaration (a shared [] would be mutable)
+    params["files"] = params["files"] or []
+    return {"changeid": await call.data.updates.add_change(**params)}
+
+
+_OPTIONAL_TEXT = NoneOk(String())
+ADD = Action(
+    "add",
+    _add,
+    {
+        "author": Param(String(), required=True, doc="who wrote it, e.g. 'Jane <jane@example.org>'"),
+        "committer": Param(_OPTIONAL_TEXT, doc="who committed it"),
+        "comments": Param(String(), default="", doc="the commit message"),
+        "files": Param(NoneOk(List(String())), doc="the files it touches"),
+        "branch": Param(_OPTIONAL_TEXT, doc="the branch"),
+        "revision": Param(_OPTIONAL_TEXT, doc="the revision"),
+        "repository": Param(String(), default="", doc="the repository URL"),
+        "project": Param(String(), default="", doc="the project"),
+        "codebase": Param(String(), default="", doc="the codebase"),
+        "category": Param(_OPTIONAL_TEXT, doc="a free category"),
+        "revlink": Param(_OPTIONAL_TEXT, doc="a link to a web view of the revision"),
+        "when_timestamp": Param(NoneOk(DateTime()), doc="when it was made (seconds since the epoch; default now)"),
+        "properties": Param(NoneOk(JsonObject()), doc="{name: value}, recorded with source 'Change'"),
+    },
+    doc="record a change (as a change hook does); returns {changeid}",
+)
+
+
 class Changes(ResourceType):
     """``/changes``: commits, with their files, properties and source stamp."""
 
@@ -77,7 +111,7 @@ class Changes(ResourceType):
             ),
         }
         endpoints = [
-            Endpoint("/changes", Kind.COLLECTION),
+            Endpoint("/changes", Kind.COLLECTION, actions=[ADD]),
             Endpoint("/changes/n:changeid"),
             Endpoint("/builds/n:buildid/changes", Kind.COLLECTION, arg_columns={"buildid": _of_build}),
             Endpoint(
