@@ -18,6 +18,7 @@ with.  Every figure is the median over ``--rounds`` interleaved wrk runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import io
 import os
 import random
@@ -250,6 +251,7 @@ def serve(db_url: str, port: int) -> None:
         body = {"builds": [await data.get("builds/1")], "meta": {}}
         root = build_root({"api": RestApi(data).resource(), "const": Constant(body).app.resource()})
         reactor.listenTCP(port, build_site(root), interface="127.0.0.1", backlog=256)
+        gc.freeze()  # as the master does once it has started
         print("READY", flush=True)
 
     def failed(failure: Any) -> None:

@@ -107,6 +107,16 @@ def test_broken_config_names_file_and_line(master_dir: Path) -> None:
 # -- the daemon ---------------------------------------------------------------------------------
 
 
+def wait_until_connected(port: int, name: str = "local", timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        workers = http_get(port, f"/api/v2/workers?name={name}")["workers"]
+        if workers and workers[0]["connected_to"]:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"worker {name} did not connect within {timeout}s")
+
+
 def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
     import http.client
 
@@ -120,7 +130,8 @@ def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
         again = run("start", str(master_dir), cwd=master_dir)
         assert again.returncode == 1 and f"already running (pid {pid})" in again.stderr
 
-        # a keep-alive connection opened before the reconfig must survive it
+        # the local worker's WebSocket and a keep-alive HTTP connection opened before the reconfig survive it
+        wait_until_connected(port)
         keepalive = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         keepalive.request("GET", "/api/v2/builders")
         assert [b["name"] for b in json.loads(keepalive.getresponse().read())["builders"]] == ["demo"]
@@ -147,6 +158,9 @@ def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
         extra_id = builders[1]["builderid"]
         assert {"masterid": 1, "builderid": extra_id} in workers[0]["configured_on"]
         assert workers[1]["configured_on"] == [{"masterid": 1, "builderid": extra_id}]
+        assert workers[0]["connected_to"] == [{"masterid": 1}]
+        log_text = (master_dir / "twistd.log").read_text()
+        assert log_text.count("worker local connected") == 1 and "worker local disconnected" not in log_text
         assert keepalive.sock.getsockname()[1] == local_port  # the same connection
         keepalive.close()
 
@@ -225,3 +239,31 @@ def test_start_names_an_unreachable_database_without_its_password(master_dir: Pa
     assert done.returncode == 1
     assert "database unreachable at postgresql://ci:***@127.0.0.1:" in done.stderr
     assert "hunter2" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_clean_stop_waits_for_the_running_build(master_dir: Path) -> None:
+    port = free_port()
+    use_port(master_dir, port)
+    cfg = master_dir / "master.cfg"
+    cfg.write_text(cfg.read_text().replace('command="uname -a && python3 --version"', 'command="sleep 3; echo slept"'))
+    assert run("start", str(master_dir), cwd=master_dir).returncode == 0
+    try:
+        wait_until_connected(port)
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "force", "params": {"builderid": 1}}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/forceschedulers/force", body,
+                                         {"Content-Type": "application/json"})
+        urllib.request.urlopen(request, timeout=10).close()
+        deadline = time.monotonic() + 30
+        while not http_get(port, "/api/v2/builds?complete=false")["builds"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stopped = run("stop", "--clean", str(master_dir), cwd=master_dir)
+    finally:
+        run("stop", str(master_dir), cwd=master_dir)
+    assert stopped.returncode == 0, stopped.stderr
+    assert "waiting for 1 running build(s)" in stopped.stdout and "ci-master stopped" in stopped.stdout
+    assert not (master_dir / "twistd.pid").exists()
+    # the build ran to its end before the master stopped
+    import sqlite3
+
+    with sqlite3.connect(master_dir / "state.sqlite") as db:
+        assert db.execute("SELECT results, complete_at IS NOT NULL FROM builds").fetchall() == [(0, 1)]
