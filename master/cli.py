@@ -18,6 +18,7 @@ from master import sendchange as sendchange_cli
 from master.config import ConfigError, MasterConfig, load_config
 from master.db import migrate
 from master.db.interfaces import StorageError
+from master.twistd_process import CommandError, program_dir
 from master.www.auth import UserError
 
 SAMPLE = Path(__file__).parent / "master.cfg.sample"
@@ -25,18 +26,9 @@ START_TIMEOUT = 60.0
 STOP_TIMEOUT = 60.0
 
 
-class CommandError(Exception):
-    """A failure to report to the user in one line, exiting non-zero."""
-
-
 def master_dir(path: str) -> Path:
     """*path* resolved, checked to be a master directory."""
-    basedir = Path(path).resolve()
-    if not basedir.is_dir():
-        raise CommandError(f"{basedir}: no such directory")
-    if not (basedir / "master.cfg").is_file():
-        raise CommandError(f"{basedir} is not a master directory (no master.cfg; see 'ci-master create-master')")
-    return basedir
+    return program_dir(path, "master.cfg", "master", "ci-master create-master")
 
 
 def _plugin_schemas(config: MasterConfig) -> list:

@@ -20,6 +20,20 @@ PIDFILE = "twistd.pid"
 LOGFILE = "twistd.log"
 
 
+class CommandError(Exception):
+    """A failure to report to the user in one line, exiting non-zero."""
+
+
+def program_dir(path: str, marker: str, kind: str, create_command: str) -> Path:
+    """*path* resolved, checked to be a directory holding *marker* (``master.cfg``, ``worker.cfg``)."""
+    basedir = Path(path).resolve()
+    if not basedir.is_dir():
+        raise CommandError(f"{basedir}: no such directory")
+    if not (basedir / marker).is_file():
+        raise CommandError(f"{basedir} is not a {kind} directory (no {marker}; see '{create_command}')")
+    return basedir
+
+
 def read_pid(basedir: Path) -> int | None:
     """The pid in the pidfile, or None when there is none."""
     try:

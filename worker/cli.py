@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from master.twistd_process import CommandError, program_dir
 from worker import daemon
 from worker.config import CONFIG_FILE, WorkerConfig, WorkerConfigError, load_config, validate, write_config
 
@@ -16,18 +17,9 @@ START_TIMEOUT = 45.0  # a first attempt to an unreachable master may take CONNEC
 STOP_TIMEOUT = 60.0
 
 
-class CommandError(Exception):
-    """A failure to report to the user in one line, exiting non-zero."""
-
-
 def worker_dir(path: str) -> Path:
     """*path* resolved, checked to be a worker directory."""
-    basedir = Path(path).resolve()
-    if not basedir.is_dir():
-        raise CommandError(f"{basedir}: no such directory")
-    if not (basedir / CONFIG_FILE).is_file():
-        raise CommandError(f"{basedir} is not a worker directory (no {CONFIG_FILE}; see 'ci-worker create-worker')")
-    return basedir
+    return program_dir(path, CONFIG_FILE, "worker", "ci-worker create-worker")
 
 
 def create_worker(args: argparse.Namespace) -> int:

@@ -135,13 +135,17 @@ class Builds(ResourceType):
     async def set_build_properties(self, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
         """Set properties ``{name: (value, source)}`` of a build, replacing those of the same names."""
         table = schema.build_properties
+        rows = [
+            {"buildid": buildid, "name": name, "value": dumps(value), "source": source}
+            for name, (value, source) in properties.items()
+        ]
+        if not rows:
+            return
 
         async def work(txn: Any) -> None:
-            for name, (value, source) in properties.items():
-                await txn.execute(sa.delete(table).where(table.c.buildid == buildid, table.c.name == name))
-                await txn.execute(
-                    sa.insert(table).values(buildid=buildid, name=name, value=dumps(value), source=source)
-                )
+            # two statements whatever the number of properties: builds set a dozen at once
+            await txn.execute(sa.delete(table).where(table.c.buildid == buildid, table.c.name.in_(list(properties))))
+            await txn.execute(sa.insert(table).values(rows))
 
         await self.data.storage.transaction(work)
         await self.produce_event(await self.get_entity(buildid), "update")
