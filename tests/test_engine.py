@@ -759,3 +759,24 @@ async def test_skipped_step_and_reconfig(masters: Any) -> None:
     await master.engine.reconfig(Config([BuilderSpec("b", ["w1"], [ShellCommand("exit 1", name="new")])]))
     brid = await buildset(master, "b")
     assert (await master.request_done(brid))["results"] == FAILURE
+
+
+@pytest_twisted.ensureDeferred
+async def test_graceful_worker_stop_lets_the_build_end_and_is_cleared_when_the_worker_returns(masters: Any) -> None:
+    master = await masters(Config([BuilderSpec("b", ["w1"], [ShellCommand(["sleep", "1"])])]))
+    w1 = await master.attach("w1")
+    brid = await buildset(master, "b")
+    build = await master.first_build(brid)
+    await wait_for(lambda: defer.succeed(bool(w1.running)), what="the command to run")
+    assert await master.data.control(("workers", str(w1.workerid)), "stop", {}) is None
+    assert (await master.data.get(("workers", str(w1.workerid))))["graceful"] is True
+    assert (await master.build_done(build["buildid"]))["results"] == SUCCESS  # the running build ends normally
+    await wait_for(lambda: defer.succeed(not w1.connected), what="the worker to leave")
+    await master.attach("w1")  # back again: it takes builds
+    await wait_for(lambda: _not_graceful(master, w1.workerid), what="graceful cleared")
+    second = await master.first_build(await buildset(master, "b"))
+    assert (await master.build_done(second["buildid"]))["results"] == SUCCESS
+
+
+async def _not_graceful(master: Master, workerid: int) -> bool:
+    return (await master.data.get(("workers", str(workerid))))["graceful"] is False

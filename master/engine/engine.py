@@ -217,9 +217,18 @@ class Engine:
     # -- workers (IWorkerListener) --------------------------------------------------------------
 
     def worker_attached(self, connection: IWorkerConnection) -> None:
-        """A worker connected: it may take builds."""
+        """A worker connected: it may take builds (a graceful stop asked before is over)."""
         self.workers[connection.name] = connection
-        self.distributor.activity()
+        d = defer.ensureDeferred(self._set_graceful(connection.workerid, False))
+        d.addCallback(lambda _: self.distributor.activity())
+        d.addErrback(lambda failure: log.failure("could not record worker {name}", failure, name=connection.name))
+
+    async def _set_graceful(self, workerid: int, graceful: bool) -> None:
+        """Record whether the worker is on its way out, keeping its paused state."""
+        fields = {"field": ["paused", "pause_reason", "graceful"]}
+        worker = await self.data.get(("workers", str(workerid)), query=fields)
+        if worker is not None and worker["graceful"] != graceful:
+            await self.data.updates.set_worker_state(workerid, worker["paused"], graceful, worker["pause_reason"])
 
     def worker_detached(self, connection: IWorkerConnection) -> None:
         """A worker disconnected: its builds end RETRY."""
@@ -341,6 +350,7 @@ class Engine:
             if conn.workerid == workerid:
                 if graceful:
                     self.shutting_down.add(conn)  # no new build meanwhile
+                    await self._set_graceful(workerid, True)
                 conn.shutdown(graceful)
 
     async def force(self, schedulername: str, params: Mapping[str, Any], user: Any = None) -> list[Any]:
