@@ -114,6 +114,10 @@ class _Connection:
         names = [d[0] for d in cursor.description]
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
+    def on_its_thread(self) -> bool:
+        """Whether the caller runs on one of this connection's pool threads (they alone open connections)."""
+        return getattr(self._local, "conn", None) is not None
+
     def command(self, sql: str) -> None:
         """Run a statement such as BEGIN or COMMIT on the calling thread's connection."""
         self.conn.execute(sql)
@@ -126,18 +130,6 @@ class _Connection:
             raise IntegrityError(str(e)) from None
         except sqlite3.Error as e:
             raise StorageError(f"SQLite error: {e}") from None
-
-
-@implementer(ITransaction)
-class _Transaction:
-    def __init__(self, writer: _Connection) -> None:
-        self._writer = writer
-
-    async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
-        return await self._writer.run(self._writer.rows, statement, params)
-
-    async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
-        return await self._writer.run(self._writer.change, statement, params)
 
 
 @implementer(IStorage)
@@ -221,14 +213,68 @@ class SQLiteStorage:
             return await self._writer.run(self._writer.change, statement, params)
 
     async def transaction(self, work: Callable[[ITransaction], Awaitable[T]]) -> T:
-        """Run ``work`` in one IMMEDIATE transaction on the writer thread."""
+        """Run ``work`` in one IMMEDIATE transaction on the writer thread.
+
+        The coroutine itself is started on the writer thread, where its statements run at once:
+        a transaction that awaits only its own statements costs one thread hop in all, not one
+        per statement.  If it awaits anything else, it is carried on from the reactor thread,
+        its remaining statements hopping to the writer thread one by one.
+        """
         async with self._write_lock:
             writer = self._writer
-            await writer.run(writer.command, "BEGIN IMMEDIATE")
+            txn = _WriterTransaction(writer)
+
+            def begin_and_run() -> tuple[bool, Any, Any]:
+                writer.command("BEGIN IMMEDIATE")
+                try:
+                    finished, value, steps = _advance(work(txn).__await__(), None, None)
+                except BaseException:
+                    writer.command("ROLLBACK")
+                    raise
+                if finished:
+                    writer.command("COMMIT")
+                return finished, value, steps
+
+            finished, value, steps = await writer.run(begin_and_run)
+            if finished:
+                return value
             try:
-                result = await work(_Transaction(writer))
+                while not finished:
+                    sent, thrown = None, None
+                    try:
+                        sent = await value  # what the work waits for, on the reactor thread
+                    except BaseException as e:
+                        thrown = e
+                    finished, value, steps = _advance(steps, sent, thrown)
             except BaseException:
                 await writer.run(writer.command, "ROLLBACK")
                 raise
             await writer.run(writer.command, "COMMIT")
-            return result
+            return value
+
+
+def _advance(steps: Any, sent: Any, thrown: BaseException | None) -> tuple[bool, Any, Any]:
+    """Run a coroutine until it ends, ``(True, result, None)``, or waits, ``(False, awaited, steps)``."""
+    try:
+        awaited = steps.throw(thrown) if thrown is not None else steps.send(sent)
+    except StopIteration as done:
+        return True, done.value, None
+    return False, awaited, steps
+
+
+@implementer(ITransaction)
+class _WriterTransaction:
+    """Statements of a transaction: run at once on the writer thread, or sent there from another."""
+
+    def __init__(self, writer: _Connection) -> None:
+        self._writer = writer
+
+    async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
+        if self._writer.on_its_thread():
+            return self._writer.rows(statement, params)
+        return await self._writer.run(self._writer.rows, statement, params)
+
+    async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
+        if self._writer.on_its_thread():
+            return self._writer.change(statement, params)
+        return await self._writer.run(self._writer.change, statement, params)
