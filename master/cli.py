@@ -15,6 +15,7 @@ from typing import Any
 
 from master import daemon
 from master import sendchange as sendchange_cli
+from master import twistd_process as proc
 from master.config import ConfigError, MasterConfig, load_config
 from master.db import migrate
 from master.db.interfaces import StorageError
@@ -63,7 +64,7 @@ def checkconfig(args: argparse.Namespace) -> int:
 def upgrade_master(args: argparse.Namespace) -> int:
     """Migrate the database to the newest schema, backing up a SQLite file first."""
     basedir = master_dir(args.dir)
-    if daemon.running_pid(basedir) is not None:
+    if proc.running_pid(basedir) is not None:
         raise CommandError(f"the master in {basedir} is running; stop it before upgrading")
     config = load_config(basedir)
     if migrate.current_revision(config.db_url) is None:
@@ -81,29 +82,29 @@ def start(args: argparse.Namespace) -> int:
     """Start the master: as a daemon (default) or in the foreground with --nodaemon."""
     basedir = master_dir(args.dir)
     config = load_config(basedir)
-    pid = daemon.running_pid(basedir)
+    pid = proc.running_pid(basedir)
     if pid is not None:
         raise CommandError(f"the master in {basedir} is already running (pid {pid})")
     # checked here too, to say it before forking
     migrate.check(config.db_url)
     if args.nodaemon:
         return _run_foreground(basedir, config)
-    offset = daemon.log_size(basedir)
+    offset = proc.log_size(basedir)
     spawned = daemon.spawn_twistd(basedir)
     if spawned.returncode != 0:
         detail = (spawned.stderr or spawned.stdout).strip().splitlines()
         raise CommandError(f"twistd failed to start: {detail[-1] if detail else 'no output'}")
-    pid = daemon.read_pid(basedir)
-    line = daemon.wait_for_log(
+    pid = proc.read_pid(basedir)
+    line = proc.wait_for_log(
         basedir, offset, (daemon.STARTED, daemon.FAILED), START_TIMEOUT,
-        alive=lambda: pid is None or daemon.is_running(pid),
+        alive=lambda: pid is None or proc.is_running(pid),
     )
     if line is None:
         raise CommandError(f"the master did not say it started within {START_TIMEOUT:.0f}s; see {basedir}/twistd.log")
     if daemon.FAILED in line:
         raise CommandError(line.split(daemon.FAILED, 1)[1].strip())
     url = line.split(daemon.STARTED, 1)[1].strip()
-    print(f"ci-master started: serving {url}; log in {basedir / daemon.LOGFILE}")
+    print(f"ci-master started: serving {url}; log in {basedir / proc.LOGFILE}")
     return 0
 
 
@@ -140,22 +141,22 @@ def _run_foreground(basedir: Path, config: MasterConfig) -> int:
 def stop(args: argparse.Namespace) -> int:
     """Stop the master with SIGTERM and wait until it has exited; --clean lets running builds end first."""
     basedir = master_dir(args.dir)
-    pid = daemon.running_pid(basedir)
+    pid = proc.running_pid(basedir)
     if pid is None:
         raise CommandError(f"the master in {basedir} is not running")
     if getattr(args, "clean", False):
-        offset = daemon.log_size(basedir)
+        offset = proc.log_size(basedir)
         os.kill(pid, signal.SIGUSR1)
         print("clean stop: the master starts no new build and exits when the running ones end", flush=True)
-        while daemon.is_running(pid):
-            line = daemon.wait_for_log(basedir, offset, (daemon.CLEAN_STOP,), 1.0)
+        while proc.is_running(pid):
+            line = proc.wait_for_log(basedir, offset, (daemon.CLEAN_STOP,), 1.0)
             if line is not None:
-                offset = daemon.log_size(basedir)
+                offset = proc.log_size(basedir)
                 print(line.split(daemon.CLEAN_STOP, 1)[1].strip(), flush=True)
-        daemon.running_pid(basedir)  # twistd removes its pidfile; this clears it if it could not
+        proc.running_pid(basedir)  # twistd removes its pidfile; this clears it if it could not
         print(f"ci-master stopped (pid {pid})")
         return 0
-    if not daemon.stop_process(pid, STOP_TIMEOUT):
+    if not proc.stop_process(pid, STOP_TIMEOUT):
         raise CommandError(f"the master (pid {pid}) did not exit within {STOP_TIMEOUT:.0f}s")
     print(f"ci-master stopped (pid {pid})")
     return 0
@@ -164,7 +165,7 @@ def stop(args: argparse.Namespace) -> int:
 def restart(args: argparse.Namespace) -> int:
     """Stop the master if it runs, then start it."""
     basedir = master_dir(args.dir)
-    if daemon.running_pid(basedir) is not None:
+    if proc.running_pid(basedir) is not None:
         stop(args)
     return start(args)
 
@@ -173,17 +174,17 @@ def reconfig(args: argparse.Namespace) -> int:
     """Make the running master reload master.cfg (SIGHUP) and report how it went."""
     basedir = master_dir(args.dir)
     load_config(basedir)  # a broken file is reported here, and the master is not disturbed
-    pid = daemon.running_pid(basedir)
+    pid = proc.running_pid(basedir)
     if pid is None:
         raise CommandError(f"the master in {basedir} is not running")
-    offset = daemon.log_size(basedir)
+    offset = proc.log_size(basedir)
     os.kill(pid, signal.SIGHUP)
-    line = daemon.wait_for_log(
+    line = proc.wait_for_log(
         basedir, offset, (daemon.RECONFIGURED, daemon.RECONFIG_FAILED), START_TIMEOUT,
-        alive=lambda: daemon.is_running(pid),
+        alive=lambda: proc.is_running(pid),
     )
     if line is None:
-        raise CommandError(f"the master did not report on the reconfig; see {basedir / daemon.LOGFILE}")
+        raise CommandError(f"the master did not report on the reconfig; see {basedir / proc.LOGFILE}")
     if daemon.RECONFIG_FAILED in line:
         raise CommandError(line.split(daemon.RECONFIG_FAILED, 1)[1].strip())
     print(f"reconfig done: {line.split(daemon.RECONFIGURED, 1)[1].strip()}")

@@ -1,4 +1,4 @@
-"""Running a master as a daemon with twistd: the application, its log, start/stop/reconfig helpers.
+"""Running a master as a daemon with twistd: its application and the lines its log says how it went by.
 
 ``ci-master start DIR`` runs ``twistd`` on ``master.tac`` inside DIR, which calls
 :func:`make_application`; the log goes to ``DIR/twistd.log`` (rotated at 10 MB, ten files
@@ -12,27 +12,10 @@ import subprocess
 from pathlib import Path
 
 from twisted.application import service
-from twisted.logger import ILogObserver, textFileLogObserver
-from twisted.python.logfile import LogFile
+from twisted.logger import ILogObserver
 
 from master import twistd_process
 from master.config import load_config
-from master.twistd_process import (
-    LOGFILE,
-    PIDFILE,
-    clear_stale_pidfile,
-    is_running,
-    log_size,
-    read_pid,
-    running_pid,
-    stop_process,
-    wait_for_log,
-)
-
-__all__ = [
-    "LOGFILE", "PIDFILE", "clear_stale_pidfile", "is_running", "log_size", "make_application", "read_pid",
-    "running_pid", "spawn_twistd", "stop_process", "wait_for_log",
-]
 
 TAC = Path(__file__).parent / "master.tac"
 
@@ -50,8 +33,7 @@ def make_application(basedir: str) -> service.Application:
 
     config = load_config(basedir)
     application = service.Application("ci-master")
-    logfile = LogFile(LOGFILE, basedir, rotateLength=10_000_000, maxRotatedFiles=10)
-    application.setComponent(ILogObserver, textFileLogObserver(logfile))
+    application.setComponent(ILogObserver, twistd_process.log_observer(basedir))
     MasterService(basedir, config, daemon=True).setServiceParent(application)
     return application
 

@@ -34,6 +34,15 @@ def program_dir(path: str, marker: str, kind: str, create_command: str) -> Path:
     return basedir
 
 
+def log_observer(basedir: str | Path) -> object:
+    """A log observer writing text lines to ``basedir/twistd.log``, rotated at 10 MB with ten files kept."""
+    # imported here: the CLIs use this module without loading Twisted
+    from twisted.logger import textFileLogObserver
+    from twisted.python.logfile import LogFile
+
+    return textFileLogObserver(LogFile(LOGFILE, str(basedir), rotateLength=10_000_000, maxRotatedFiles=10))
+
+
 def read_pid(basedir: Path) -> int | None:
     """The pid in the pidfile, or None when there is none."""
     try:

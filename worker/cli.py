@@ -9,6 +9,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from master import twistd_process as proc
 from master.twistd_process import CommandError, program_dir
 from worker import daemon
 from worker.config import CONFIG_FILE, WorkerConfig, WorkerConfigError, load_config, validate, write_config
@@ -45,23 +46,23 @@ def start(args: argparse.Namespace) -> int:
     """Start the worker: as a daemon (default) or in the foreground with --nodaemon."""
     basedir = worker_dir(args.dir)
     config = load_config(basedir)
-    stale = daemon.clear_stale_pidfile(basedir)
+    stale = proc.clear_stale_pidfile(basedir)
     if stale is not None:
         print(f"removed a stale pidfile (pid {stale} is not running)")
-    pid = daemon.running_pid(basedir)
+    pid = proc.running_pid(basedir)
     if pid is not None:
         raise CommandError(f"the worker in {basedir} is already running (pid {pid})")
     if args.nodaemon:
         return _run_foreground(basedir, config)
-    offset = daemon.log_size(basedir)
+    offset = proc.log_size(basedir)
     spawned = daemon.spawn_twistd(basedir)
     if spawned.returncode != 0:
         detail = (spawned.stderr or spawned.stdout).strip().splitlines()
         raise CommandError(f"twistd failed to start: {detail[-1] if detail else 'no output'}")
-    pid = daemon.read_pid(basedir)
-    alive = lambda: pid is None or daemon.is_running(pid)  # noqa: E731
-    line = daemon.wait_for_log(basedir, offset, (daemon.STARTED,), START_TIMEOUT, alive=alive)
-    logfile = basedir / daemon.LOGFILE
+    pid = proc.read_pid(basedir)
+    alive = lambda: pid is None or proc.is_running(pid)  # noqa: E731
+    line = proc.wait_for_log(basedir, offset, (daemon.STARTED,), START_TIMEOUT, alive=alive)
+    logfile = basedir / proc.LOGFILE
     if line is None:
         if not alive():
             raise CommandError(f"the worker exited as it started; see {logfile}")
@@ -90,13 +91,13 @@ def _run_foreground(basedir: Path, config: WorkerConfig) -> int:
 def stop(args: argparse.Namespace) -> int:
     """Stop the worker with SIGTERM (its commands are interrupted) and wait until it has exited."""
     basedir = worker_dir(args.dir)
-    stale = daemon.clear_stale_pidfile(basedir)
+    stale = proc.clear_stale_pidfile(basedir)
     if stale is not None:
         raise CommandError(f"the worker in {basedir} is not running (removed a stale pidfile of pid {stale})")
-    pid = daemon.running_pid(basedir)
+    pid = proc.running_pid(basedir)
     if pid is None:
         raise CommandError(f"the worker in {basedir} is not running")
-    if not daemon.stop_process(pid, STOP_TIMEOUT):
+    if not proc.stop_process(pid, STOP_TIMEOUT):
         raise CommandError(f"the worker (pid {pid}) did not exit within {STOP_TIMEOUT:.0f}s")
     print(f"ci-worker stopped (pid {pid})")
     return 0
@@ -105,7 +106,7 @@ def stop(args: argparse.Namespace) -> int:
 def restart(args: argparse.Namespace) -> int:
     """Stop the worker if it runs, then start it."""
     basedir = worker_dir(args.dir)
-    if daemon.running_pid(basedir) is not None:
+    if proc.running_pid(basedir) is not None:
         stop(args)
     return start(args)
 

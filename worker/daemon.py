@@ -15,22 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from master import twistd_process
-from master.twistd_process import (
-    LOGFILE,
-    PIDFILE,
-    clear_stale_pidfile,
-    is_running,
-    log_size,
-    read_pid,
-    running_pid,
-    stop_process,
-    wait_for_log,
-)
-
-__all__ = [
-    "LOGFILE", "PIDFILE", "clear_stale_pidfile", "is_running", "log_size", "make_application", "read_pid",
-    "running_pid", "spawn_twistd", "stop_process", "wait_for_log",
-]
 
 TAC = Path(__file__).parent / "worker.tac"
 
@@ -43,16 +27,14 @@ def make_application(basedir: str) -> Any:
     # Twisted is imported here, not above: the CLI uses this module's helpers and should start fast
     from twisted.application import service
     from twisted.internet import reactor
-    from twisted.logger import ILogObserver, Logger, textFileLogObserver
-    from twisted.python.logfile import LogFile
+    from twisted.logger import ILogObserver, Logger
 
     from worker.client import Worker
     from worker.config import load_config
 
     config = load_config(Path(basedir))
     application = service.Application("ci-worker")
-    logfile = LogFile(LOGFILE, basedir, rotateLength=10_000_000, maxRotatedFiles=10)
-    application.setComponent(ILogObserver, textFileLogObserver(logfile))
+    application.setComponent(ILogObserver, twistd_process.log_observer(basedir))
     worker = Worker(Path(basedir), config, on_leave=reactor.stop)
     log = Logger()
     worker.first_outcome.addCallback(
