@@ -89,16 +89,7 @@ def start(args: argparse.Namespace) -> int:
     migrate.check(config.db_url)
     if args.nodaemon:
         return _run_foreground(basedir, config)
-    offset = proc.log_size(basedir)
-    spawned = daemon.spawn_twistd(basedir)
-    if spawned.returncode != 0:
-        detail = (spawned.stderr or spawned.stdout).strip().splitlines()
-        raise CommandError(f"twistd failed to start: {detail[-1] if detail else 'no output'}")
-    pid = proc.read_pid(basedir)
-    line = proc.wait_for_log(
-        basedir, offset, (daemon.STARTED, daemon.FAILED), START_TIMEOUT,
-        alive=lambda: pid is None or proc.is_running(pid),
-    )
+    _, line = proc.start_daemon(basedir, daemon.TAC, (daemon.STARTED, daemon.FAILED), START_TIMEOUT)
     if line is None:
         raise CommandError(f"the master did not say it started within {START_TIMEOUT:.0f}s; see {basedir}/twistd.log")
     if daemon.FAILED in line:

@@ -8,7 +8,6 @@ it is serving, or why it could not start.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from twisted.application import service
@@ -37,7 +36,3 @@ def make_application(basedir: str) -> service.Application:
     MasterService(basedir, config, daemon=True).setServiceParent(application)
     return application
 
-
-def spawn_twistd(basedir: Path) -> subprocess.CompletedProcess:
-    """Run twistd on master.tac in *basedir*; it returns once the daemon has forked."""
-    return twistd_process.spawn_twistd(basedir, TAC)

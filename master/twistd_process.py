@@ -131,6 +131,24 @@ def spawn_twistd(basedir: Path, tac: Path, umask: int | None = None) -> subproce
     return subprocess.run(command, cwd=basedir, capture_output=True, text=True, timeout=120)
 
 
+def start_daemon(
+    basedir: Path, tac: Path, markers: tuple[str, ...], timeout: float, umask: int | None = None
+) -> tuple[int | None, str | None]:
+    """Run twistd on *tac* in *basedir*, then read its log until a line with one of *markers*.
+
+    Returns ``(pid, line)``; *line* is None when no marker came within *timeout* or the process
+    died first.  Raises CommandError when twistd itself could not start the daemon.
+    """
+    offset = log_size(basedir)
+    spawned = spawn_twistd(basedir, tac, umask)
+    if spawned.returncode != 0:
+        detail = (spawned.stderr or spawned.stdout).strip().splitlines()
+        raise CommandError(f"twistd failed to start: {detail[-1] if detail else 'no output'}")
+    pid = read_pid(basedir)
+    line = wait_for_log(basedir, offset, markers, timeout, alive=lambda: pid is None or is_running(pid))
+    return pid, line
+
+
 def stop_process(pid: int, timeout: float) -> bool:
     """SIGTERM *pid* and wait for it to exit; return whether it did in time."""
     os.kill(pid, signal.SIGTERM)

@@ -54,17 +54,10 @@ def start(args: argparse.Namespace) -> int:
         raise CommandError(f"the worker in {basedir} is already running (pid {pid})")
     if args.nodaemon:
         return _run_foreground(basedir, config)
-    offset = proc.log_size(basedir)
-    spawned = daemon.spawn_twistd(basedir)
-    if spawned.returncode != 0:
-        detail = (spawned.stderr or spawned.stdout).strip().splitlines()
-        raise CommandError(f"twistd failed to start: {detail[-1] if detail else 'no output'}")
-    pid = proc.read_pid(basedir)
-    alive = lambda: pid is None or proc.is_running(pid)  # noqa: E731
-    line = proc.wait_for_log(basedir, offset, (daemon.STARTED,), START_TIMEOUT, alive=alive)
+    pid, line = proc.start_daemon(basedir, daemon.TAC, (daemon.STARTED,), START_TIMEOUT, daemon.caller_umask())
     logfile = basedir / proc.LOGFILE
     if line is None:
-        if not alive():
+        if pid is not None and not proc.is_running(pid):
             raise CommandError(f"the worker exited as it started; see {logfile}")
         print(f"ci-worker started (pid {pid}), still making its first connection to {config.master}; log in {logfile}")
         return 0

@@ -10,7 +10,6 @@ The pidfile and log helpers are :mod:`master.twistd_process`'s, shared with the 
 from __future__ import annotations
 
 import os
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -44,12 +43,12 @@ def make_application(basedir: str) -> Any:
     return application
 
 
-def spawn_twistd(basedir: Path) -> subprocess.CompletedProcess:
-    """Run twistd on worker.tac in *basedir*; it returns once the daemon has forked.
+def caller_umask() -> int:
+    """The umask of this process, for the daemon to keep.
 
-    The daemon keeps the caller's umask (twistd would set 077), so that what builds make is as
-    readable as when the same commands run by hand.
+    twistd would set 077; keeping the caller's makes what builds create as readable as when the
+    same commands run by hand.
     """
     umask = os.umask(0)
     os.umask(umask)
-    return twistd_process.spawn_twistd(basedir, TAC, umask)
+    return umask
