@@ -38,7 +38,7 @@ from master.www.auth import Authenticator
 from master.www.changehooks import ChangeHooks
 from master.www.login import LoginPages
 from master.www.rest import RestApi
-from master.www.site import Root, build_root, build_site
+from master.www.site import MountError, Root, build_root, build_site, mount, unmount
 
 log = Logger()
 CLEAN_STOP_POLL = 2.0
@@ -186,10 +186,10 @@ class MasterService(service.MultiService):
 
     def _mount_plugin(self, plugin: Any) -> None:
         for prefix, resource in plugin.web_resources(self.data).items():
-            name = prefix.strip("/").encode()
-            if name in self.root.children:
-                raise StartupError(f"plugin {plugin.name!r} mounts /{prefix.strip('/')}, which is taken")
-            self.root.putChild(name, resource)
+            try:
+                mount(self.root, prefix, resource)
+            except MountError as e:
+                raise StartupError(f"plugin {plugin.name!r} cannot mount {e}") from None
             resource.mounted_by = plugin
 
     def _start_plugin_services(self, plugin: Any) -> None:
@@ -202,9 +202,7 @@ class MasterService(service.MultiService):
             await defer.maybeDeferred(child.disownServiceParent)
 
     def _unmount_plugin(self, plugin: Any) -> None:
-        for name, child in list(self.root.children.items()):
-            if getattr(child, "mounted_by", None) is plugin:
-                del self.root.children[name]
+        unmount(self.root, lambda child: getattr(child, "mounted_by", None) is plugin)
 
     async def _apply_builders(self, config: MasterConfig) -> None:
         """Record the configured builders and workers, and which of them this master serves."""

@@ -13,11 +13,14 @@ import treq
 from apiclient import Api, serve
 from notes_plugin import NotesPlugin
 from notes_plugin import metadata as notes_metadata
+from twisted.web import resource
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
 from master.data.resultspec import Limits
 from master.db import migrate, schema
+from master.www.rest import RestApi
+from master.www.site import MountError, build_root, build_site
 
 
 async def seed(data: DataAPI) -> None:
@@ -73,6 +76,36 @@ async def test_api_versions_and_root(api: Api) -> None:
     paths = {e["path"]: e for e in body["endpoints"]}
     assert "/builders/n:builderid/builds/n:number" in paths
     assert paths["/notes/n:noteid"]["actions"] == ["pin"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_other_api_versions_mount_beside_v2(api: Api) -> None:
+    """A plugin may serve /api/v1 and /rest/v1: nested prefixes mount under /api and under new parents."""
+    site = build_site({"api": RestApi(api.data).resource(), "api/v1": _Text(b"one"), "rest/v1": _Text(b"rest")})
+    async with serve(api.data, site) as other:
+        code, body, _ = await other.get("/api")
+        assert code == 200 and sorted(body["api_versions"]) == ["v1", "v2"]
+        assert (await other.get_raw("/api/v1"))[1] == b"one"
+        assert (await other.get_raw("/rest/v1"))[1] == b"rest"
+        code, body, _ = await other.get("/api/v3/builds")
+        assert code == 404 and "/api/v3/builds" in body["error"]
+        code, _, _ = await other.get("/api/v2/builds")
+        assert code == 200
+    with pytest.raises(MountError, match="taken"):
+        build_root({"api": RestApi(api.data).resource(), "api/v2": _Text(b"again")})
+    with pytest.raises(MountError, match="without children"):
+        build_root({"leaf": _Text(b"x"), "leaf/v1": _Text(b"y")})
+
+
+class _Text(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, text: bytes) -> None:
+        super().__init__()
+        self.text = text
+
+    def render_GET(self, request: Any) -> bytes:  # noqa: N802
+        return self.text
 
 
 @pytest_twisted.ensureDeferred

@@ -1,6 +1,7 @@
 """REST: GET paths to data API getters, POST to JSON-RPC actions, all answered in JSON.
 
-Routes (Klein, mounted at ``/api``):  ``/api`` lists versions; ``/api/v2`` lists the root collections and every
+Routes (Klein, mounted at ``/api/v2``; ``/api`` itself lists the versions mounted under it, so plugins can
+serve other versions beside it, e.g. ``/api/v1``):  ``/api/v2`` lists the root collections and every
 endpoint pattern; ``/api/v2/openapi.json`` describes the API; ``/api/v2/<path>`` reads
 (GET, HEAD) or controls (POST, JSON-RPC 2.0).  Status codes: 400 bad query, 404 unknown
 path or resource, 405 other methods (with ``Allow``), 500 only for a fault of ours, with
@@ -16,6 +17,7 @@ from klein import Klein
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
+from twisted.web import resource
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
@@ -26,6 +28,7 @@ from master.data.openapi import openapi_document
 from master.www import jsonrpc
 from master.www.auth import Authenticator
 from master.www.responses import json_body, json_error
+from master.www.site import NotFoundResource
 
 log = Logger()
 
@@ -64,6 +67,25 @@ class _Pacer:
             await self._resumed
 
 
+class ApiVersions(resource.Resource):
+    """``/api``: lists the API versions mounted under it (``v2`` here, others from plugins)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__()
+        self.base_url = base_url
+
+    def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802 (Twisted's name)
+        """Unknown versions get a JSON 404."""
+        return NotFoundResource()
+
+    def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
+        """The versions served and where."""
+        versions = {name.decode(): f"{self.base_url}api/{name.decode()}" for name in sorted(self.children)}
+        return json_body(request, {"api_versions": versions})
+
+    render_HEAD = render_GET  # noqa: N815
+
+
 class RestApi:
     """The REST and JSON-RPC routes over one DataAPI."""
 
@@ -77,15 +99,12 @@ class RestApi:
         self.base_url = base_url if base_url.endswith("/") else base_url + "/"
 
     def resource(self) -> Any:
-        """The twisted.web resource serving these routes; mount it at ``/api``."""
-        return self.app.resource()
+        """The twisted.web resource to mount at ``/api``: the version list, with these routes at ``v2``."""
+        api = ApiVersions(self.base_url)
+        api.putChild(b"v2", self.app.resource())
+        return api
 
     @app.route("/", methods=["GET", "HEAD"])
-    def versions(self, request: IRequest) -> bytes:
-        """The API versions served and where."""
-        return json_body(request, {"api_versions": {"v2": f"{self.base_url}api/v2"}})
-
-    @app.route("/v2", methods=["GET", "HEAD"])
     def root(self, request: IRequest) -> bytes:
         """The root collections and every endpoint pattern, so the API can be explored."""
         links = [{"name": name} for name in self.data.root_links()]
@@ -95,12 +114,12 @@ class RestApi:
         ]
         return json_body(request, {"rootlinks": links, "endpoints": endpoints, "meta": {"total": len(links)}})
 
-    @app.route("/v2/openapi.json", methods=["GET", "HEAD"])
+    @app.route("/openapi.json", methods=["GET", "HEAD"])
     def openapi(self, request: IRequest) -> bytes:
         """The OpenAPI 3 document generated from the registry."""
         return json_body(request, openapi_document(self.data, f"{self.base_url}api/v2"))
 
-    @app.route("/v2/<path:path>", methods=None)
+    @app.route("/<path:path>", methods=None)
     def dispatch(self, request: IRequest, path: str) -> Any:
         """GET/HEAD read, POST controls, OPTIONS answers what is allowed; anything else is 405."""
         method = request.method
@@ -114,11 +133,6 @@ class RestApi:
             return b""
         request.setHeader(b"Allow", ALLOW)
         return json_error(request, 405, f"method {method.decode(errors='replace')} is not allowed; use GET or POST")
-
-    @app.route("/<path:path>", methods=None)
-    def unknown_version(self, request: IRequest, path: str) -> bytes:
-        """Anything else under /api."""
-        return json_error(request, 404, f"no such API path: /api/{path}")
 
     async def _get(self, request: IRequest, path: str) -> bytes | None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
@@ -61,16 +62,41 @@ def build_site(mounts: Mapping[str, resource.Resource] | Root, allowed_origins: 
 
 
 def build_root(mounts: Mapping[str, resource.Resource]) -> Root:
-    """A root serving each resource of *mounts* at its prefix (``"api"``, ``"v1"``...)."""
+    """A root serving each resource of *mounts* at its prefix (``"api"``, ``"v1"``, ``"rest/v1"``...)."""
     root = Root()
     for prefix, child in mounts.items():
-        parts = prefix.strip("/").split("/")
-        parent = root
-        for part in parts[:-1]:
-            existing = parent.children.get(part.encode())
-            if existing is None:
-                existing = resource.Resource()
-                parent.putChild(part.encode(), existing)
-            parent = existing
-        parent.putChild(parts[-1].encode(), child)
+        mount(root, prefix, child)
     return root
+
+
+class MountError(ValueError):
+    """A resource cannot be mounted at a prefix: it is taken, or under a resource that has no children."""
+
+
+def mount(root: resource.Resource, prefix: str, child: resource.Resource) -> None:
+    """Serve *child* at *prefix* under *root*, making plain parents for a nested prefix.
+
+    A parent that exists must take children (``/api`` does, so plugins may serve ``/api/v1``).
+    """
+    parts = [part.encode() for part in prefix.strip("/").split("/")]
+    parent = root
+    for part in parts[:-1]:
+        existing = parent.children.get(part)
+        if existing is None:
+            existing = Root()
+            parent.putChild(part, existing)
+        elif existing.isLeaf:
+            raise MountError(f"/{prefix.strip('/')}: /{part.decode()} is served by a resource without children")
+        parent = existing
+    if parts[-1] in parent.children:
+        raise MountError(f"/{prefix.strip('/')} is taken")
+    parent.putChild(parts[-1], child)
+
+
+def unmount(root: resource.Resource, predicate: Any) -> None:
+    """Remove, at any depth, every child resource for which *predicate(child)* is true."""
+    for name, child in list(getattr(root, "children", {}).items()):
+        if predicate(child):
+            del root.children[name]
+        else:
+            unmount(child, predicate)
