@@ -19,7 +19,7 @@ from master.data.resultspec import Limits
 from master.engine.config import check_engine_config
 from master.engine.localworkers import LocalWorker
 from master.plugin import PluginError, load_plugin
-from master.www.auth import Auth, ControlRule
+from master.www.auth import Auth, ControlRule, ReadRule
 from master.www.changehooks import check_settings as check_change_hooks
 
 
@@ -80,6 +80,9 @@ class MasterConfig:
     build_retention_days: float | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
+    heartbeat_seconds: float = 10.0
+    master_expiry_seconds: float = 60.0
+    event_retention_minutes: float = 60.0
 
     @property
     def limits(self) -> Limits:
@@ -118,6 +121,15 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         value = getattr(config, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
             raise ConfigError(f"{key}: expected a positive number of days or None (keep forever), got {value!r}")
+    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes"):
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{key}: expected a positive number, got {value!r}")
+    if config.master_expiry_seconds < 2 * config.heartbeat_seconds:
+        raise ConfigError(
+            f"master_expiry_seconds ({config.master_expiry_seconds:g}) must be at least twice heartbeat_seconds"
+            f" ({config.heartbeat_seconds:g}), or a slow heartbeat would get a live master expired"
+        )
     names = set()
     for index, spec in enumerate(config.plugins):
         try:
@@ -176,6 +188,9 @@ def _check_auth(auth: Any) -> None:
             raise ConfigError(f"auth.rules[{index}]: expected ControlRule(...), got {rule!r}")
         if isinstance(rule.roles, str):
             raise ConfigError(f"auth.rules[{index}].roles: expected a list of role names, got {rule.roles!r}")
+    for index, rule in enumerate(auth.read_rules or ()):
+        if not isinstance(rule, ReadRule):
+            raise ConfigError(f"auth.read_rules[{index}]: expected ReadRule(...), got {rule!r}")
     if not isinstance(auth.session_hours, int | float) or auth.session_hours <= 0:
         raise ConfigError("auth.session_hours: expected a positive number of hours")
 

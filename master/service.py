@@ -14,6 +14,7 @@ import gc
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -33,12 +34,14 @@ from master.db.interfaces import StorageError
 from master.engine.engine import Engine
 from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
+from master.heartbeat import Heartbeat
 from master.retention import RetentionService
 from master.www.auth import Authenticator
 from master.www.changehooks import ChangeHooks
 from master.www.login import LoginPages
 from master.www.rest import RestApi
 from master.www.site import MountError, Root, build_root, build_site, mount, unmount
+from master.www.ws import LiveUpdates
 
 log = Logger()
 CLEAN_STOP_POLL = 2.0
@@ -69,6 +72,8 @@ class MasterService(service.MultiService):
         self.local_workers: LocalWorkers | None = None
         self.retention: RetentionService | None = None
         self.change_hooks: ChangeHooks | None = None
+        self.live: LiveUpdates | None = None
+        self.heartbeat: Heartbeat | None = None
         self.auth = Authenticator(None, self.basedir)
         self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
@@ -124,18 +129,23 @@ class MasterService(service.MultiService):
             data.add_resource_type(rtype)
         for plugin in config.plugins:
             data.add_plugin(plugin)
-        self.masterid = await data.updates.master_active(self.name)
+        await self._check_single_master(data, config)
+        self.masterid = data.events.masterid = await data.updates.master_active(self.name)
+        data.events.listen()  # other masters' events (PostgreSQL); nothing to do on SQLite
         await self._apply_builders(config)
         # the engine first: it recovers what a crash left, and must be ready when workers connect
         await self.engine.start(data, self.masterid, config)
         self.workerlink = WorkerLink(data, self.masterid, self._worker_passwords(config), self.engine)
         self.auth.reconfigure(config.auth)
+        data.auth = self.auth  # plugins check their APIs' users and tokens with the master's Authenticator
         self.rest = RestApi(data, config.www.url, self.auth)
+        self.live = LiveUpdates(data, self.auth)
         self.change_hooks = ChangeHooks(data, config.change_hooks)
         self.root = build_root({
             "api": self.rest.resource(),
             "auth": LoginPages(self.auth).resource(),
             "worker": self.workerlink.resource(),
+            "ws": self.live.resource(),
             "change_hook": self.change_hooks.resource(),
         })
         self.site = build_site(self.root, config.www.allowed_origins)
@@ -152,11 +162,27 @@ class MasterService(service.MultiService):
         self.local_workers.setServiceParent(self)
         self.retention = RetentionService(data, config)
         self.retention.setServiceParent(self)
+        self.heartbeat = Heartbeat(data, self.engine, self.masterid, config)
+        self.heartbeat.setServiceParent(self)
         # what start-up made (modules, metadata, config) lives as long as the process: keep it
         # out of the collector's way, which shortens every later full collection
         gc.freeze()
         log.info("ci-master {name} (pid {pid}) serving {url}", name=self.name, pid=os.getpid(), url=url)
         return url
+
+    async def _check_single_master(self, data: DataAPI, config: MasterConfig) -> None:
+        """On SQLite, refuse to start beside another running master: it takes PostgreSQL to share a database."""
+        if data.storage.dialect_name != "sqlite":
+            return
+        cutoff = int(time.time() - config.master_expiry_seconds)
+        query = {"active": ["true"], "last_active__ge": [str(cutoff)], "field": ["name"]}
+        others = [m["name"] for m in (await data.get("masters", query=query)).items if m["name"] != self.name]
+        if others:
+            raise StartupError(
+                f"master {others[0]} is running on this SQLite database; SQLite serves one master only"
+                " (use PostgreSQL for several masters sharing a database, or stop the other one;"
+                f" a master that crashed is forgotten {config.master_expiry_seconds:g}s after its last heartbeat)"
+            )
 
     def _worker_passwords(self, config: MasterConfig) -> dict[str, WorkerConfig]:
         """Each allowed worker with its password; a local worker's is read from (or made in) its directory."""
@@ -233,6 +259,11 @@ class MasterService(service.MultiService):
         if self.workerlink is not None:
             await self.workerlink.stop()
             self.workerlink = None
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
+        if self.data is not None:
+            self.data.events.stop_listening()
         if self.port is not None:
             await self.port.stopListening()
             self.port = None
@@ -329,6 +360,7 @@ class MasterService(service.MultiService):
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))
         self.retention.config = new
+        self.heartbeat.reconfig(new)
         self.data.limits = new.limits
         self.rest.base_url = new.www.url
         self.site.allowed_origins = list(new.www.allowed_origins)

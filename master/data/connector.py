@@ -27,9 +27,10 @@ class DataAPI:
     def __init__(self, storage: IStorage, limits: Limits | None = None) -> None:
         self.storage = storage
         self.limits = limits or Limits()
-        self.events = EventHub()
         self.updates = SimpleNamespace()
         self.rtypes: dict[str, ResourceType] = {}
+        self.events = EventHub(storage, self.rtypes)
+        self.auth: Any = None  # the master's Authenticator (set by the master), for plugins' own APIs
         self.plugins: list[Any] = []
         self._matcher: Matcher[Endpoint] = Matcher()
 

@@ -4,8 +4,14 @@ No threads are involved: txpostgres drives libpq's non-blocking protocol from th
 A small pool of connections serves all statements; each call borrows one connection for
 the duration of one statement, one :meth:`PostgresStorage.fetch_many` or one
 :meth:`PostgresStorage.transaction`.  A connection found closed (the server restarted, a
-network error) is reopened when it is next borrowed, so after an outage the first call on
-each broken connection fails with :class:`StorageError` and later calls work again.
+network error) is reopened when it is next borrowed, and the call that found it is tried
+again on the new connection, with growing pauses for up to ``RETRY_SECONDS`` while the
+server is away: a restart of PostgreSQL is a pause for the master, not an error.  (A
+statement that fails on a lost connection did not commit, unless the connection was lost
+between the server's COMMIT and its answer: that one rare case may run twice.)
+
+Events: :meth:`PostgresStorage.append_event` journals an event and NOTIFYs every master's
+:meth:`PostgresStorage.listen` connection, which reconnects by itself.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import psycopg2.extensions
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
 from sqlalchemy.engine import make_url
 from twisted.internet import defer, error, main
+from twisted.internet.task import deferLater
 from txpostgres import txpostgres
 from zope.interface import implementer
 
@@ -50,6 +57,33 @@ _KEEPALIVE = {
 }
 
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+
+RETRY_SECONDS = 30.0
+"""How long a call keeps retrying while the server cannot be reached."""
+
+EVENTS_CHANNEL = "ci_master_events"
+
+# Appending takes a transaction-scoped advisory lock before the id is drawn, so events commit in
+# id order on every master: a reader that saw id N has seen every id below N that will ever exist.
+_APPEND_EVENT = f"""
+WITH appended AS (
+    INSERT INTO events (at, masterid, keys, rtype, entity)
+    SELECT %(at)s, %(masterid)s, %(keys)s, %(rtype)s, %(entity)s
+    FROM (SELECT pg_advisory_xact_lock(7263541)) AS serialized
+    RETURNING id
+)
+SELECT id, pg_notify('{EVENTS_CHANNEL}', id::text) FROM appended
+"""
+
+
+def _is_connection_error(e: BaseException) -> bool:
+    """Whether *e* means the server could not be reached or the connection broke (worth a retry)."""
+    if isinstance(e, psycopg2.IntegrityError | psycopg2.ProgrammingError | psycopg2.DataError):
+        return False
+    return isinstance(
+        e, psycopg2.OperationalError | psycopg2.InterfaceError | error.ConnectionDone | error.ConnectionLost
+        | TimeoutError | error.ConnectError
+    )
 
 
 def connect_kwargs(url: str) -> tuple[dict[str, Any], float]:
@@ -205,7 +239,11 @@ class _Pool(txpostgres.ConnectionPool):
         self.size = size
         self.connect_timeout = timeout
 
-    async def connect(self, conn: _Connection) -> None:
+    async def connect_standalone(self, conn: _Connection) -> None:
+        """Open *conn*, a connection outside the pool, with the pool's settings."""
+        await self.connect(conn, discard=False)
+
+    async def connect(self, conn: _Connection, discard: bool = True) -> None:
         """Open *conn*, giving up after ``connect_timeout`` seconds."""
         from twisted.internet import reactor
 
@@ -222,7 +260,8 @@ class _Pool(txpostgres.ConnectionPool):
         try:
             await d
         except Exception:
-            self.discard(conn)
+            if discard:
+                self.discard(conn)
             if timed_out:
                 raise TimeoutError(f"no answer within {self.connect_timeout:g}s") from None
             raise
@@ -350,15 +389,39 @@ class PostgresStorage:
         self._running = False
 
     async def _call(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> T:
+        from twisted.internet import reactor
+
         if self._stopping or not self._running:
             raise StorageError(f"storage for {self.url} is not running")
-        try:
-            return await _shielded(self._pool.run_with_connection(fn))
-        except Exception as e:
-            mapped = self.storage_error(e)
-            if mapped is e:
-                raise
-            raise mapped from None
+        deadline = reactor.seconds() + RETRY_SECONDS
+        pause = 0.1
+        while True:
+            try:
+                return await _shielded(self._pool.run_with_connection(fn))
+            except Exception as e:
+                if _is_connection_error(e) and not self._stopping and reactor.seconds() + pause < deadline:
+                    await deferLater(reactor, pause, lambda: None)
+                    pause = min(pause * 2, 2.0)
+                    continue
+                mapped = self.storage_error(e)
+                if mapped is e:
+                    raise
+                raise mapped from None
+
+    async def append_event(self, values: Mapping[str, Any]) -> int:
+        """Journal one event row (at, masterid, keys, rtype, entity), NOTIFY listeners; return its id."""
+
+        def run(cursor: Any) -> defer.Deferred[list[Row]]:
+            return cursor.execute(_APPEND_EVENT, dict(values)).addCallback(_rows)
+
+        rows = await self._call(lambda conn: conn.runCursor(run))
+        return rows[0]["id"]
+
+    def listen(self, callback: Callable[[], Any]) -> EventListener:
+        """Call *callback()* whenever any master appends events (and after each reconnection)."""
+        listener = EventListener(self, callback)
+        listener.start()
+        return listener
 
     async def _fetch_one(self, sql: str, args: Any) -> list[Row]:
         def run(cursor: Any) -> defer.Deferred[list[Row]]:
@@ -433,6 +496,68 @@ class PostgresStorage:
             return defer.ensureDeferred(interact(cursor))
 
         return await self._call(lambda conn: conn.runInteraction(interaction))
+
+
+class EventListener:
+    """A connection of its own that LISTENs for appended events, reopened whenever it breaks.
+
+    Notifications are hints: the callback reads the journal after the last id it saw, so
+    several notifications may be answered by one read, and after a reconnection the
+    callback runs once to catch up on what was appended while the connection was down.
+    """
+
+    CHECK_INTERVAL = 2.0
+
+    def __init__(self, storage: PostgresStorage, callback: Callable[[], Any]) -> None:
+        self._storage = storage
+        self._callback = callback
+        self._conn: _Connection | None = None
+        self._checker: Any = None
+        self._checking = False
+
+    def start(self) -> None:
+        """Connect and keep checking the connection."""
+        from twisted.internet import task
+
+        self._checker = task.LoopingCall(lambda: defer.ensureDeferred(self._check()))
+        self._checker.start(self.CHECK_INTERVAL, now=True)
+
+    def stop(self) -> None:
+        """Stop listening and close the connection."""
+        if self._checker is not None and self._checker.running:
+            self._checker.stop()
+        if self._conn is not None:
+            _Pool.discard(self._conn)
+            self._conn = None
+
+    def _notified(self, notify: Any) -> None:
+        self._callback()
+
+    async def _check(self) -> None:
+        if self._checking:
+            return
+        self._checking = True
+        try:
+            conn = self._conn
+            if conn is not None and _Pool.is_open(conn):
+                try:
+                    await conn.runOperation("SELECT 1")
+                    return
+                except Exception:
+                    _Pool.discard(conn)
+            conn = self._conn = _Connection()
+            pool = self._storage._pool
+            try:
+                await pool.connect_standalone(conn)
+                conn.addNotifyObserver(self._notified)
+                await conn.runOperation(f"LISTEN {EVENTS_CHANNEL}")
+            except Exception:
+                _Pool.discard(conn)
+                self._conn = None
+                return  # the next check tries again
+            self._callback()  # catch up on what was appended while not listening
+        finally:
+            self._checking = False
 
 
 def _shielded(work: defer.Deferred[T]) -> defer.Deferred[T]:

@@ -307,3 +307,20 @@ logchunks = sa.Table(
     sa.Column("compressed", sa.SmallInteger, nullable=False, server_default="0"),
     sa.Index(None, "logid", "last_line"),
 )
+
+# The event journal: every published change, in order, for a configurable window.  Clients that
+# reconnect resume from an id; other masters read rows after the last id they delivered (a
+# NOTIFY tells them when).  AUTOINCREMENT so SQLite never reuses an id once old rows are pruned.
+events = sa.Table(
+    "events",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("at", sa.Integer, nullable=False),
+    sa.Column("masterid", sa.Integer, nullable=True),
+    # routing keys, "/"-joined and "\n"-separated; the last segment is the event name
+    sa.Column("keys", sa.Text, nullable=False),
+    sa.Column("rtype", sa.String(255), nullable=False),
+    sa.Column("entity", sa.Text, nullable=False),
+    sa.Index(None, "at"),
+    sqlite_autoincrement=True,
+)

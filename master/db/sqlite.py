@@ -13,11 +13,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from twisted.internet import defer, threads
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from master.db import schema
 from master.db.compiler import StatementCompiler
 from master.db.interfaces import (
     IntegrityError,
@@ -212,6 +214,19 @@ class SQLiteStorage:
         async with self._write_lock:
             return await self._writer.run(self._writer.change, statement, params)
 
+    async def append_event(self, values: Mapping[str, Any]) -> int:
+        """Journal one event row (at, masterid, keys, rtype, entity); return its id.
+
+        Writes are serial on the writer thread, so ids are committed in order.
+        """
+        async with self._write_lock:
+            rows = await self._writer.run(self._writer.rows, _APPEND_EVENT, values)
+        return rows[0]["id"]
+
+    def listen(self, callback: Callable[[], Any]) -> NoListener:
+        """Nothing to listen to: a SQLite database has one master, which delivers its own events."""
+        return NoListener()
+
     async def transaction(self, work: Callable[[ITransaction], Awaitable[T]]) -> T:
         """Run ``work`` in one IMMEDIATE transaction on the writer thread.
 
@@ -251,6 +266,19 @@ class SQLiteStorage:
                 raise
             await writer.run(writer.command, "COMMIT")
             return value
+
+
+_APPEND_EVENT = sa.insert(schema.events).values(
+    at=sa.bindparam("at"), masterid=sa.bindparam("masterid"), keys=sa.bindparam("keys"),
+    rtype=sa.bindparam("rtype"), entity=sa.bindparam("entity"),
+).returning(schema.events.c.id)
+
+
+class NoListener:
+    """What :meth:`SQLiteStorage.listen` returns: nothing to stop."""
+
+    def stop(self) -> None:
+        """Nothing to do."""
 
 
 def _advance(steps: Any, sent: Any, thrown: BaseException | None) -> tuple[bool, Any, Any]:

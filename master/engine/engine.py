@@ -130,9 +130,14 @@ class Engine:
 
     # -- recovery -----------------------------------------------------------------------------
 
-    async def recover(self) -> None:
-        """End the builds this master left running (EXCEPTION) and give back or complete its requests."""
-        data, me = self.data, str(self.masterid)
+    async def recover(self, masterid: int | None = None) -> None:
+        """End the builds a master left running (EXCEPTION) and give back or complete its requests.
+
+        *masterid* is this master's own (after a crash) by default, or that of a master whose
+        heartbeat stopped (see master.heartbeat).
+        """
+        owner = self.masterid if masterid is None else masterid
+        data, me = self.data, str(owner)
         ended: set[int] = set()
         while True:
             query = {"masterid": [me], "complete": ["false"], "field": ["buildid"], "limit": [str(PAGE)]}
@@ -160,9 +165,9 @@ class Engine:
                 else:
                     requeue.append(brid)
             if requeue:
-                await data.updates.unclaim_buildrequests(requeue, self.masterid)
+                await data.updates.unclaim_buildrequests(requeue, owner)
         if ended:
-            log.info("recovered: {n} build(s) left running by a previous run ended as exception", n=len(ended))
+            log.info("recovered: {n} build(s) left running by master {id} ended as exception", n=len(ended), id=owner)
 
     async def _end_lost_build(self, buildid: int) -> None:
         data = self.data

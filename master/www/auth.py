@@ -77,6 +77,18 @@ class ControlRule:
         return _matches(self.actions, action) and _matches(self.resources, resource)
 
 
+@dataclass
+class ReadRule:
+    """Users having one of *roles* (``"*"``: anyone, even signed out) may read *resources* (plural names or ``"*"``)."""
+
+    roles: Iterable[str] | str
+    resources: Iterable[str] | str = "*"
+
+    def allows(self, resource: str) -> bool:
+        """Whether this rule covers reading *resource* (whoever reads it)."""
+        return _matches(self.resources, resource)
+
+
 def _matches(names: Iterable[str] | str, name: str) -> bool:
     if isinstance(names, str):
         return names in ("*", name)
@@ -90,6 +102,12 @@ class Auth:
     users_file: str = "users.json"
     rules: list[ControlRule] = field(default_factory=lambda: [ControlRule(roles=["admin"])])
     session_hours: float = 24.0
+    # None: anyone may read everything (REST and live updates); else only what a rule allows
+    read_rules: list[ReadRule] | None = None
+
+
+def _roles(roles: Iterable[str] | str) -> list[str]:
+    return [roles] if isinstance(roles, str) else list(roles)
 
 
 def hash_password(password: str) -> str:
@@ -305,6 +323,24 @@ class Authenticator:
         if user is None:
             raise AuthError(401, f"authentication required to call {action!r} on {resource}")
         raise AuthError(403, f"user {user.name!r} may not call {action!r} on {resource}")
+
+    @property
+    def restricts_reads(self) -> bool:
+        """Whether reads need authorization (auth on, with ``read_rules``)."""
+        return self.enabled and self.config.read_rules is not None
+
+    def authorize_read(self, user: User | None, resource: str) -> None:
+        """Raise AuthError unless *user* may read resource type *resource* (``read_rules``)."""
+        if not self.enabled or self.config.read_rules is None:
+            return
+        for rule in self.config.read_rules:
+            if rule.allows(resource) and (
+                _matches(rule.roles, "*") or (user is not None and user.roles & set(_roles(rule.roles)))
+            ):
+                return
+        if user is None:
+            raise AuthError(401, f"authentication required to read {resource}")
+        raise AuthError(403, f"user {user.name!r} may not read {resource}")
 
     def make_session(self, user: User) -> str:
         """A signed cookie value naming *user* until the session expires."""

@@ -24,9 +24,9 @@ from zope.interface import implementer
 from master.data.base import Collection, Kind, RawContent
 from master.data.connector import DataAPI
 from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
-from master.data.openapi import openapi_document
+from master.data.openapi import application_spec, openapi_document
 from master.www import jsonrpc
-from master.www.auth import Authenticator
+from master.www.auth import Authenticator, AuthError
 from master.www.responses import json_body, json_error
 from master.www.site import NotFoundResource
 
@@ -119,6 +119,11 @@ class RestApi:
         """The OpenAPI 3 document generated from the registry."""
         return json_body(request, openapi_document(self.data, f"{self.base_url}api/v2"))
 
+    @app.route("/application.spec", methods=["GET", "HEAD"])
+    def spec(self, request: IRequest) -> bytes:
+        """Every endpoint with its fields, in the shape Buildbot's web UI shows on its About page."""
+        return json_body(request, application_spec(self.data))
+
     @app.route("/<path:path>", methods=None)
     def dispatch(self, request: IRequest, path: str) -> Any:
         """GET/HEAD read, POST controls, OPTIONS answers what is allowed; anything else is 405."""
@@ -137,12 +142,18 @@ class RestApi:
     async def _get(self, request: IRequest, path: str) -> bytes | None:
         try:
             endpoint, args = self.data.resolve(path)
+            if self.auth is not None and self.auth.restricts_reads:
+                self.auth.authorize_read(self.auth.authenticate(request), endpoint.rtype.plural)
             spec = self.data.parse_spec(endpoint, query_args(request))
             result = await self.data.get_resolved(endpoint, args, spec, path)
         except (InvalidPath, NotFound) as e:
             return json_error(request, 404, e.message)
         except DataError as e:
             return json_error(request, 400, e.message)
+        except AuthError as e:
+            if e.status == 401:
+                request.setHeader(b"WWW-Authenticate", b'Bearer realm="ci-master"')
+            return json_error(request, e.status, e.message)
         except defer.CancelledError:
             raise  # the client went away: nothing to answer, nothing to log
         except Exception:

@@ -296,8 +296,28 @@ class Logs(ResourceType):
             return first, line - 1
 
         first, last = await self.data.storage.transaction(work)
-        await self._publish(logid, "append")
+        entity = await self.get_entity(logid)
+        if entity is None:
+            raise NotFound(f"no log {logid}")
+        # subscribers to a log get the lines themselves, not only a new line count
+        await self.produce_event({**entity, "appended": {"firstline": first, "lastline": last, "content": content}},
+                                 "append")
         return first, last
+
+    def journal_entity(self, entity: dict[str, Any]) -> dict[str, Any]:
+        """What the event journal keeps of a log event: the lines of an append are in the log already."""
+        appended = entity.get("appended")
+        if appended is None:
+            return entity
+        return {**entity, "appended": {"firstline": appended["firstline"], "lastline": appended["lastline"]}}
+
+    async def expand_journaled(self, entity: dict[str, Any]) -> dict[str, Any]:
+        """A journaled log event made whole again: an append gets its lines read back."""
+        appended = entity.get("appended")
+        if appended is None or "content" in appended:
+            return entity
+        content = await read_lines(self.data, entity["logid"], appended["firstline"], appended["lastline"])
+        return {**entity, "appended": {**appended, "content": content}}
 
     @update_method
     async def finish_log(self, logid: int) -> None:

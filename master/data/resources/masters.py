@@ -62,8 +62,13 @@ class Masters(ResourceType):
         return masterid
 
     @update_method
-    async def master_stopped(self, masterid: int) -> None:
-        """Record that master *masterid* has stopped.
+    async def master_heartbeat(self, masterid: int) -> None:
+        """Record that master *masterid* is still running (no event: it would be noise)."""
+        await self.data.storage.execute(sa.update(t).where(t.c.id == masterid).values(active=True, last_active=now()))
+
+    @update_method
+    async def master_stopped(self, masterid: int) -> bool:
+        """Record that master *masterid* has stopped; True if this call stopped it (it was active).
 
         What it held is let go in the same transaction: its builders, its workers'
         connections and configuration, and its schedulers' claims, so other masters can
@@ -100,3 +105,4 @@ class Masters(ResourceType):
             rtype = self.data.rtypes.get(plural)
             for entity_id in ids if rtype is not None else ():
                 await rtype.produce_event(await rtype.get_entity(entity_id), event)
+        return stopped

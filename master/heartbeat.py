@@ -1,0 +1,86 @@
+"""The master's heartbeat: it says it runs, takes over the work of masters that stopped saying so,
+and keeps the event journal to its window.
+
+Every ``heartbeat_seconds`` this master stamps its row in ``masters``.  A master whose stamp is
+older than ``master_expiry_seconds`` is taken for dead: the first master to mark it stopped
+(one conditional UPDATE decides) ends its running builds as exceptions and puts its claimed
+build requests back in the queue, where any master's builders take them.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+log = Logger()
+
+PRUNE_EVERY = 60.0
+"""Seconds between two prunings of the event journal."""
+
+
+class Heartbeat(service.Service):
+    """Stamps this master alive, expires silent masters and prunes the event journal."""
+
+    def __init__(self, data: Any, engine: Any, masterid: int, config: Any) -> None:
+        self.data = data
+        self.engine = engine
+        self.masterid = masterid
+        self.reconfig(config)
+        self._loop: task.LoopingCall | None = None
+        self._last_prune = 0.0
+        self._beating = False
+
+    def reconfig(self, config: Any) -> None:
+        """Apply new intervals (they take effect from the next beat)."""
+        self.interval = config.heartbeat_seconds
+        self.expiry = config.master_expiry_seconds
+        self.retention = config.event_retention_minutes * 60
+
+    def startService(self) -> None:  # noqa: N802 (Twisted's name)
+        """Beat now and every interval."""
+        super().startService()
+        self._loop = task.LoopingCall(lambda: defer.ensureDeferred(self.beat()))
+        self._loop.start(self.interval, now=True)
+
+    def stopService(self) -> None:  # noqa: N802
+        """Stop beating."""
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        return super().stopService()
+
+    async def beat(self) -> None:
+        """One beat; a failing database is logged and tried again at the next beat."""
+        if self._beating:
+            return
+        self._beating = True
+        try:
+            await self.data.updates.master_heartbeat(self.masterid)
+            await self.expire_silent_masters()
+            if time.time() - self._last_prune >= PRUNE_EVERY:
+                self._last_prune = time.time()
+                pruned = await self.data.events.prune(self.retention)
+                if pruned:
+                    log.debug("pruned {n} journaled events", n=pruned)
+        except Exception:
+            log.failure("heartbeat failed; trying again in {s}s", s=self.interval)
+        finally:
+            self._beating = False
+
+    async def expire_silent_masters(self) -> list[int]:
+        """Mark stopped every other active master silent for longer than the expiry; recover its work."""
+        cutoff = int(time.time() - self.expiry)
+        query = {"active": ["true"], "last_active__lt": [str(cutoff)], "field": ["masterid", "name"]}
+        expired = []
+        for master in (await self.data.get("masters", query=query)).items:
+            if master["masterid"] == self.masterid:
+                continue
+            if await self.data.updates.master_stopped(master["masterid"]):
+                log.warn("master {name} (id {id}) has been silent for over {s:g}s: taking over its work",
+                         name=master["name"], id=master["masterid"], s=self.expiry)
+                await self.engine.recover(master["masterid"])
+                expired.append(master["masterid"])
+        return expired
