@@ -26,14 +26,21 @@ setup(
         "sqlalchemy>=2.0.20",
         "alembic>=1.13",
         "orjson>=3.9",
+        "dciauth>=3",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4"],
     },
     entry_points={
         "console_scripts": [
             "ci-master = master.cli:main",
             "ci-worker = worker.cli:main",
+        ],
+        "ci_master.plugins": [
+            "dci = plugins.dci:DciPlugin",
+            "selfserve = plugins.selfserve:SelfServePlugin",
+            "evergreen = plugins.evergreen:EvergreenPlugin",
+            "bileto = plugins.bileto:BiletoPlugin",
         ],
     },
 )
