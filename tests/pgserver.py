@@ -159,6 +159,7 @@ class PostgresServer:
                 f"-F -c fsync=off -c synchronous_commit=off -c full_page_writes=off "
                 f"-k {self.tmpdir} -p {self.port} -h 127.0.0.1"
             )
+            self._options = options
             # pg_ctl -w waits for the server itself; the loop below double-checks over TCP.
             self._started = True
             self._run(
@@ -217,6 +218,12 @@ class PostgresServer:
         finally:
             conn.close()
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
+
+    def restart(self) -> None:
+        """Restart the server (fast shutdown: clients' connections are cut) on the same port."""
+        self._run("pg_ctl restart", [self._pg_ctl, "restart", "-m", "fast", "-w", "-D", self.datadir,
+                                     "-l", self.logfile, "-o", self._options], timeout=self.start_timeout + 10)
+        self._wait_ready()
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory."""
