@@ -22,9 +22,12 @@ Targets (issue 5): p99 under 100 ms on loopback, 0 events missed, RSS growth und
 from __future__ import annotations
 
 import argparse
+import base64
 import json
+import os
 import resource
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -34,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 
 ROOT = Path(__file__).resolve().parent.parent
 MASTER_CLI = [sys.executable, "-m", "master.cli"]
+CLIENTS = [0]  # how many clients the run has
+FINISHED: dict[int, list[Any]] = {}  # brid -> [clients still to see it finish, Deferred]
 CONNECT_BATCH = 50  # connections opened at once (the listen backlog is 50)
 TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 100.0
@@ -85,28 +89,107 @@ def force(port: int) -> int:
     return next(iter(result[1].values()))
 
 
-class Subscriber(WebSocketClientProtocol):
-    """Records (receipt time, event id, key, buildrequestid) of every event."""
+class Subscriber(protocol.Protocol):
+    """A lean WebSocket client (handshake, masked commands, unmasked server frames) recording events.
 
-    def onOpen(self) -> None:  # noqa: N802
-        self.received: list[tuple[float, int, str, int]] = []
-        self.sendMessage(orjson.dumps({"cmd": "startConsuming", "path": self.factory.path, "_id": 1,
-                                       **({"since": self.factory.since} if self.factory.since is not None else {})}))
+    The master's fan-out is what is measured; Autobahn's pure-Python frame parsing would make
+    this one process of 1,000 clients the bottleneck, so frames are parsed here with the
+    least work: (receipt time, event id, key, buildrequestid) per event.
+    """
 
-    def onMessage(self, payload: bytes, isBinary: bool) -> None:  # noqa: N802, N803
-        message = orjson.loads(payload)
-        if "k" in message:
-            self.received.append((time.monotonic(), message["id"], message["k"], message["m"].get("buildrequestid")))
-        elif not self.factory.ready.called:
-            self.factory.ready.callback(self)
+    def connectionMade(self) -> None:  # noqa: N802
+        self.received: list[tuple[float, int, str, int | None]] = []
+        self._buffer = b""
+        self._open = False
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.transport.write(
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
+
+    def send_frame(self, payload: bytes, opcode: int = 1) -> None:
+        """Send one masked frame (clients must mask)."""
+        mask = os.urandom(4)
+        length = len(payload)
+        header = bytes([0x80 | opcode])
+        if length < 126:
+            header += bytes([0x80 | length])
+        elif length < 65536:
+            header += bytes([0x80 | 126]) + struct.pack("!H", length)
+        else:
+            header += bytes([0x80 | 127]) + struct.pack("!Q", length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.transport.write(header + mask + masked)
+
+    def dataReceived(self, data: bytes) -> None:  # noqa: N802
+        now = time.monotonic()
+        buffer = self._buffer + data
+        if not self._open:
+            head, sep, rest = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                self._buffer = buffer
+                return
+            if b" 101 " not in head.split(b"\r\n", 1)[0]:
+                raise RuntimeError(f"handshake refused: {head[:100]!r}")
+            self._open = True
+            buffer = rest
+            command = {"cmd": "startConsuming", "path": self.factory.path, "_id": 1}
+            if self.factory.since is not None:
+                command["since"] = self.factory.since
+            self.send_frame(orjson.dumps(command))
+        position = 0
+        while True:
+            if len(buffer) - position < 2:
+                break
+            opcode = buffer[position] & 0x0F
+            length = buffer[position + 1] & 0x7F
+            start = position + 2
+            if length == 126:
+                if len(buffer) - start < 2:
+                    break
+                length = struct.unpack_from("!H", buffer, start)[0]
+                start += 2
+            elif length == 127:
+                if len(buffer) - start < 8:
+                    break
+                length = struct.unpack_from("!Q", buffer, start)[0]
+                start += 8
+            if len(buffer) - start < length:
+                break
+            payload = buffer[start:start + length]
+            position = start + length
+            if opcode == 1:
+                self._message(now, orjson.loads(payload))
+            elif opcode == 9:
+                self.send_frame(payload, opcode=10)  # pong
+        self._buffer = buffer[position:]
+
+    def _message(self, now: float, message: dict[str, Any]) -> None:
+        if "k" not in message:
+            if not self.factory.ready.called:
+                self.factory.ready.callback(self)
+            return
+        brid = message["m"].get("buildrequestid")
+        self.received.append((now, message["id"], message["k"], brid))
+        if message["k"].endswith("/finished"):
+            waiters = FINISHED.setdefault(brid, [CLIENTS[0], defer.Deferred()])
+            if waiters[0] > 0:
+                waiters[0] -= 1
+                if waiters[0] == 0:
+                    waiters[1].callback(None)
+
+    def close(self) -> None:
+        """Send a close frame and drop the connection."""
+        self.send_frame(struct.pack("!H", 1000), opcode=8)
+        self.transport.loseConnection()
 
 
 async def connect(port: int, path: str = "builds/*/*", since: int | None = None) -> Subscriber:
     """One subscribed client."""
-    factory = WebSocketClientFactory(f"ws://127.0.0.1:{port}/ws")
+    factory = protocol.ClientFactory()
     factory.protocol = Subscriber
     factory.path, factory.since, factory.ready = path, since, defer.Deferred()
-    connectWS(factory, timeout=30)
+    reactor.connectTCP("127.0.0.1", port, factory, timeout=30)
     return await factory.ready
 
 
@@ -127,6 +210,7 @@ async def run(args: argparse.Namespace) -> int:
         rss_before = rss_mb(pid)
         started = time.monotonic()
         clients: list[Subscriber] = []
+        CLIENTS[0] = args.clients
         for first in range(0, args.clients, CONNECT_BATCH):
             batch = range(first, min(first + CONNECT_BATCH, args.clients))
             clients += await defer.gatherResults([defer.ensureDeferred(connect(port)) for _ in batch])
@@ -137,6 +221,12 @@ async def run(args: argparse.Namespace) -> int:
             t0 = time.monotonic()
             brid = await defer.Deferred.fromCoroutine(_in_thread(force, port))
             forced[brid] = t0
+            done = FINISHED.setdefault(brid, [len(clients), defer.Deferred()])
+            # the next build starts once every client has seen this one finish (or after 30 s)
+            timer = reactor.callLater(30, lambda d=done[1]: d.called or d.callback(None))
+            await done[1]
+            if timer.active():
+                timer.cancel()
             await task.deferLater(reactor, args.spacing, lambda: None)
         await task.deferLater(reactor, 2.0, lambda: None)  # the last build's events
         rss_after = rss_mb(pid)
@@ -151,6 +241,15 @@ async def run(args: argparse.Namespace) -> int:
             for t, _, key, brid in client.received:
                 if brid in forced and key.endswith("/new"):
                     latencies.append((t - forced[brid]) * 1000)
+        first_receipt: dict[int, float] = {}
+        last_receipt: dict[int, float] = {}
+        for client in clients:
+            for t, _, key, brid in client.received:
+                if brid in forced and key.endswith("/new"):
+                    first_receipt[brid] = min(first_receipt.get(brid, t), t)
+                    last_receipt[brid] = max(last_receipt.get(brid, t), t)
+        to_first = statistics.median((first_receipt[b] - forced[b]) * 1000 for b in first_receipt)
+        spread = statistics.median((last_receipt[b] - first_receipt[b]) * 1000 for b in first_receipt)
         latencies.sort()
         p50 = statistics.median(latencies)
         p99 = latencies[int(len(latencies) * 0.99) - 1]
@@ -161,6 +260,8 @@ async def run(args: argparse.Namespace) -> int:
               f" deliveries: {len(expected) * args.clients:,}")
         print(f"latency force -> 'new' at every client: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
               f" max {latencies[-1]:.1f} ms ({len(latencies):,} samples)")
+        print(f"  of which: force -> first client {to_first:.1f} ms (median); first -> last client {spread:.1f} ms"
+              " (median fan-out time over all clients)")
         print(f"events missed: {missed}")
         print(f"master RSS: {rss_before:.1f} MB before clients, {rss_connected:.1f} MB with them,"
               f" {rss_after:.1f} MB after the run (growth {rss_after - rss_before:+.1f} MB)")
@@ -173,7 +274,7 @@ async def run(args: argparse.Namespace) -> int:
         for name, ok, value in checks:
             print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
         for client in clients:
-            client.sendClose(1000)
+            client.close()
         if not all(ok for _, ok, _ in checks):
             raise SystemExit(1)
         return 0

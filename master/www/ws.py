@@ -81,6 +81,10 @@ class LiveProtocol(WebSocketServerProtocol):
             # the HTTP channel that carried the upgrade registered itself; it is done with the socket
             self.transport.unregisterProducer()
         self.transport.registerProducer(self, True)
+        # events are small and must go out at once, not wait for the peer's delayed ACK (Nagle)
+        set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if set_no_delay is not None:
+            set_no_delay(True)
         self.factory.connections.add(self)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:  # noqa: N802, N803
@@ -101,7 +105,7 @@ class LiveProtocol(WebSocketServerProtocol):
         """The socket drained: send what was queued, until it fills again."""
         self._paused = False
         while self._queue and not self._paused:
-            self.sendPreparedMessage(self._queue.popleft())
+            self._write(self._queue.popleft())
 
     def stopProducing(self) -> None:  # noqa: N802
         """The connection is going away."""
@@ -116,7 +120,13 @@ class LiveProtocol(WebSocketServerProtocol):
                 return
             self._queue.append(prepared)
             return
-        self.sendPreparedMessage(prepared)
+        self._write(prepared)
+
+    def _write(self, prepared: Any) -> None:
+        # a prepared message is a whole frame: written as it is, it skips Autobahn's per-send
+        # bookkeeping, which is most of the cost of a fan-out to many clients
+        if self.state == WebSocketServerProtocol.STATE_OPEN:
+            self.transport.write(prepared.payloadHybi)
 
     def deliver(self, pattern: Key, event: Event, prepared: Any) -> None:
         """An event for *pattern*: sent now, or held while that subscription replays the journal."""
@@ -279,18 +289,21 @@ class LiveFactory(WebSocketServerFactory):
     def on_event(self, event: Event) -> None:
         """Fan one event out: each key's message encoded once, sent once to each connection matching it."""
         for key in event.keys:
-            prepared = None
-            sent: set[LiveProtocol] = set()
-            for pattern in self._by_length.get(len(key), ()):
-                if not key_matches(pattern, key):
-                    continue
+            matching = [p for p in self._by_length.get(len(key), ()) if key_matches(p, key)]
+            if not matching:
+                continue
+            prepared = self.prepare(key, event)
+            if len(matching) == 1:  # the common case: no connection can be reached twice
+                pattern = matching[0]
                 for connection in self._by_pattern[pattern]:
-                    if connection in sent:
-                        continue
-                    sent.add(connection)
-                    if prepared is None:
-                        prepared = self.prepare(key, event)
                     connection.deliver(pattern, event, prepared)
+                continue
+            sent: set[LiveProtocol] = set()
+            for pattern in matching:
+                for connection in self._by_pattern[pattern]:
+                    if connection not in sent:
+                        sent.add(connection)
+                        connection.deliver(pattern, event, prepared)
 
     def resource_types_at(self, pattern: Key) -> list[str]:
         """The resource types publishing events under keys *pattern* can match (none: a bad path)."""
