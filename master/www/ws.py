@@ -47,6 +47,9 @@ CLOSE_TOO_SLOW = 4008
 CLOSE_GOING_AWAY = 4001
 """Close code when the master stops (Autobahn lets servers send only 1000 or 3000-4999)."""
 
+SLOW_CLOSE_GRACE = 10.0
+"""Seconds a client closed for being too slow has to read the close frame before the socket is cut."""
+
 MAX_QUEUED = 2000
 """Events queued for one connection while its socket is full, before it is closed."""
 
@@ -115,12 +118,27 @@ class LiveProtocol(WebSocketServerProtocol):
         """Send one prepared event message, or queue it while the socket is full."""
         if self._paused or self._queue:
             if len(self._queue) >= self.factory.max_queued:
-                self._queue.clear()
-                self.sendClose(CLOSE_TOO_SLOW, "too slow: events overflowed; reconnect with since")
+                self._overflowed()
                 return
             self._queue.append(prepared)
             return
         self._write(prepared)
+
+    def _overflowed(self) -> None:
+        """Too far behind: leave the fan-out at once, say why, and cut the connection if it stays stuck."""
+        self._queue.clear()
+        self.factory.connections.discard(self)
+        for pattern in self.patterns:
+            self.factory.unsubscribe(pattern, self)
+        self.patterns = set()
+        self.sendClose(CLOSE_TOO_SLOW, "too slow: events overflowed; reconnect with since")
+        from twisted.internet import reactor
+
+        reactor.callLater(SLOW_CLOSE_GRACE, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        if self.transport is not None and self.state != WebSocketServerProtocol.STATE_CLOSED:
+            self.transport.abortConnection()
 
     def _write(self, prepared: Any) -> None:
         # a prepared message is a whole frame: written as it is, it skips Autobahn's per-send
