@@ -29,7 +29,8 @@ setup(
         "dciauth>=3",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4"],
+        "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
+                 "playwright>=1.40"],
     },
     entry_points={
         "console_scripts": [

@@ -41,6 +41,7 @@ from master.www.changehooks import ChangeHooks
 from master.www.login import LoginPages
 from master.www.rest import RestApi
 from master.www.site import MountError, Root, build_root, build_site, mount, unmount
+from master.www.ui import WebUi
 from master.www.ws import LiveUpdates
 
 log = Logger()
@@ -148,6 +149,8 @@ class MasterService(service.MultiService):
             "ws": self.live.resource(),
             "change_hook": self.change_hooks.resource(),
         })
+        # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
+        self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
         self.site = build_site(self.root, config.www.allowed_origins)
         for plugin in config.plugins:
             self._mount_plugin(plugin)
@@ -363,6 +366,8 @@ class MasterService(service.MultiService):
         self.heartbeat.reconfig(new)
         self.data.limits = new.limits
         self.rest.base_url = new.www.url
+        if self.root.ui is not None:
+            self.root.ui.reconfigure(new.title, new.www.url)
         self.site.allowed_origins = list(new.www.allowed_origins)
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish

@@ -102,3 +102,39 @@ def openapi_document(data: DataAPI, server_url: str) -> dict[str, Any]:
         "paths": paths,
         "components": {"schemas": schemas},
     }
+
+
+def _type_spec(field_type: Any) -> tuple[str, dict[str, Any]]:
+    """A field type as Buildbot's ``application.spec`` names it: ``(type, type_spec)``."""
+    from master.data.types import List, NoneOk
+
+    if isinstance(field_type, NoneOk):
+        inner, spec = _type_spec(field_type.of)
+        return f"{inner} or None", {**spec, "can_be_null": True}
+    if isinstance(field_type, List):
+        _, of = _type_spec(field_type.of)
+        return "list", {"type": "list", "of": of}
+    name = type(field_type).__name__.rstrip("_").lower()
+    return name, {"name": name}
+
+
+def application_spec(data: DataAPI) -> dict[str, Any]:
+    """``/api/v2/application.spec``: every endpoint path with its type and fields, as Buildbot's web UI reads it.
+
+    The UI's About page lists these; the shape (``specs`` of ``{path, plural, type, type_spec}``)
+    is Buildbot's.
+    """
+    specs = []
+    for endpoint in data.endpoints():
+        rtype = endpoint.rtype
+        fields = []
+        for name, field in rtype.fields.items():
+            type_name, type_spec = _type_spec(field.type)
+            fields.append({"name": name, "type": type_name, "type_spec": type_spec})
+        specs.append({
+            "path": endpoint.pattern.strip("/"),
+            "plural": rtype.plural,
+            "type": rtype.name,
+            "type_spec": {"type": rtype.name, "fields": fields},
+        })
+    return {"specs": specs, "meta": {"total": len(specs)}}

@@ -3,11 +3,17 @@
 ``GET /auth/login`` takes HTTP Basic credentials (as browsers and Buildbot's UI send them);
 ``POST /auth/login`` takes ``{"username", "password"}`` as JSON or a form.  Both answer
 ``{"user": {...}}`` and set the session cookie, or 401.  With auth off they answer 404.
+
+The web UI links to ``auth/login?redirect=/builders/1`` and ``auth/logout?redirect=...``: with
+``redirect``, a successful login or a logout answers 302 to that page of the UI
+(``/#/builders/1``), so the browser lands back where the user was.  Only a path of the UI
+is followed (one starting with ``/``); anything else lands on the UI's home page.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from klein import Klein
@@ -50,12 +56,20 @@ class LoginPages:
         except AuthError as e:
             return json_error(request, e.status, e.message)
         self._set_cookie(request, self.auth.make_session(user), int(self.auth.config.session_hours * 3600))
+        target = ui_redirect(request)
+        if target is not None:
+            request.redirect(target)
+            return b""
         return json_body(request, {"user": user.to_json()})
 
     @app.route("/logout", methods=["GET", "POST"])
     def logout(self, request: IRequest) -> bytes:
         """Close the session."""
         self._set_cookie(request, "", 0)
+        target = ui_redirect(request)
+        if target is not None:
+            request.redirect(target)
+            return b""
         return json_body(request, {"user": ANONYMOUS})
 
     @app.route("/user", methods=["GET", "HEAD"])
@@ -72,6 +86,22 @@ class LoginPages:
             SESSION_COOKIE, value.encode(), path=b"/", max_age=str(max_age).encode(), httpOnly=True, sameSite="lax",
             secure=request.isSecure(),
         )
+
+
+def ui_redirect(request: IRequest) -> bytes | None:
+    """Where ``?redirect=/page`` sends the browser: that page of the UI (``../#/page``), or None without it.
+
+    The location is relative to ``/auth/...``, so it stays on this site whatever its host name
+    or the prefix a proxy serves it under.  A value that is not a path of the UI (``//host``,
+    ``https://...``) is replaced by the home page: no redirect leaves the site.
+    """
+    values = request.args.get(b"redirect")
+    if not values:
+        return None
+    page = values[0].decode("utf-8", "replace")
+    if not page.startswith("/") or page.startswith("//") or "\\" in page:
+        page = "/"
+    return b"../#" + quote(page, safe="/?=&%:@!$'()*+,;-._~").encode()
 
 
 def _posted_credentials(request: IRequest) -> tuple[str, str]:

@@ -22,10 +22,20 @@ class NotFoundResource(resource.Resource):
 
 
 class Root(resource.Resource):
-    """The top of the site; children are looked up by their first path segment."""
+    """The top of the site; children are looked up by their first path segment.
+
+    ``ui`` is the web UI (:class:`master.www.ui.WebUi`) when one is installed: it serves
+    ``/`` and the top-level paths nothing else is mounted at (its page, config, files).
+    """
+
+    ui: Any = None
 
     def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802 (Twisted's name)
-        """Unknown top-level paths get a JSON 404."""
+        """The UI's page or file of that name; otherwise a JSON 404."""
+        if self.ui is not None:
+            child = self.ui.child(path)
+            if child is not None:
+                return child
         return NotFoundResource()
 
     def render(self, request: IRequest) -> bytes:

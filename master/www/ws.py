@@ -11,8 +11,8 @@ Client frames are JSON objects ``{"cmd": ..., "_id": n, ...}``:
 - ``{"cmd": "ping", "_id": 3}`` is answered ``{"msg": "pong", "code": 200, "_id": 3}``.
 
 Replies: ``{"msg": "OK", "code": 200, "_id": n}``; errors ``{"error": text, "code": c, "_id": n}``
-with 400 (not JSON, missing ``_id``, ``cmd`` or ``path``, a path under which nothing is
-published, stopping what was not started, a bad ``since``), 401/403 (auth is on and the user
+with 400 (not JSON, missing ``_id``, ``cmd`` or ``path``, a path that is neither an event path nor
+a REST path, stopping what was not started, a bad ``since``), 401/403 (auth is on and the user
 may not read that resource type), 404 (unknown command) and 410 (``since`` too old).
 
 Events: ``{"k": "builds/12/finished", "m": {the whole resource}, "id": 1234}``; a log's
@@ -35,6 +35,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from master.data.base import Kind
 from master.data.connector import DataAPI
 from master.data.events import Event, Key, TooOld, key_matches, split_key
 from master.www.auth import Authenticator, AuthError
@@ -334,6 +335,17 @@ class LiveFactory(WebSocketServerFactory):
                 if all(p == "*" or t.startswith(":") or p == t for p, t in zip(pattern, parts, strict=False)):
                     found.append(plural)
                     break
+        if not found:
+            # Buildbot's UI subscribes to every REST path it reads (a collection C as C/*/*, an entity
+            # E as E/*), even where nothing is published: such a path is accepted, and stays quiet
+            for endpoint in self.data.endpoints():
+                parts = split_key(endpoint.pattern)
+                extra = 2 if endpoint.kind is Kind.COLLECTION else 1
+                if len(parts) + extra == len(pattern) and all(
+                    p == "*" or ":" in t or p == t for p, t in zip(pattern, parts, strict=False)
+                ):
+                    found.append(endpoint.rtype.plural)
+            found = sorted(set(found))
         return found
 
     def authorize_read(self, connection: LiveProtocol, plurals: Iterable[str]) -> None:

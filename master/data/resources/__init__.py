@@ -17,6 +17,7 @@ def core_resource_types() -> list[ResourceType]:
         logs,
         masters,
         projects,
+        properties,
         schedulers,
         sourcestamps,
         steps,
@@ -38,4 +39,5 @@ def core_resource_types() -> list[ResourceType]:
         steps.Steps(),
         logs.Logs(),
         logs.LogChunks(),
+        properties.Properties(),
     ]

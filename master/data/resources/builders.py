@@ -45,6 +45,9 @@ class Builders(ResourceType):
         in_master = lambda bind: b.c.id.in_(  # noqa: E731
             sa.select(schema.builder_masters.c.builderid).where(schema.builder_masters.c.masterid == bind)
         )
+        on_worker = lambda bind: b.c.id.in_(  # noqa: E731
+            sa.select(schema.configured_workers.c.builderid).where(schema.configured_workers.c.workerid == bind)
+        )
         endpoints = [
             Endpoint("/builders", Kind.COLLECTION),
             Endpoint("/builders/n:builderid"),
@@ -52,6 +55,8 @@ class Builders(ResourceType):
             Endpoint("/masters/n:masterid/builders", Kind.COLLECTION, arg_columns={"masterid": in_master}),
             Endpoint("/masters/n:masterid/builders/n:builderid", arg_columns={"masterid": in_master}),
             Endpoint("/projects/n:projectid/builders", Kind.COLLECTION),
+            # the builders a worker is configured for, on any master (its page lists them)
+            Endpoint("/workers/n:workerid/builders", Kind.COLLECTION, arg_columns={"workerid": on_worker}),
         ]
         loaders = {
             "tags": list_loader("builder-tags", schema.builder_tags.c.builderid, schema.builder_tags.c.tag),

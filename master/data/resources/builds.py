@@ -21,6 +21,14 @@ def _builder_named(bind: Any) -> Any:
     return t.c.builderid == sa.select(schema.builders.c.id).where(schema.builders.c.name == bind).scalar_subquery()
 
 
+def _for_change(bind: Any) -> Any:
+    """Builds of the buildsets that include the change's source stamp (as Buildbot's changes/C/builds)."""
+    bss, br = schema.buildset_sourcestamps, schema.buildrequests
+    sourcestamp = sa.select(schema.changes.c.sourcestampid).where(schema.changes.c.id == bind).scalar_subquery()
+    buildsets = sa.select(bss.c.buildsetid).where(bss.c.sourcestampid == sourcestamp)
+    return t.c.buildrequestid.in_(sa.select(br.c.id).where(br.c.buildsetid.in_(buildsets)))
+
+
 def engine_of(call: ActionCall) -> Any:
     """The build engine of the master serving *call* (``data.engine``, set by the engine), or Conflict."""
     engine = getattr(call.data, "engine", None)
@@ -90,6 +98,8 @@ class Builds(ResourceType):
             Endpoint("/workers/n:workerid/builds", Kind.COLLECTION, options=PROPERTY),
             Endpoint("/workers/n:workerid/builds/n:buildid", options=PROPERTY, actions=_actions()),
             Endpoint("/masters/n:masterid/builds", Kind.COLLECTION, options=PROPERTY),
+            Endpoint("/changes/n:changeid/builds", Kind.COLLECTION, options=PROPERTY,
+                     arg_columns={"changeid": _for_change}),
         ]
         loaders = {"properties": properties_loader("builds", schema.build_properties, "buildid")}
         return t, fields, endpoints, loaders
@@ -149,6 +159,12 @@ class Builds(ResourceType):
 
         await self.data.storage.transaction(work)
         await self.produce_event(await self.get_entity(buildid), "update")
+        # the build page's Properties tab follows builds/B/properties/*
+        properties_type = self.data.rtypes.get("properties")
+        if properties_type is not None:
+            await properties_type.produce_build_properties(
+                buildid, {name: [value, source] for name, (value, source) in properties.items()}
+            )
 
     @update_method
     async def finish_build(self, buildid: int, results: int) -> None:
