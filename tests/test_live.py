@@ -258,3 +258,18 @@ async def test_since_zero_on_a_fresh_journal_replays_everything(data: DataAPI, c
     assert first["k"] == "builders/1/new"  # the journal kept everything from the first event on
     await client.command("startConsuming", path=f"builds/{buildid}/*", since=0)
     assert (await client.next_event())["k"] == f"builds/{buildid}/new"
+
+
+@pytest_twisted.ensureDeferred
+async def test_keepalive_pings_drop_a_silent_peer(data: DataAPI) -> None:
+    # Autobahn batches its ping timers (about a second apart), so the intervals are not shorter
+    live, served = await _served(data, ping_interval=1.0, ping_timeout=2.0)
+    async with served as api:
+        alive = await LiveClient(ws_url(api)).connect()
+        silent = await LiveClient(ws_url(api)).connect()
+        silent.protocol.transport.pauseProducing()  # reads nothing: answers no ping
+        await within(deferLater(reactor, 5.0, lambda: None), 10)
+        assert len(live.factory.connections) == 1  # the silent one was dropped, the other answered
+        assert (await alive.command("ping"))["msg"] == "pong"
+        alive.close()
+    live.stop()
