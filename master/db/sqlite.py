@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +35,12 @@ from master.db.interfaces import (
 T = TypeVar("T")
 READER_THREADS = 3
 
+INLINE_BUDGET = 0.002
+"""Seconds a read may run on the reactor thread before it is moved to a reader thread."""
+
+PROGRESS_STEPS = 1000
+"""SQLite VM instructions between two checks of the budget."""
+
 # SQLite stores booleans as 0/1.  Converting by the declared column type hands them back as
 # bool, as PostgreSQL does; computed expressions (EXISTS, comparisons) have no declared
 # type and stay 0/1.
@@ -55,9 +62,12 @@ class _Connection:
     functions given to :meth:`run` use the connection of the thread they run on.
     """
 
-    def __init__(self, path: str, name: str, compiler: StatementCompiler, threads: int = 1) -> None:
+    def __init__(
+        self, path: str, name: str, compiler: StatementCompiler, threads: int = 1, busy_timeout: float = 30
+    ) -> None:
         self.path = path
         self.compiler = compiler
+        self.busy_timeout = busy_timeout
         self.pool = ThreadPool(minthreads=threads, maxthreads=threads, name=name)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
@@ -86,7 +96,7 @@ class _Connection:
             self.path,
             isolation_level=None,
             check_same_thread=False,
-            timeout=30,
+            timeout=self.busy_timeout,
             detect_types=sqlite3.PARSE_DECLTYPES,
         )
         conn.execute("PRAGMA journal_mode=WAL")
@@ -148,6 +158,9 @@ class SQLiteStorage:
         # other and the reactor's own work instead of queueing behind one thread
         self._reader = _Connection(self.path, "sqlite-reader", compiler, threads=READER_THREADS)
         self._writer = _Connection(self.path, "sqlite-writer", compiler)
+        # reads are first tried on the reactor thread itself, never waiting for a lock
+        self._inline = _Connection(self.path, "sqlite-inline", compiler, threads=0, busy_timeout=0)
+        self._reactor_thread: int | None = None
         self._write_lock = defer.DeferredLock()
 
     async def start(self) -> None:
@@ -160,6 +173,8 @@ class SQLiteStorage:
                 await conn.run(conn.open)
             except sqlite3.Error as e:
                 raise StorageError(f"cannot open {self.url}: {e}") from None
+        self._reactor_thread = threading.get_ident()
+        self._inline.open()
 
     async def stop(self) -> None:
         """Wait for the running write, then close both connections and stop their threads."""
@@ -168,35 +183,67 @@ class SQLiteStorage:
             for conn in (self._reader, self._writer):
                 conn.pool.stop()  # waits for the running statements
                 conn.close_all()
+            self._inline.close_all()
+            self._reactor_thread = None
         finally:
             self._write_lock.release()
 
+    async def _read(self, read: Callable[[_Connection], T]) -> T:
+        """``read(connection)``: on the reactor thread if it is done within INLINE_BUDGET, else on a reader thread.
+
+        Most reads are index lookups of well under a millisecond, for which a hop to a thread and
+        back costs more than the read, and its threads contend with the reactor for the GIL.  A
+        read that runs longer is interrupted (by SQLite's progress handler) and run again on a
+        reader thread, so a slow query never holds the reactor for more than the budget; so is
+        one that would wait for a lock.
+        """
+        if threading.get_ident() == self._reactor_thread:
+            inline = self._inline
+            conn = inline.conn
+            deadline = time.perf_counter() + INLINE_BUDGET
+            interrupted = False
+
+            def over_budget() -> bool:
+                nonlocal interrupted
+                interrupted = time.perf_counter() > deadline
+                return interrupted
+
+            conn.set_progress_handler(over_budget, PROGRESS_STEPS)
+            try:
+                return read(inline)
+            except (StorageError, sqlite3.Error) as e:
+                if not interrupted and "locked" not in str(e):
+                    raise
+            finally:
+                conn.set_progress_handler(None, 0)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        return await self._reader.run(read, self._reader)
+
     async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
-        """Run one read on the reader thread."""
-        return await self._reader.run(self._reader.rows, statement, params)
+        """Run one read (see :meth:`_read` for where)."""
+        return await self._read(lambda conn: conn.rows(statement, params))
 
     async def fetch_many(
         self, statements: Sequence[tuple[Statement, Mapping[str, Any] | None]]
     ) -> list[list[Row]]:
-        """Run several reads in one hop to the reader thread, inside one read transaction."""
-        reader = self._reader
+        """Run several reads at once, inside one read transaction."""
 
-        def run_all() -> list[list[Row]]:
+        def run_all(reader: _Connection) -> list[list[Row]]:
             reader.conn.execute("BEGIN")
             try:
                 return [reader.rows(statement, params) for statement, params in statements]
             finally:
                 reader.conn.execute("COMMIT")
 
-        return await reader.run(run_all)
+        return await self._read(run_all)
 
     async def fetch_page(
         self, page: Statement, count: Statement, params: Mapping[str, Any], limit: int, offset: int
     ) -> tuple[list[Row], int]:
-        """Run the page query, and the count when needed, in one hop and one read transaction."""
-        reader = self._reader
+        """Run the page query, and the count when needed, at once and in one read transaction."""
 
-        def run_page() -> tuple[list[Row], int]:
+        def run_page(reader: _Connection) -> tuple[list[Row], int]:
             reader.conn.execute("BEGIN")
             try:
                 rows = reader.rows(page, params)
@@ -207,7 +254,7 @@ class SQLiteStorage:
             finally:
                 reader.conn.execute("COMMIT")
 
-        return await reader.run(run_page)
+        return await self._read(run_page)
 
     async def execute(self, statement: Statement, params: Mapping[str, Any] | None = None) -> int:
         """Run one write on the writer thread."""
