@@ -686,23 +686,7 @@ def report(backend: str, runs: list[BuildsResult], log: LogResult | None, args: 
         for run in runs:
             for line in diagnose(run):
                 print(f"    {line}")
-        print(f"    a `python -I -S` start (the worker's exec wrapper, once per command) costs "
-              f"{python_start_cost():.1f} ms of CPU here")
     return checks
-
-
-def python_start_cost(runs: int = 20) -> float:
-    """CPU milliseconds of one ``python -I -S`` start: what the worker's exec wrapper costs each command."""
-    import resource
-
-    def children() -> float:
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        return usage.ru_utime + usage.ru_stime
-
-    before = children()
-    for _ in range(runs):
-        subprocess.run([sys.executable, "-I", "-S", "-c", "import os, signal, sys"], check=False)
-    return (children() - before) / runs * 1000
 
 
 def diagnose(run: BuildsResult) -> list[str]:

@@ -82,11 +82,24 @@ def two_masters(pg_server: PostgresServer, tmp_path: Path) -> Iterator[tuple[dic
     finally:
         for master in (a, b):
             run("stop", str(master["dir"]), cwd=tmp_path)
-            for worker_pid in (master["dir"] / "workers").glob("*/twistd.pid"):
-                try:
-                    os.kill(int(worker_pid.read_text()), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
+        # a master killed with -9 leaves its local worker behind (it keeps trying to reconnect)
+        kill_processes_under(tmp_path)
+
+
+def kill_processes_under(folder: Path) -> None:
+    """SIGKILL every process whose command line names a path under *folder*."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(folder) in cmdline:
+            try:
+                os.kill(int(proc.name), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
 
 
 @pytest.mark.postgresql

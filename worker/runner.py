@@ -2,16 +2,10 @@
 
 Each command runs as the leader of a new session (hence of a new process group whose id is its
 pid), so that an interrupt reaches everything it started: ``make`` and the compilers under it, a
-shell and its pipelines.  Twisted's ``spawnProcess`` has no option for that without a
-``preexec_fn``-like hook, which it does not offer (and which would force ``fork`` instead of
-``posix_spawn``), so the command is started through a tiny Python wrapper, :data:`WRAPPER`:
-``python -I -S -c WRAPPER workdir argv...`` calls ``os.setsid()``, changes to the working
-directory and ``execvp``-s the command, in the same process, so the pid Twisted knows is the
-group's id.  The wrapper keeps a fourth descriptor, close-on-exec, on which it writes why an
-``exec`` failed: a successful ``exec`` closes it silently, a failed one tells the worker the
-exact reason (not found, permission denied, not an executable) instead of an exit code a
-command could also have returned.  This works on Linux and on any POSIX system, with no
-dependency on util-linux's ``setsid`` program.
+shell and its pipelines.  :mod:`worker.spawn` starts it so with ``posix_spawn`` (no helper
+process, no ``fork`` of the worker), in its working directory; a command that cannot be started
+(not found, permission denied, not an executable) is reported with that exact reason, not with an
+exit code a command could also have returned.
 """
 
 from __future__ import annotations
@@ -19,7 +13,6 @@ from __future__ import annotations
 import codecs
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,35 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IReactorProcess, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from master.engine import protocol
+from worker.spawn import SessionProcess
 
 log = Logger()
 
-# Run by ``python -I -S`` (isolated: the command's PYTHON* variables do not affect it; no site:
-# quick).  Python ignores SIGPIPE and SIGXFSZ at start; ignored signals survive exec, so they are
-# reset, or ``yes | head`` would never end.
-WRAPPER = """\
-import os, signal, sys
-os.setsid()
-os.set_inheritable(3, False)
-for name in ("SIGPIPE", "SIGXFSZ"):
-    if hasattr(signal, name):
-        signal.signal(getattr(signal, name), signal.SIG_DFL)
-try:
-    os.chdir(sys.argv[1])
-    os.execvp(sys.argv[2], sys.argv[2:])
-except OSError as e:
-    os.write(3, (e.strerror or str(e)).encode("utf-8", "replace"))
-    os._exit(127)
-"""
-
 STREAMS = {1: "o", 2: "e"}
-EXEC_STATUS_FD = 3
 
 
 class CommandRejected(Exception):
@@ -266,7 +241,6 @@ class RunningCommand(ProcessProtocol):
         self._stopping = False
         self._ended = False
         self._started = 0.0
-        self._exec_error = bytearray()
         self._batcher = OutputBatcher(self._send_output, reactor)
         self._idle_call: IDelayedCall | None = None
         self._max_call: IDelayedCall | None = None
@@ -291,14 +265,12 @@ class RunningCommand(ProcessProtocol):
             self._fail_to_start(f"cannot make the working directory: {e}")
             return
         argv = list(spec.argv) if spec.argv is not None else ["/bin/sh", "-c", spec.shell or ""]
-        args = [sys.executable, "-I", "-S", "-c", WRAPPER, str(workdir), *argv]
         try:
-            process = IReactorProcess(self._reactor).spawnProcess(
-                self, sys.executable, args, env=merged_env(spec.env), path=None, usePTY=False,
-                childFDs={0: "w", 1: "r", 2: "r", EXEC_STATUS_FD: "r"},
+            process = SessionProcess(
+                self._reactor, self, argv, merged_env(spec.env), str(workdir), {0: "w", 1: "r", 2: "r"}
             )
         except OSError as e:
-            self._fail_to_start(f"cannot start {argv[0]!r}: {e}")
+            self._fail_to_start(f"cannot run {argv[0]!r}: {e.strerror or e}")
             return
         self.pid = process.pid
         # commands get an empty stdin: nobody answers a prompt on a worker
@@ -316,10 +288,9 @@ class RunningCommand(ProcessProtocol):
         self._finish(rc=-1, signal_name=None)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:  # noqa: N802 - Twisted's name
-        """Output from the command, or the wrapper's word that it could not exec."""
+        """Output from the command."""
         stream = STREAMS.get(childFD)
         if stream is None:
-            self._exec_error += data
             return
         if self._idle_call is not None and self._idle_call.active():
             self._idle_call.reset(self.spec.timeout)
@@ -329,12 +300,6 @@ class RunningCommand(ProcessProtocol):
         """The process has exited and every pipe to it is closed."""
         code = getattr(reason.value, "exitCode", None)
         signum = getattr(reason.value, "signal", None)
-        if self._exec_error:
-            argv0 = self.spec.argv[0] if self.spec.argv else "/bin/sh"
-            why = self._exec_error.decode("utf-8", "replace")
-            self._batcher.feed("e", f"cannot run {argv0!r}: {why}\n".encode())
-            self._finish(rc=-1, signal_name=None)
-            return
         if signum is not None:
             self._finish(rc=None, signal_name=_signal_name(signum))
         else:
@@ -389,11 +354,7 @@ class RunningCommand(ProcessProtocol):
             # the group outlives its leader while children hold on, so the group is what is signalled
             os.killpg(self.pid, signum)
         except ProcessLookupError:
-            # the wrapper may not have called setsid yet: its group is not its own
-            try:
-                os.kill(self.pid, signum)
-            except ProcessLookupError:
-                pass
+            pass  # the whole group has gone already
         except PermissionError as e:
             log.warn("{cmd}: cannot signal process group {pid}: {e}", cmd=self.spec.cmd, pid=self.pid, e=e)
 

@@ -24,6 +24,7 @@ import orjson
 import sqlalchemy as sa
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from master.db import schema
 
@@ -38,6 +39,12 @@ ev = schema.events
 
 READ_BATCH = 500
 """Journal rows read per query when catching up."""
+
+# the journal insert (SQLite) of a batch appended in one transaction
+_APPEND = sa.insert(ev).values(
+    at=sa.bindparam("at"), masterid=sa.bindparam("masterid"), keys=sa.bindparam("keys"),
+    rtype=sa.bindparam("rtype"), entity=sa.bindparam("entity"),
+).returning(ev.c.id)
 
 
 def key_matches(pattern: Key, key: Key) -> bool:
@@ -95,6 +102,9 @@ class EventHub:
         self._lock = defer.DeferredLock()
         self._listener: Any = None
         self._memory_ids = 0
+        # journal rows waiting for the append running now to end, each with its producer's Deferred
+        self._to_append: list[tuple[dict[str, Any], defer.Deferred[int]]] = []
+        self._appending = False
 
     # -- subscribing ------------------------------------------------------------------------
 
@@ -128,7 +138,7 @@ class EventHub:
             await self._start_ids()
         journaled = getattr(rtype, "journal_entity", None)
         stored = journaled(entity) if journaled is not None else entity
-        event_id = await self._storage.append_event({
+        event_id = await self._journal({
             "at": int(time.time()),
             "masterid": self.masterid,
             "keys": "\n".join("/".join(key) for key in keys),
@@ -138,6 +148,47 @@ class EventHub:
         if event_id > self.delivered:  # else a catch-up has delivered it from the journal already
             self._own[event_id] = Event(event_id, rtype.plural, tuple(keys), entity)
         await self.catch_up(event_id)
+
+    async def _journal(self, row: dict[str, Any]) -> int:
+        """Append *row* to the journal; return its id.
+
+        Group commit: while one append runs, the rows produced meanwhile wait and then go
+        together, in the order they were produced, so a busy master journals many events per
+        trip to the database instead of one.
+        """
+        appended: defer.Deferred[int] = defer.Deferred()
+        self._to_append.append((row, appended))
+        if not self._appending:
+            self._appending = True
+            defer.ensureDeferred(self._append_waiting())
+        return await appended
+
+    async def _append_waiting(self) -> None:
+        try:
+            while self._to_append:
+                batch, self._to_append = self._to_append, []
+                try:
+                    ids = await self._append_rows([row for row, _ in batch])
+                except Exception:
+                    failure = Failure()
+                    for _, appended in batch:
+                        appended.errback(failure)
+                    continue
+                for (_, appended), event_id in zip(batch, ids, strict=True):
+                    appended.callback(event_id)
+        finally:
+            self._appending = False
+
+    async def _append_rows(self, rows: list[dict[str, Any]]) -> list[int]:
+        """Journal *rows* in order; return their ids."""
+        if len(rows) > 1 and getattr(self._storage, "dialect_name", None) == "sqlite":
+            # one transaction, run in one go on SQLite's writer thread; ids follow the inserts' order
+            async def work(txn: Any) -> list[int]:
+                return [(await txn.fetch_all(_APPEND, row))[0]["id"] for row in rows]
+
+            return await self._storage.transaction(work)
+        # PostgreSQL's append serialises masters with a lock of its own: one row at a time
+        return [await self._storage.append_event(row) for row in rows]
 
     async def _start_ids(self) -> None:
         async with self._lock:

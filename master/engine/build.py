@@ -86,23 +86,46 @@ class Build:
             for name in SOURCESTAMP_PROPERTIES:
                 if not self.props.has(name):
                     self.props.set(name, first.get(name), "Build")
-        for name, value in (
-            ("buildername", self.builder.name), ("builderid", self.builder.builderid),
-            ("buildnumber", self.number), ("buildid", self.buildid), ("workername", self.conn.name),
-            ("buildrequestid", self.brid), ("masterid", self.engine.masterid),
-        ):
+        for name, value in self._numbered(None, None):
             self.props.set(name, value, "Build")
+
+    def _numbered(self, buildid: int | None, number: int | None) -> list[tuple[str, Any]]:
+        """The properties a build sets itself, in their order (buildnumber and buildid once known)."""
+        return [
+            ("buildername", self.builder.name), ("builderid", self.builder.builderid),
+            ("buildnumber", number), ("buildid", buildid), ("workername", self.conn.name),
+            ("buildrequestid", self.brid), ("masterid", self.engine.masterid),
+        ]
 
     async def run(self) -> int:
         """Run the build to its end; return its result (RETRY: the request must be queued again)."""
         data = self.data
-        self.buildid, self.number = await data.updates.add_build(
-            self.builder.builderid, self.brid, self.conn.workerid, self.engine.masterid, state_string="starting"
-        )
         try:
             await self._load_buildset()
-            await data.updates.set_build_properties(self.buildid, self.props.as_dict())
-            await data.updates.set_build_state_string(self.buildid, "building")
+        except Exception:
+            log.failure("reading the buildset of request {brid} failed", brid=self.brid)
+            loaded = False
+        else:
+            loaded = True
+        first = self.props.as_dict()
+
+        def properties(buildid: int, number: int) -> dict[str, tuple[Any, str]]:
+            # _load_buildset has set them all already (in their places), the ids unknown then
+            numbered = dict(first)
+            for name, value in self._numbered(buildid, number):
+                numbered[name] = (value, "Build")
+            return numbered
+
+        # one transaction: the build, its properties and its "building" state
+        self.buildid, self.number = await data.updates.add_build(
+            self.builder.builderid, self.brid, self.conn.workerid, self.engine.masterid, state_string="starting",
+            properties=properties if loaded else None, then_state="building" if loaded else None,
+        )
+        for name, value in self._numbered(self.buildid, self.number):
+            self.props.set(name, value, "Build")
+        try:
+            if not loaded:
+                raise RuntimeError(f"the buildset of request {self.brid} could not be read")
             await self._run_steps()
         except Exception:
             log.failure("build {buildid} of {builder} failed", buildid=self.buildid, builder=self.builder.name)
@@ -114,8 +137,7 @@ class Build:
         state = f"build {result_name(self.results)}" if self.results != SUCCESS else "build successful"
         if self.stopped is not None:
             state += f" ({self.stopped})"
-        await data.updates.set_build_state_string(self.buildid, state)
-        await data.updates.finish_build(self.buildid, self.results)
+        await data.updates.finish_build(self.buildid, self.results, state_string=state)
         return self.results
 
     async def _run_steps(self) -> None:
@@ -141,8 +163,7 @@ class Build:
         step.build = self
         step.stepid, _, step.name = await data.updates.add_step(self.buildid, step.name)
         if not step.should_run():
-            await data.updates.set_step_state_string(step.stepid, "skipped")
-            await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf))
+            await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf), state_string="skipped")
             return SKIPPED
         await data.updates.start_step(step.stepid, locks_acquired=True)
         self.current = step
@@ -165,6 +186,5 @@ class Build:
         state = step.describe(True)
         if result not in (SUCCESS, SKIPPED):
             state += f" ({result_name(result)})"
-        await data.updates.set_step_state_string(step.stepid, state)
-        await data.updates.finish_step(step.stepid, result, hidden=bool(step.hideStepIf))
+        await data.updates.finish_step(step.stepid, result, hidden=bool(step.hideStepIf), state_string=state)
         return result

@@ -142,7 +142,8 @@ class BuildRequestDistributor:
             engine.reserve(conn)
         try:
             claimed = set(await engine.data.updates.claim_buildrequests(
-                [request["buildrequestid"] for request, _ in assigned], engine.masterid
+                [request["buildrequestid"] for request, _ in assigned], engine.masterid,
+                pending={request["buildrequestid"]: request for request, _ in assigned},
             ))
         except Exception:
             for _, conn in assigned:

@@ -68,6 +68,8 @@ class BaseScheduler(Configured):
         self.engine: Engine | None = None
         self.schedulerid: int | None = None
         self.running = False
+        # a builder's row is found by its name and never deleted: its id, once known, stays right
+        self._builder_ids: dict[str, int] = {}
 
     @property
     def data(self) -> Any:
@@ -115,10 +117,12 @@ class BaseScheduler(Configured):
     async def builder_ids(self, names: Iterable[str]) -> dict[str, int]:
         """``{name: builderid}`` of *names* (any master's builders); an unknown name raises ValueError."""
         names = list(dict.fromkeys(names))
-        if not names:
-            return {}
-        query = {"name": names, "field": ["builderid", "name"], "limit": [str(self.data.limits.maximum)]}
-        found = {b["name"]: b["builderid"] for b in (await self.data.get("builders", query=query)).items}
+        known = self._builder_ids
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            query = {"name": unknown, "field": ["builderid", "name"], "limit": [str(self.data.limits.maximum)]}
+            known.update({b["name"]: b["builderid"] for b in (await self.data.get("builders", query=query)).items})
+        found = {name: known[name] for name in names if name in known}
         missing = [name for name in names if name not in found]
         if missing:
             raise ValueError(f"scheduler {self.name!r}: no such builder(s) {', '.join(missing)}")

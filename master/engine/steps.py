@@ -47,6 +47,7 @@ class StepLog:
         self._pending: list[str] = []
         self._writing = False
         self._waiters: list[defer.Deferred] = []
+        self._finished = False
 
     def add(self, stream: str, text: str) -> None:
         """Add output of *stream* ('o', 'e' or 'h'); an unfinished last line waits for the rest."""
@@ -91,12 +92,19 @@ class StepLog:
             await waiter
 
     async def finish(self) -> None:
-        """Store the unfinished last lines too, then mark the log finished."""
+        """Store the unfinished last lines too, then mark the log finished.
+
+        Only once: the build finishes every log of a step after the step, which may have
+        finished its own already.
+        """
+        if self._finished and not self._partial and not self._pending:
+            return
         for stream, rest in list(self._partial.items()):
             self._pending.append(stream + rest + "\n")
         self._partial.clear()
         await self.flush()
         await self.data.updates.finish_log(self.logid)
+        self._finished = True
 
 
 class BuildStep(Configured):

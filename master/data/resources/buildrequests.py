@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import Conflict
 from master.data.resources.common import CANCELLED, now, properties_loader
+from master.data.resources.livecache import LiveEntities
 from master.data.resultspec import Filter, ResultSpec
 from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
@@ -124,6 +125,14 @@ class BuildRequests(ResourceType):
         ]
         return t, fields, endpoints, {"properties": _properties_loader()}
 
+    def attach(self, data: Any) -> None:
+        """Remember the DataAPI; start the cache of the requests this master has claimed, until they complete."""
+        super().attach(data)
+        self.live = LiveEntities(self, (
+            "buildrequestid", "buildsetid", "builderid", "priority", "claimed", "claimed_at", "claimed_by_masterid",
+            "complete", "results", "submitted_at", "complete_at", "waited_for", "properties",
+        ))
+
     async def _entities(self, brids: Iterable[int]) -> list[dict[str, Any]]:
         """The requests *brids*, read in one query per thousand, by id."""
         ids = sorted(set(brids))
@@ -144,24 +153,41 @@ class BuildRequests(ResourceType):
         return await self.data.storage.transaction(lambda txn: txn.fetch_all(statement))
 
     @update_method
-    async def claim_buildrequests(self, brids: Iterable[int], masterid: int) -> list[int]:
+    async def claim_buildrequests(
+        self, brids: Iterable[int], masterid: int, pending: Mapping[int, Mapping[str, Any]] | None = None
+    ) -> list[int]:
         """Claim for *masterid* those of *brids* that nobody has claimed and are not complete; return them.
 
         One conditional UPDATE: of masters claiming the same request at once exactly one
         gets it (PostgreSQL re-checks the condition after waiting for the other's row lock;
-        SQLite runs writes one at a time).
+        SQLite runs writes one at a time).  *pending* may give the requests as read (pending)
+        just before, by id: what a request claimed here then is, is known without reading it back.
         """
         ids = sorted(set(brids))
         if not ids:
             return []
+        claimed_at = now()
         rows = await self._update_returning(
             sa.update(t)
             .where(t.c.id.in_(ids), *PENDING)
-            .values(claimed_by_masterid=masterid, claimed_at=now())
+            .values(claimed_by_masterid=masterid, claimed_at=claimed_at)
             .returning(t.c.id)
         )
         claimed = sorted(row["id"] for row in rows)
-        await self._publish(claimed, "claimed")
+        known = []
+        for brid in claimed:
+            entity = (pending or {}).get(brid)
+            if entity is None or entity.get("claimed") or entity.get("complete"):
+                known = None
+                break
+            known.append(self.live.put(brid, {
+                **entity, "claimed": True, "claimed_at": claimed_at, "claimed_by_masterid": masterid,
+            }))
+        if known is None or None in known:
+            await self._publish(claimed, "claimed")
+        else:
+            for entity in known:
+                await self.produce_event(entity, "claimed")
         return claimed
 
     @update_method
@@ -177,6 +203,8 @@ class BuildRequests(ResourceType):
             .returning(t.c.id)
         )
         unclaimed = sorted(row["id"] for row in rows)
+        for brid in ids:
+            self.live.forget(brid)
         await self._publish(unclaimed, "unclaimed")
         return unclaimed
 
@@ -189,14 +217,20 @@ class BuildRequests(ResourceType):
         ids = sorted(set(brids))
         if not ids:
             return []
+        complete_at = now()
         rows = await self._update_returning(
             sa.update(t)
             .where(t.c.id.in_(ids), t.c.complete == sa.false())
-            .values(complete=True, results=results, complete_at=now())
+            .values(complete=True, results=results, complete_at=complete_at)
             .returning(t.c.id, t.c.buildsetid)
         )
         completed = sorted(row["id"] for row in rows)
-        await self._publish(completed, "complete")
+        known = [self.live.finish(brid, complete=True, results=results, complete_at=complete_at) for brid in completed]
+        if None in known:
+            await self._publish(completed, "complete")
+        else:
+            for entity in known:
+                await self.produce_event(entity, "complete")
         for bsid in sorted({row["buildsetid"] for row in rows}):
             await self.data.updates.maybe_complete_buildset(bsid)
         return completed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -9,12 +10,18 @@ import sqlalchemy as sa
 from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import Conflict
 from master.data.resources.common import boolean_filter, dumps, now, properties_loader
+from master.data.resources.livecache import LiveEntities
 from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError
+from master.db.interfaces import IntegrityError, Prepared
 
 t = schema.builds
 PROPERTY = ("property",)
+# the fields LiveEntities keeps up to date from what the update methods write
+KNOWN_FIELDS = (
+    "buildid", "number", "builderid", "buildrequestid", "workerid", "masterid", "started_at", "complete_at",
+    "complete", "locks_duration_s", "state_string", "results", "properties",
+)
 
 
 def _builder_named(bind: Any) -> Any:
@@ -27,6 +34,29 @@ def _for_change(bind: Any) -> Any:
     sourcestamp = sa.select(schema.changes.c.sourcestampid).where(schema.changes.c.id == bind).scalar_subquery()
     buildsets = sa.select(bss.c.buildsetid).where(bss.c.sourcestampid == sourcestamp)
     return t.c.buildrequestid.in_(sa.select(br.c.id).where(br.c.buildsetid.in_(buildsets)))
+
+
+# prepared once: building a statement with SQLAlchemy costs more than running it
+_LAST_NUMBER = Prepared(("builds", "last-number"), lambda: sa.select(
+    sa.func.coalesce(sa.func.max(t.c.number), 0).label("last")).where(t.c.builderid == sa.bindparam("builderid")))
+_INSERT_BUILD = Prepared(("builds", "insert"), lambda: sa.insert(t).values(
+    {name: sa.bindparam(name) for name in (
+        "number", "builderid", "buildrequestid", "workerid", "masterid", "started_at", "state_string")}
+).returning(t.c.id))
+_SET_STATE = Prepared(("builds", "state"), lambda: sa.update(t).where(t.c.id == sa.bindparam("buildid")).values(
+    state_string=sa.bindparam("state_string")))
+_FINISH = Prepared(("builds", "finish"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("buildid"), t.c.complete_at.is_(None)).values(
+    complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results")))
+_DELETE_PROPERTIES = Prepared(("builds", "delete-properties"), lambda: sa.delete(schema.build_properties).where(
+    schema.build_properties.c.buildid == sa.bindparam("buildid"),
+    schema.build_properties.c.name.in_(sa.bindparam("names", expanding=True))))
+_INSERT_PROPERTY = Prepared(("builds", "insert-property"), lambda: sa.insert(schema.build_properties).values(
+    {name: sa.bindparam(name) for name in ("buildid", "name", "value", "source")}))
+_FINISH_SAYING = Prepared(("builds", "finish-saying"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("buildid"), t.c.complete_at.is_(None)).values(
+    complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results"),
+    state_string=sa.bindparam("state_string")))
 
 
 def engine_of(call: ActionCall) -> Any:
@@ -104,61 +134,101 @@ class Builds(ResourceType):
         loaders = {"properties": properties_loader("builds", schema.build_properties, "buildid")}
         return t, fields, endpoints, loaders
 
+    def attach(self, data: Any) -> None:
+        """Remember the DataAPI; start the cache of the builds this master runs."""
+        super().attach(data)
+        self.live = LiveEntities(self, KNOWN_FIELDS)
+
+    async def _publish(self, buildid: int, entity: dict[str, Any] | None, event: str) -> None:
+        """Publish *event* of the build: *entity* when known here, else the build read back."""
+        await self.produce_event(entity if entity is not None else await self.get_entity(buildid), event)
+
     @update_method
     async def add_build(
         self, builderid: int, buildrequestid: int, workerid: int | None, masterid: int | None,
         state_string: str = "created",
+        properties: Callable[[int, int], dict[str, tuple[Any, str]]] | None = None,
+        then_state: str | None = None,
     ) -> tuple[int, int]:
-        """Start a build of *builderid* for *buildrequestid*; return ``(buildid, number)``."""
+        """Start a build of *builderid* for *buildrequestid*; return ``(buildid, number)``.
 
-        async def work(txn: Any) -> tuple[int, int]:
-            rows = await txn.fetch_all(
-                sa.select(sa.func.coalesce(sa.func.max(t.c.number), 0).label("last")).where(t.c.builderid == builderid)
-            )
+        With *properties*, a function of ``(buildid, number)`` giving the build's first properties
+        ``{name: (value, source)}`` (it must only compute them: it may run on a database thread),
+        and *then_state*, one transaction writes what ``add_build``, ``set_build_properties`` and
+        ``set_build_state_string(then_state)`` would in a row, and the same events are published.
+        """
+        started_at = now()
+
+        async def work(txn: Any) -> tuple[int, int, dict[str, tuple[Any, str]]]:
+            rows = await txn.fetch_all(_LAST_NUMBER, {"builderid": builderid})
             number = rows[0]["last"] + 1
-            inserted = await txn.fetch_all(
-                sa.insert(t).values(
-                    number=number, builderid=builderid, buildrequestid=buildrequestid, workerid=workerid,
-                    masterid=masterid, started_at=now(), state_string=state_string,
-                ).returning(t.c.id)
-            )
-            return inserted[0]["id"], number
+            inserted = await txn.fetch_all(_INSERT_BUILD, {
+                "number": number, "builderid": builderid, "buildrequestid": buildrequestid, "workerid": workerid,
+                "masterid": masterid, "started_at": started_at, "state_string": state_string,
+            })
+            buildid = inserted[0]["id"]
+            props = properties(buildid, number) if properties is not None else {}
+            await self._write_properties(txn, buildid, props)
+            if then_state is not None:
+                await txn.execute(_SET_STATE, {"buildid": buildid, "state_string": then_state})
+            return buildid, number, props
 
         for attempt in range(5):
             try:
-                buildid, number = await self.data.storage.transaction(work)
+                buildid, number, props = await self.data.storage.transaction(work)
                 break
             except IntegrityError:
                 # another master took the same number of this builder at the same moment
                 if attempt == 4:
                     raise
-        await self.produce_event(await self.get_entity(buildid), "new")
+        entity = self.live.put(buildid, {
+            "buildid": buildid, "number": number, "builderid": builderid, "buildrequestid": buildrequestid,
+            "workerid": workerid, "masterid": masterid, "started_at": started_at, "complete_at": None,
+            "complete": False, "locks_duration_s": 0, "state_string": state_string, "results": None,
+            "properties": {},
+        })
+        await self._publish(buildid, entity, "new")
+        if props:
+            await self._publish_properties(buildid, props)
+        if then_state is not None:
+            await self._publish(buildid, self.live.update(buildid, state_string=then_state), "update")
         return buildid, number
 
     @update_method
     async def set_build_state_string(self, buildid: int, state_string: str) -> None:
         """Say in words what the build is doing."""
-        await self.data.storage.execute(sa.update(t).where(t.c.id == buildid).values(state_string=state_string))
-        await self.produce_event(await self.get_entity(buildid), "update")
+        await self.data.storage.execute(_SET_STATE, {"buildid": buildid, "state_string": state_string})
+        await self._publish(buildid, self.live.update(buildid, state_string=state_string), "update")
 
     @update_method
     async def set_build_properties(self, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
         """Set properties ``{name: (value, source)}`` of a build, replacing those of the same names."""
-        table = schema.build_properties
+        if not properties:
+            return
+        await self.data.storage.transaction(lambda txn: self._write_properties(txn, buildid, properties))
+        await self._publish_properties(buildid, properties)
+
+    async def _write_properties(self, txn: Any, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
+        """Write properties of a build in transaction *txn* (see :meth:`set_build_properties`)."""
         rows = [
             {"buildid": buildid, "name": name, "value": dumps(value), "source": source}
             for name, (value, source) in properties.items()
         ]
         if not rows:
             return
+        await txn.execute(_DELETE_PROPERTIES, {"buildid": buildid, "names": list(properties)})
+        if self.data.storage.dialect_name == "sqlite":
+            # statements of a SQLite transaction run in one go on its writer thread: a prepared
+            # insert per row costs less than building a multi-row insert with SQLAlchemy
+            for row in rows:
+                await txn.execute(_INSERT_PROPERTY, row)
+        else:  # one round trip to the server whatever the number of properties
+            await txn.execute(sa.insert(schema.build_properties).values(rows))
 
-        async def work(txn: Any) -> None:
-            # two statements whatever the number of properties: builds set a dozen at once
-            await txn.execute(sa.delete(table).where(table.c.buildid == buildid, table.c.name.in_(list(properties))))
-            await txn.execute(sa.insert(table).values(rows))
-
-        await self.data.storage.transaction(work)
-        await self.produce_event(await self.get_entity(buildid), "update")
+    async def _publish_properties(self, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
+        """The events of :meth:`set_build_properties`."""
+        # the entity read without property=* carries no properties: setting them leaves it as it was
+        await self._publish(buildid, self.live.update(buildid), "update")
         # the build page's Properties tab follows builds/B/properties/*
         properties_type = self.data.rtypes.get("properties")
         if properties_type is not None:
@@ -167,12 +237,33 @@ class Builds(ResourceType):
             )
 
     @update_method
-    async def finish_build(self, buildid: int, results: int) -> None:
-        """Mark a build complete with *results*."""
-        await self.data.storage.execute(
-            sa.update(t).where(t.c.id == buildid, t.c.complete_at.is_(None)).values(complete_at=now(), results=results)
-        )
-        await self.produce_event(await self.get_entity(buildid), "finished")
+    async def finish_build(self, buildid: int, results: int, state_string: str | None = None) -> None:
+        """Mark a build complete with *results*; with *state_string*, say that first.
+
+        ``finish_build(b, r, s)`` publishes what ``set_build_state_string(b, s)`` then
+        ``finish_build(b, r)`` would, with one write instead of two when the build is one this
+        master runs.
+        """
+        if state_string is not None and not self.live.known(buildid):
+            await self.set_build_state_string(buildid, state_string)
+            state_string = None
+        complete_at = now()
+        params = {"buildid": buildid, "complete_at": complete_at, "results": results}
+        if state_string is None:
+            changed = await self.data.storage.execute(_FINISH, params)
+        else:
+            changed = await self.data.storage.execute(_FINISH_SAYING, {**params, "state_string": state_string})
+            if changed:
+                await self._publish(buildid, self.live.update(buildid, state_string=state_string), "update")
+            else:  # finished already: the state string is still set, as set_build_state_string does
+                self.live.forget(buildid)
+                await self.set_build_state_string(buildid, state_string)
+        if changed:
+            entity = self.live.finish(buildid, complete_at=complete_at, complete=True, results=results)
+        else:  # finished already (by another master, perhaps): publish what the row says
+            self.live.forget(buildid)
+            entity = None
+        await self._publish(buildid, entity, "finished")
 
 
     @update_method

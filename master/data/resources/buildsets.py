@@ -20,12 +20,43 @@ from master.data.resources.common import (
     now,
     properties_loader,
 )
+from master.data.resources.livecache import LiveEntities
 from master.data.resources.sourcestamps import find_or_insert, sourcestamps_loader, ss_values
 from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
 from master.db import schema
+from master.db.interfaces import Prepared
 
 t = schema.buildsets
 PROPERTY = ("property",)
+
+
+def _insert(table: sa.Table, *names: str, returning: Any = None) -> Prepared:
+    """An INSERT of *names* into *table* (bound by name), built and compiled once."""
+
+    def build() -> Any:
+        statement = sa.insert(table).values({name: sa.bindparam(name) for name in names})
+        return statement if returning is None else statement.returning(returning)
+
+    return Prepared(("buildsets", "insert", table.name, names), build)
+
+
+# prepared once: building statements with SQLAlchemy costs more than running them
+_INSERT_BUILDSET = _insert(
+    t, "external_idstring", "reason", "submitted_at", "complete", "parent_buildid", "parent_relationship",
+    "rebuilt_buildid", "scheduler", returning=t.c.id,
+)
+_INSERT_PROPERTY = _insert(schema.buildset_properties, "buildsetid", "name", "value", "source")
+_INSERT_SOURCESTAMP = _insert(schema.buildset_sourcestamps, "buildsetid", "sourcestampid")
+_INSERT_REQUEST = _insert(
+    schema.buildrequests, "buildsetid", "builderid", "priority", "complete", "submitted_at", "waited_for",
+    returning=schema.buildrequests.c.id,
+)
+_REQUEST_RESULTS = Prepared(("buildsets", "request-results"), lambda: sa.select(
+    schema.buildrequests.c.complete, schema.buildrequests.c.results).where(
+    schema.buildrequests.c.buildsetid == sa.bindparam("bsid")))
+_COMPLETE = Prepared(("buildsets", "complete"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("bsid"), t.c.complete == sa.false()).values(
+    complete=True, complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results")))
 
 # Worse ranks higher, as in Buildbot: cancelled > retry > exception > failure > warnings >
 # success > skipped.  A buildset starts from success, so skipped requests count as success.
@@ -79,6 +110,15 @@ class Buildsets(ResourceType):
         }
         return t, fields, endpoints, loaders
 
+    def attach(self, data: Any) -> None:
+        """Remember the DataAPI; start the cache of the buildsets submitted here, until they complete."""
+        super().attach(data)
+        # only completion changes a buildset: its 'complete' event is its 'new' one with that change
+        self.live = LiveEntities(self, (
+            "bsid", "external_idstring", "reason", "submitted_at", "complete", "complete_at", "results",
+            "sourcestamps", "parent_buildid", "parent_relationship", "rebuilt_buildid", "properties",
+        ))
+
     @update_method
     async def add_buildset(
         self,
@@ -103,7 +143,6 @@ class Buildsets(ResourceType):
         wanted = [entry if isinstance(entry, int) else ss_values(entry) for entry in sourcestamps]
         dialect = self.data.storage.dialect_name
         submitted_at = now()
-        br = schema.buildrequests
 
         async def work(txn: Any) -> tuple[int, dict[int, int], list[int]]:
             ssids: list[int] = []
@@ -117,34 +156,24 @@ class Buildsets(ResourceType):
                         created.append(ssid)
                 if ssid not in ssids:
                     ssids.append(ssid)
-            rows = await txn.fetch_all(
-                sa.insert(t)
-                .values(
-                    external_idstring=external_idstring, reason=reason, submitted_at=submitted_at,
-                    complete=False, parent_buildid=parent_buildid, parent_relationship=parent_relationship,
-                    rebuilt_buildid=rebuilt_buildid, scheduler=scheduler,
-                )
-                .returning(t.c.id)
-            )
+            rows = await txn.fetch_all(_INSERT_BUILDSET, {
+                "external_idstring": external_idstring, "reason": reason, "submitted_at": submitted_at,
+                "complete": False, "parent_buildid": parent_buildid, "parent_relationship": parent_relationship,
+                "rebuilt_buildid": rebuilt_buildid, "scheduler": scheduler,
+            })
             bsid = rows[0]["id"]
             for name, (value, source) in properties.items():
                 await txn.execute(
-                    sa.insert(schema.buildset_properties).values(
-                        buildsetid=bsid, name=name, value=dumps(value), source=source
-                    )
+                    _INSERT_PROPERTY, {"buildsetid": bsid, "name": name, "value": dumps(value), "source": source}
                 )
             for ssid in ssids:
-                await txn.execute(sa.insert(schema.buildset_sourcestamps).values(buildsetid=bsid, sourcestampid=ssid))
+                await txn.execute(_INSERT_SOURCESTAMP, {"buildsetid": bsid, "sourcestampid": ssid})
             brids: dict[int, int] = {}
             for builderid in dict.fromkeys(builderids):
-                rows = await txn.fetch_all(
-                    sa.insert(br)
-                    .values(
-                        buildsetid=bsid, builderid=builderid, priority=priority, complete=False,
-                        submitted_at=submitted_at, waited_for=waited_for,
-                    )
-                    .returning(br.c.id)
-                )
+                rows = await txn.fetch_all(_INSERT_REQUEST, {
+                    "buildsetid": bsid, "builderid": builderid, "priority": priority, "complete": False,
+                    "submitted_at": submitted_at, "waited_for": waited_for,
+                })
                 brids[builderid] = rows[0]["id"]
             return bsid, brids, created
 
@@ -152,7 +181,10 @@ class Buildsets(ResourceType):
         sourcestamps_type = self.data.rtypes["sourcestamps"]
         for ssid in created:
             await sourcestamps_type.produce_event(await sourcestamps_type.get_entity(ssid), "new")
-        await self.produce_event(await self.get_entity(bsid), "new")
+        entity = await self.get_entity(bsid)
+        if entity is not None:
+            self.live.put(bsid, entity)
+        await self.produce_event(entity, "new")
         requests = self.data.rtypes["buildrequests"]
         for brid in brids.values():
             await requests.produce_event(await requests.get_entity(brid), "new")
@@ -166,20 +198,17 @@ class Buildsets(ResourceType):
         not yet complete, so when several masters get here at once exactly one completes it
         (on PostgreSQL the others wait for its row lock, then find it complete).
         """
-        br = schema.buildrequests
-
-        async def work(txn: Any) -> bool:
-            rows = await txn.fetch_all(sa.select(br.c.complete, br.c.results).where(br.c.buildsetid == bsid))
+        async def work(txn: Any) -> dict[str, Any] | None:
+            rows = await txn.fetch_all(_REQUEST_RESULTS, {"bsid": bsid})
             if any(not row["complete"] for row in rows):
-                return False
-            changed = await txn.execute(
-                sa.update(t)
-                .where(t.c.id == bsid, t.c.complete == sa.false())
-                .values(complete=True, complete_at=now(), results=worst_result(row["results"] for row in rows))
-            )
-            return changed == 1
+                return None
+            values = {"complete_at": now(), "results": worst_result(row["results"] for row in rows)}
+            changed = await txn.execute(_COMPLETE, {"bsid": bsid, **values})
+            return values if changed == 1 else None
 
         completed = await self.data.storage.transaction(work)
-        if completed:
-            await self.produce_event(await self.get_entity(bsid), "complete")
-        return completed
+        if completed is None:
+            return False
+        entity = self.live.finish(bsid, complete=True, **completed)
+        await self.produce_event(entity if entity is not None else await self.get_entity(bsid), "complete")
+        return True

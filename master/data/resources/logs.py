@@ -18,6 +18,7 @@ from twisted.internet import threads
 
 from master.data.base import Endpoint, Field, Kind, RawContent, ResourceType, update_method
 from master.data.errors import Conflict, NotFound
+from master.data.resources.livecache import LiveEntities
 from master.data.resources.steps import build_arg_columns, build_id_of, build_paths, no_condition
 from master.data.resultspec import ResultSpec, one_int
 from master.data.types import Boolean, Integer, String
@@ -193,6 +194,16 @@ def _step_log_paths() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
+# prepared once: building statements with SQLAlchemy costs more than running them
+_COUNT_LINES = Prepared(("logs", "count-lines"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("logid"), t.c.complete == sa.false()).values(
+    num_lines=t.c.num_lines + sa.bindparam("count", type_=sa.Integer)).returning(t.c.num_lines))
+_APPEND_CHUNK = Prepared(("logs", "append-chunk"), lambda: sa.insert(lc).values(
+    {name: sa.bindparam(name) for name in ("logid", "first_line", "last_line", "content")}))
+_FINISH = Prepared(("logs", "finish"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("logid"), t.c.complete == sa.false()).values(complete=True))
+
+
 class Logs(ResourceType):
     """``/steps/N/logs``: the logs of steps, by slug; their lines are at ``.../contents`` and ``.../raw``."""
 
@@ -226,8 +237,15 @@ class Logs(ResourceType):
             self._by_pattern = {endpoint.pattern: endpoint for endpoint in self.endpoints}
         return self._by_pattern[pattern]
 
-    async def _publish(self, logid: int, event: str) -> None:
-        entity = await self.get_entity(logid)
+    def attach(self, data: DataAPI) -> None:
+        """Remember the DataAPI; start the cache of the logs this master writes."""
+        super().attach(data)
+        self.live = LiveEntities(self, ("logid", "name", "slug", "stepid", "complete", "num_lines", "type"))
+
+    async def _publish(self, logid: int, event: str, entity: dict[str, Any] | None = None) -> None:
+        """Publish *event* of the log: *entity* when known here, else the log read back."""
+        if entity is None:
+            entity = await self.get_entity(logid)
         if entity is None:
             raise NotFound(f"no log {logid}")
         await self.produce_event(entity, event)
@@ -243,7 +261,7 @@ class Logs(ResourceType):
             raise ValueError(f"log type must be one of {', '.join(LOG_TYPES)}, not {type!r}")
         slug = slugify(name)
 
-        async def work(txn: Any) -> int:
+        async def work(txn: Any) -> tuple[int, str]:
             steps = schema.steps
             if not await txn.fetch_all(sa.select(steps.c.id).where(steps.c.id == stepid)):
                 raise NotFound(f"no step {stepid}")
@@ -252,17 +270,19 @@ class Logs(ResourceType):
             inserted = await txn.fetch_all(
                 sa.insert(t).values(name=name, slug=unique, stepid=stepid, type=type).returning(t.c.id)
             )
-            return inserted[0]["id"]
+            return inserted[0]["id"], unique
 
         for attempt in range(5):
             try:
-                logid = await self.data.storage.transaction(work)
+                logid, unique = await self.data.storage.transaction(work)
                 break
             except IntegrityError:
                 # another log of the same slug was added to the step at the same moment
                 if attempt == 4:
                     raise
-        await self._publish(logid, "new")
+        entity = self.live.put(logid, {"logid": logid, "name": name, "slug": unique, "stepid": stepid,
+                                       "complete": False, "num_lines": 0, "type": type})
+        await self._publish(logid, "new", entity)
         return logid
 
     @update_method
@@ -279,10 +299,7 @@ class Logs(ResourceType):
 
         async def work(txn: Any) -> tuple[int, int]:
             # the UPDATE takes the log's row lock, so appends to one log queue up behind it
-            rows = await txn.fetch_all(
-                sa.update(t).where(t.c.id == logid, t.c.complete == sa.false())
-                .values(num_lines=t.c.num_lines + count).returning(t.c.num_lines)
-            )
+            rows = await txn.fetch_all(_COUNT_LINES, {"logid": logid, "count": count})
             if not rows:
                 if await txn.fetch_all(sa.select(t.c.id).where(t.c.id == logid)):
                     raise Conflict(f"log {logid} is finished: no more lines can be appended")
@@ -290,13 +307,17 @@ class Logs(ResourceType):
             first = line = rows[0]["num_lines"] - count
             for chunk, lines in chunks:
                 await txn.execute(
-                    sa.insert(lc).values(logid=logid, first_line=line, last_line=line + lines - 1, content=chunk)
+                    _APPEND_CHUNK, {"logid": logid, "first_line": line, "last_line": line + lines - 1, "content": chunk}
                 )
                 line += lines
             return first, line - 1
 
         first, last = await self.data.storage.transaction(work)
-        entity = await self.get_entity(logid)
+        # appends to one log are serialised by its row lock, but their events may be published in
+        # another order: the line count is what this append made it, as a read-back would not say
+        entity = self.live.update(logid, num_lines=last + 1)
+        if entity is None:
+            entity = await self.get_entity(logid)
         if entity is None:
             raise NotFound(f"no log {logid}")
         # subscribers to a log get the lines themselves, not only a new line count
@@ -322,12 +343,12 @@ class Logs(ResourceType):
     @update_method
     async def finish_log(self, logid: int) -> None:
         """Mark a log finished: it gets no more lines (finishing it again does nothing)."""
-        changed = await self.data.storage.execute(
-            sa.update(t).where(t.c.id == logid, t.c.complete == sa.false()).values(complete=True)
-        )
+        changed = await self.data.storage.execute(_FINISH, {"logid": logid})
         if changed:
-            await self._publish(logid, "finished")
-        elif await self.get_entity(logid) is None:
+            await self._publish(logid, "finished", self.live.finish(logid, complete=True))
+            return
+        self.live.forget(logid)
+        if await self.get_entity(logid) is None:
             raise NotFound(f"no log {logid}")
 
     @update_method

@@ -12,12 +12,36 @@ from sqlalchemy.sql import ColumnElement
 from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
 from master.data.errors import NotFound
 from master.data.resources.common import dumps, now
+from master.data.resources.livecache import LiveEntities
 from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError
+from master.db.interfaces import IntegrityError, Prepared
 
 t = schema.steps
 NAME_LENGTH = 255  # the width of steps.name
+# the fields LiveEntities keeps up to date from what the update methods write
+KNOWN_FIELDS = (
+    "stepid", "number", "name", "buildid", "started_at", "locks_acquired_at", "complete", "complete_at",
+    "state_string", "results", "urls", "hidden",
+)
+# prepared once: building a statement with SQLAlchemy costs more than running it
+_SET_STATE = Prepared(("steps", "state"), lambda: sa.update(t).where(t.c.id == sa.bindparam("stepid")).values(
+    state_string=sa.bindparam("state_string")))
+_FINISH = Prepared(("steps", "finish"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("stepid"), t.c.complete_at.is_(None)).values(
+    complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results"), hidden=sa.bindparam("hidden")))
+_BUILD_EXISTS = Prepared(("steps", "build-exists"), lambda: sa.select(schema.builds.c.id).where(
+    schema.builds.c.id == sa.bindparam("buildid")))
+_STEPS_OF_BUILD = Prepared(("steps", "of-build"), lambda: sa.select(t.c.number, t.c.name).where(
+    t.c.buildid == sa.bindparam("buildid")))
+_INSERT_STEP = Prepared(("steps", "insert"), lambda: sa.insert(t).values(
+    {name: sa.bindparam(name) for name in ("buildid", "number", "name", "state_string")}).returning(t.c.id))
+_START = Prepared(("steps", "start"), lambda: sa.update(t).where(t.c.id == sa.bindparam("stepid")).values(
+    started_at=sa.bindparam("started_at"), locks_acquired_at=sa.bindparam("locks_acquired_at")))
+_FINISH_SAYING = Prepared(("steps", "finish-saying"), lambda: sa.update(t).where(
+    t.c.id == sa.bindparam("stepid"), t.c.complete_at.is_(None)).values(
+    complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results"), hidden=sa.bindparam("hidden"),
+    state_string=sa.bindparam("state_string")))
 
 BUILDER_ARGS = ("n:builderid", "i:buildername")
 """The two ways a path names a builder, as in ``/builders/<builder>/builds/n:build_number``."""
@@ -136,8 +160,15 @@ class Steps(ResourceType):
             ]
         return t, fields, endpoints, {}
 
-    async def _publish(self, stepid: int, event: str) -> None:
-        entity = await self.get_entity(stepid)
+    def attach(self, data: Any) -> None:
+        """Remember the DataAPI; start the cache of the steps this master runs."""
+        super().attach(data)
+        self.live = LiveEntities(self, KNOWN_FIELDS)
+
+    async def _publish(self, stepid: int, event: str, entity: dict[str, Any] | None = None) -> None:
+        """Publish *event* of the step: *entity* when known here, else the step read back."""
+        if entity is None:
+            entity = await self.get_entity(stepid)
         if entity is None:
             raise NotFound(f"no step {stepid}")
         await self.produce_event(entity, event)
@@ -151,15 +182,13 @@ class Steps(ResourceType):
         """
 
         async def work(txn: Any) -> tuple[int, int, str]:
-            builds = schema.builds
-            if not await txn.fetch_all(sa.select(builds.c.id).where(builds.c.id == buildid)):
+            if not await txn.fetch_all(_BUILD_EXISTS, {"buildid": buildid}):
                 raise NotFound(f"no build {buildid}")
-            rows = await txn.fetch_all(sa.select(t.c.number, t.c.name).where(t.c.buildid == buildid))
+            rows = await txn.fetch_all(_STEPS_OF_BUILD, {"buildid": buildid})
             number = max((row["number"] for row in rows), default=-1) + 1
             unique = _unique_name(name, {row["name"] for row in rows})
             inserted = await txn.fetch_all(
-                sa.insert(t).values(buildid=buildid, number=number, name=unique, state_string="pending")
-                .returning(t.c.id)
+                _INSERT_STEP, {"buildid": buildid, "number": number, "name": unique, "state_string": "pending"}
             )
             return inserted[0]["id"], number, unique
 
@@ -171,35 +200,43 @@ class Steps(ResourceType):
                 # another writer added a step to the same build at the same moment
                 if attempt == 4:
                     raise
-        await self._publish(stepid, "new")
+        entity = self.live.put(stepid, {
+            "stepid": stepid, "number": number, "name": unique, "buildid": buildid, "started_at": None,
+            "locks_acquired_at": None, "complete": False, "complete_at": None, "state_string": "pending",
+            "results": None, "urls": [], "hidden": False,
+        })
+        await self._publish(stepid, "new", entity)
         return stepid, number, unique
 
     @update_method
     async def start_step(self, stepid: int, locks_acquired: bool = False) -> None:
         """Mark a step started now (and holding its locks, if *locks_acquired*)."""
         started = now()
-        values: dict[str, Any] = {"started_at": started}
+        values: dict[str, Any] = {"started_at": started, "locks_acquired_at": started if locks_acquired else None}
         if locks_acquired:
-            values["locks_acquired_at"] = started
-        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(**values))
-        await self._publish(stepid, "started")
+            await self.data.storage.execute(_START, {"stepid": stepid, **values})
+        else:
+            del values["locks_acquired_at"]
+            await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(**values))
+        await self._publish(stepid, "started", self.live.update(stepid, **values))
 
     @update_method
     async def set_step_locks_acquired(self, stepid: int) -> None:
         """Record that a started step got its locks now."""
-        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(locks_acquired_at=now()))
-        await self._publish(stepid, "updated")
+        acquired = now()
+        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(locks_acquired_at=acquired))
+        await self._publish(stepid, "updated", self.live.update(stepid, locks_acquired_at=acquired))
 
     @update_method
     async def set_step_state_string(self, stepid: int, state_string: str) -> None:
         """Say in words what the step is doing."""
-        await self.data.storage.execute(sa.update(t).where(t.c.id == stepid).values(state_string=state_string))
-        await self._publish(stepid, "updated")
+        await self.data.storage.execute(_SET_STATE, {"stepid": stepid, "state_string": state_string})
+        await self._publish(stepid, "updated", self.live.update(stepid, state_string=state_string))
 
     @update_method
     async def add_step_url(self, stepid: int, name: str, url: str) -> None:
         """Add a link ``{name, url}`` to a step (a link it has already is not added twice)."""
-        async def work(txn: Any) -> bool:
+        async def work(txn: Any) -> list[dict[str, str]] | None:
             # FOR UPDATE: two links added at once must not overwrite each other (SQLite ignores it
             # and needs it not: its transactions are serialised)
             rows = await txn.fetch_all(sa.select(t.c.urls).where(t.c.id == stepid).with_for_update())
@@ -208,21 +245,44 @@ class Steps(ResourceType):
             urls = orjson.loads(rows[0]["urls"])
             link = {"name": name, "url": url}
             if link in urls:
-                return False
-            await txn.execute(sa.update(t).where(t.c.id == stepid).values(urls=dumps([*urls, link])))
-            return True
+                return None
+            urls = [*urls, link]
+            await txn.execute(sa.update(t).where(t.c.id == stepid).values(urls=dumps(urls)))
+            return urls
 
-        if await self.data.storage.transaction(work):
-            await self._publish(stepid, "updated")
+        urls = await self.data.storage.transaction(work)
+        if urls is not None:
+            await self._publish(stepid, "updated", self.live.update(stepid, urls=urls))
 
     @update_method
-    async def finish_step(self, stepid: int, results: int, hidden: bool = False) -> None:
-        """Mark a step complete with *results* (a step finished already is left as it is)."""
-        changed = await self.data.storage.execute(
-            sa.update(t).where(t.c.id == stepid, t.c.complete_at.is_(None))
-            .values(complete_at=now(), results=results, hidden=hidden)
-        )
+    async def finish_step(
+        self, stepid: int, results: int, hidden: bool = False, state_string: str | None = None
+    ) -> None:
+        """Mark a step complete with *results* (a step finished already is left as it is).
+
+        With *state_string*, it publishes what ``set_step_state_string`` then ``finish_step``
+        would, with one write instead of two when the step is one this master runs.
+        """
+        if state_string is not None and not self.live.known(stepid):
+            await self.set_step_state_string(stepid, state_string)
+            state_string = None
+        complete_at = now()
+        params = {"stepid": stepid, "complete_at": complete_at, "results": results, "hidden": hidden}
+        if state_string is None:
+            changed = await self.data.storage.execute(_FINISH, params)
+        else:
+            changed = await self.data.storage.execute(_FINISH_SAYING, {**params, "state_string": state_string})
+            if changed:
+                await self._publish(stepid, "updated", self.live.update(stepid, state_string=state_string))
+            else:  # finished already: the state string is still set, as set_step_state_string does
+                self.live.forget(stepid)
+                await self.set_step_state_string(stepid, state_string)
         if changed:
-            await self._publish(stepid, "finished")
-        elif await self.get_entity(stepid) is None:
+            entity = self.live.finish(
+                stepid, complete_at=complete_at, complete=True, results=results, hidden=bool(hidden)
+            )
+            await self._publish(stepid, "finished", entity)
+            return
+        self.live.forget(stepid)
+        if await self.get_entity(stepid) is None:
             raise NotFound(f"no step {stepid}")
