@@ -40,12 +40,6 @@ ev = schema.events
 READ_BATCH = 500
 """Journal rows read per query when catching up."""
 
-# the journal insert (SQLite) of a batch appended in one transaction
-_APPEND = sa.insert(ev).values(
-    at=sa.bindparam("at"), masterid=sa.bindparam("masterid"), keys=sa.bindparam("keys"),
-    rtype=sa.bindparam("rtype"), entity=sa.bindparam("entity"),
-).returning(ev.c.id)
-
 
 def key_matches(pattern: Key, key: Key) -> bool:
     """True when *key* has the length of *pattern* and equals it wherever it is not ``*``."""
@@ -168,7 +162,7 @@ class EventHub:
             while self._to_append:
                 batch, self._to_append = self._to_append, []
                 try:
-                    ids = await self._append_rows([row for row, _ in batch])
+                    ids = await self._storage.append_events([row for row, _ in batch])
                 except Exception:
                     failure = Failure()
                     for _, appended in batch:
@@ -178,17 +172,6 @@ class EventHub:
                     appended.callback(event_id)
         finally:
             self._appending = False
-
-    async def _append_rows(self, rows: list[dict[str, Any]]) -> list[int]:
-        """Journal *rows* in order; return their ids."""
-        if len(rows) > 1 and getattr(self._storage, "dialect_name", None) == "sqlite":
-            # one transaction, run in one go on SQLite's writer thread; ids follow the inserts' order
-            async def work(txn: Any) -> list[int]:
-                return [(await txn.fetch_all(_APPEND, row))[0]["id"] for row in rows]
-
-            return await self._storage.transaction(work)
-        # PostgreSQL's append serialises masters with a lock of its own: one row at a time
-        return [await self._storage.append_event(row) for row in rows]
 
     async def _start_ids(self) -> None:
         async with self._lock:

@@ -76,6 +76,12 @@ class IStorage(Interface):
     async def transaction(work: Callable[[ITransaction], Awaitable[T]]) -> T:
         """Run ``work(txn)`` in one transaction: committed if it returns, rolled back if it raises."""
 
+    async def append_events(rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Append rows to the event journal in order; return their ids, which commit in id order."""
+
+    def listen(callback: Callable[[], Any]) -> Any:
+        """Call *callback()* when other masters append events; return an object whose ``stop()`` ends it."""
+
 
 def page_total(rows: int, limit: int, offset: int) -> int | None:
     """The total a page implies, or None when only a COUNT can tell."""

@@ -10,7 +10,7 @@ server is away: a restart of PostgreSQL is a pause for the master, not an error.
 statement that fails on a lost connection did not commit, unless the connection was lost
 between the server's COMMIT and its answer: that one rare case may run twice.)
 
-Events: :meth:`PostgresStorage.append_event` journals an event and NOTIFYs every master's
+Events: :meth:`PostgresStorage.append_events` journals events and NOTIFYs every master's
 :meth:`PostgresStorage.listen` connection, which reconnects by itself.
 """
 
@@ -408,14 +408,19 @@ class PostgresStorage:
                     raise
                 raise mapped from None
 
-    async def append_event(self, values: Mapping[str, Any]) -> int:
-        """Journal one event row (at, masterid, keys, rtype, entity), NOTIFY listeners; return its id."""
+    async def append_events(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Journal event rows (at, masterid, keys, rtype, entity) in order, NOTIFY listeners; return their ids.
 
-        def run(cursor: Any) -> defer.Deferred[list[Row]]:
-            return cursor.execute(_APPEND_EVENT, dict(values)).addCallback(_rows)
+        One statement per row: each takes the journal's lock only for its own short transaction.
+        """
+        ids = []
+        for values in rows:
 
-        rows = await self._call(lambda conn: conn.runCursor(run))
-        return rows[0]["id"]
+            def run(cursor: Any, values: Mapping[str, Any] = values) -> defer.Deferred[list[Row]]:
+                return cursor.execute(_APPEND_EVENT, dict(values)).addCallback(_rows)
+
+            ids.append((await self._call(lambda conn, run=run: conn.runCursor(run)))[0]["id"])
+        return ids
 
     def listen(self, callback: Callable[[], Any]) -> EventListener:
         """Call *callback()* whenever any master appends events (and after each reconnection)."""

@@ -261,14 +261,20 @@ class SQLiteStorage:
         async with self._write_lock:
             return await self._writer.run(self._writer.change, statement, params)
 
-    async def append_event(self, values: Mapping[str, Any]) -> int:
-        """Journal one event row (at, masterid, keys, rtype, entity); return its id.
+    async def append_events(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Journal event rows (at, masterid, keys, rtype, entity) in order, in one transaction; return their ids.
 
         Writes are serial on the writer thread, so ids are committed in order.
         """
-        async with self._write_lock:
-            rows = await self._writer.run(self._writer.rows, _APPEND_EVENT, values)
-        return rows[0]["id"]
+        if len(rows) == 1:
+            async with self._write_lock:
+                inserted = await self._writer.run(self._writer.rows, _APPEND_EVENT, rows[0])
+            return [inserted[0]["id"]]
+
+        async def work(txn: ITransaction) -> list[int]:
+            return [(await txn.fetch_all(_APPEND_EVENT, row))[0]["id"] for row in rows]
+
+        return await self.transaction(work)
 
     def listen(self, callback: Callable[[], Any]) -> NoListener:
         """Nothing to listen to: a SQLite database has one master, which delivers its own events."""
