@@ -74,6 +74,12 @@ class ApiVersions(resource.Resource):
         super().__init__()
         self.base_url = base_url
 
+    def getChildWithDefault(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802
+        """A version's root without its slash (``/api/v2``) is served as ``/api/v2/``, not redirected."""
+        if path in self.children and not request.postpath:
+            request.postpath.append(b"")
+        return super().getChildWithDefault(path, request)
+
     def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802 (Twisted's name)
         """Unknown versions get a JSON 404."""
         return NotFoundResource()
