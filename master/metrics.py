@@ -109,18 +109,13 @@ class MasterMetrics:
         """Start timing a build of *builder* (the engine calls ``.finished(results)`` at its end)."""
         return BuildTimer(self, builder)
 
-    def request_finished(self, request: IRequest, prefixes: Iterable[bytes]) -> None:
-        """Count an answered request (the site calls this); *prefixes* are the mounted top-level paths."""
+    def request_finished(self, request: IRequest, root: resource.Resource) -> None:
+        """Count an answered request (the site calls this); *root* is the site's, to name mount prefixes."""
         route = getattr(request, "metrics_route", None)
         status = request.code
         if route is None:
-            first = request.path.split(b"/", 2)[1] if request.path.startswith(b"/") else b""
-            if status == 404:
-                route = "unmatched"  # unknown paths are the client's choice: one label for them all
-            elif first in prefixes:
-                route = "/" + first.decode(errors="replace")
-            else:
-                route = "/ (web UI)"
+            # unknown paths are the client's choice: one label for them all
+            route = "unmatched" if status == 404 else _mount_prefix(root, request.path)
         method = request.method.decode(errors="replace") if request.method in _METHODS else "other"
         self.http_requests.labels(route, method, str(status)).inc()
         started = getattr(request, "started_at", None)
@@ -177,6 +172,18 @@ class MasterMetrics:
         return generate_latest(self.registry)
 
 
+def _mount_prefix(root: resource.Resource, path: bytes) -> str:
+    """The prefix (at most two segments: ``/api/v1``, ``/self-serve``) *path* is served under; else the UI's."""
+    node, prefix = root, []
+    for part in path.split(b"/")[1:3]:
+        child = getattr(node, "children", {}).get(part)
+        if child is None:
+            break
+        prefix.append(part.decode(errors="replace"))
+        node = child
+    return "/" + "/".join(prefix) if prefix else "/ (web UI)"
+
+
 _METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"})
 
 
@@ -227,6 +234,16 @@ class MetricsResource(resource.Resource):
     def __init__(self, master: Any) -> None:
         super().__init__()
         self.master = master
+
+    def render(self, request: IRequest) -> Any:
+        """GET and HEAD scrape; any other method is a JSON 405."""
+        if request.method in (b"GET", b"HEAD"):
+            return super().render(request)
+        from master.www.responses import json_error
+
+        request.metrics_route = "/metrics"
+        request.setHeader(b"Allow", b"GET, HEAD")
+        return json_error(request, 405, f"method {request.method.decode(errors='replace')} is not allowed; use GET")
 
     def render_GET(self, request: IRequest) -> Any:  # noqa: N802 (twisted.web's name)
         """Refresh the state gauges, then answer the text exposition."""

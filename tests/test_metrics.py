@@ -160,8 +160,17 @@ def test_unknown_actions_and_paths_keep_labels_bounded(tmp_path: Path, masters) 
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)
         assert missing.value.code == 404
+    post = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", b"{}", {"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as not_allowed:
+        urllib.request.urlopen(post, timeout=10)
+    assert not_allowed.value.code == 405
+    assert "not allowed" in not_allowed.value.read().decode()
+    http_get(port, "/api/v2/openapi.json")
     samples = scrape(port)
     assert value(samples, "ci_master_jsonrpc_actions_total", action="(unknown)", outcome="unknown_action") == 2
+    # what is not a REST endpoint is labelled by where it is mounted
+    assert value(samples, "ci_master_http_requests_total", route="/api/v2", method="GET", status="200") == 1
+    assert value(samples, "ci_master_http_requests_total", route="/metrics", method="POST", status="405") == 1
     assert value(samples, "ci_master_http_requests_total", route="unmatched", method="GET", status="404") == 3
     labels = {str(s.labels) for f in samples["__families__"] for s in f.samples}
     assert not any("no-such" in text or "thing" in text for text in labels)

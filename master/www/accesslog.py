@@ -55,7 +55,7 @@ class AccessLogSite(server.Site):
         """A request was answered: count it, write its line, and tell the master's log if it failed."""
         if self.metrics is not None:
             try:
-                self.metrics.request_finished(request, self.resource.children)
+                self.metrics.request_finished(request, self.resource)
             except Exception:
                 log.failure("counting a request failed")
         if self._access_log is None and request.code < 500:
