@@ -153,7 +153,10 @@ class MasterService(service.MultiService):
         # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
         self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
         self.site = build_site(self.root, config.www.allowed_origins)
-        self.site.set_access_log(config.www.access_log, self.basedir)
+        try:
+            self.site.set_access_log(config.www.access_log, self.basedir)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
         self.metrics = attach_metrics(self)  # GET /metrics; mounted before plugins, which may not take it
         for plugin in config.plugins:
             self._mount_plugin(plugin)

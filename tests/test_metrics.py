@@ -245,6 +245,22 @@ def test_access_log_in_combined_format_and_none_in_the_masters_log(tmp_path: Pat
     assert not (quiet["dir"] / "logs").exists()
 
 
+def test_an_access_log_that_cannot_be_written_stops_the_start_saying_why(tmp_path: Path) -> None:
+    master_dir = tmp_path / "m"
+    assert run("create-master", str(master_dir), cwd=tmp_path).returncode == 0
+    www = {"interface": "127.0.0.1", "port": free_port(), "access_log": "master.cfg/access.log"}
+    (master_dir / "master.cfg").write_text(textwrap.dedent(CONFIG.format(
+        db_url=f"sqlite:///{tmp_path}/state.sqlite", www=www, extra="")))
+    assert run("upgrade-master", str(master_dir), cwd=tmp_path).returncode == 0
+    started = run("start", str(master_dir), cwd=tmp_path)
+    try:
+        assert started.returncode != 0
+        assert "www.access_log: cannot write" in started.stderr and "master.cfg/access.log" in started.stderr
+    finally:
+        run("stop", str(master_dir), cwd=tmp_path)
+        kill_processes_under(tmp_path)
+
+
 def test_access_log_config_errors_name_the_key(tmp_path: Path) -> None:
     for line, key in (('www={"access_log": 5}', "www.access_log"), ('metrics_public="yes"', "metrics_public")):
         (tmp_path / "master.cfg").write_text(

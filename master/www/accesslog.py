@@ -67,15 +67,21 @@ class AccessLogSite(server.Site):
             log.error("request failed: {line}", line=line)
 
     def set_access_log(self, path: str | None, basedir: str | Path) -> None:
-        """Write to *path* (relative to *basedir*) from now on; None: stop writing.  The same path is kept open."""
+        """Write to *path* (relative to *basedir*) from now on; None: stop writing.  The same path is kept open.
+
+        ValueError, saying why, when the file cannot be opened (the log written until then is kept).
+        """
         target = None if path is None else (Path(basedir) / path).resolve()
         if target == self.access_log_path:
             return
+        opened = None
+        if target is not None:
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                opened = LogFile(target.name, str(target.parent), rotateLength=ROTATE_BYTES,
+                                 maxRotatedFiles=KEEP_FILES)
+            except OSError as e:
+                raise ValueError(f"www.access_log: cannot write {target}: {e.strerror or e}") from None
         if self._access_log is not None:
             self._access_log.close()
-            self._access_log = None
-        self.access_log_path = target
-        if target is not None:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._access_log = LogFile(target.name, str(target.parent), rotateLength=ROTATE_BYTES,
-                                       maxRotatedFiles=KEEP_FILES)
+        self._access_log, self.access_log_path = opened, target
