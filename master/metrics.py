@@ -152,8 +152,13 @@ class MasterMetrics:
         engine = master.engine
         self.builds_running.set(len(engine.builds))
         self.workers_connected.set(len(engine.workers))
+        from master.data.resources.common import RESULTS  # the engine imports this module
+
         for name in engine.builders:
-            self.build_duration.labels(name)  # a builder that never built shows as 0, not missing
+            # a builder that never built shows zeros, not nothing, so that rate() sees its first build
+            self.build_duration.labels(name)
+            for result in RESULTS:
+                self.builds_finished.labels(name, result)
         data = master.data
         if data is None:
             return

@@ -121,6 +121,9 @@ def test_metrics_after_a_forced_build_on_each_backend(tmp_path: Path, db_url: st
     masters.append(master)
     port = master["port"]
     before = scrape(port)
+    # every builder's series exist before its first build, at zero
+    zero = "ci_master_builds_finished_total" + repr(sorted({"builder": "demo", "result": "success"}.items()))
+    assert before[zero] == 0
     # every metric is exposed from the start, and every one is documented
     assert documented_metrics() == exposed_names(before)
     wait_until(lambda: value(scrape(port), "ci_master_workers_connected") == 1, timeout=60)
