@@ -17,7 +17,7 @@ setup(
     },
     include_package_data=True,
     install_requires=[
-        "twisted>=24.7",
+        "twisted[tls]>=24.7",  # [tls]: pyOpenSSL and service_identity, which the worker's wss:// imports
         "klein>=24.8",
         "autobahn>=24.4",
         "txpostgres>=1.7",
@@ -27,6 +27,8 @@ setup(
         "alembic>=1.13",
         "orjson>=3.9",
         "dciauth>=3",
+        "werkzeug>=3",  # the plugins' routes raise its exceptions (Klein brings it; we import it)
+        "prometheus-client>=0.20",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",

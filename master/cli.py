@@ -185,6 +185,7 @@ def reconfig(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="ci-master", description="A continuous-integration master daemon.")
+    parser.add_argument("--version", action="version", version=f"ci-master {proc.package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:

@@ -35,6 +35,7 @@ class WWWConfig:
     port: int = 8010
     base_url: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    access_log: str | None = None
 
     @property
     def url(self) -> str:
@@ -83,6 +84,7 @@ class MasterConfig:
     heartbeat_seconds: float = 10.0
     master_expiry_seconds: float = 60.0
     event_retention_minutes: float = 60.0
+    metrics_public: bool = False
 
     @property
     def limits(self) -> Limits:
@@ -92,7 +94,7 @@ class MasterConfig:
 
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):
-        known = ("interface", "port", "base_url", "allowed_origins")
+        known = ("interface", "port", "base_url", "allowed_origins", "access_log")
         unknown = set(config.www) - set(known)
         if unknown:
             raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
@@ -112,6 +114,10 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         raise ConfigError(
             f"www.allowed_origins: expected a list of origins like 'https://ci.example.org', got {origins!r}"
         )
+    if config.www.access_log is not None and (not isinstance(config.www.access_log, str) or not config.www.access_log):
+        raise ConfigError(f"www.access_log: expected a file name or None (off), got {config.www.access_log!r}")
+    if not isinstance(config.metrics_public, bool):
+        raise ConfigError(f"metrics_public: expected True or False, got {config.metrics_public!r}")
     _check_auth(config.auth)
     try:
         config.change_hooks = check_change_hooks(config.change_hooks)

@@ -35,6 +35,7 @@ from master.engine.engine import Engine
 from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.heartbeat import Heartbeat
+from master.metrics import attach as attach_metrics
 from master.retention import RetentionService
 from master.www.auth import Authenticator
 from master.www.changehooks import ChangeHooks
@@ -152,6 +153,11 @@ class MasterService(service.MultiService):
         # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
         self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
         self.site = build_site(self.root, config.www.allowed_origins)
+        try:
+            self.site.set_access_log(config.www.access_log, self.basedir)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        self.metrics = attach_metrics(self)  # GET /metrics; mounted before plugins, which may not take it
         for plugin in config.plugins:
             self._mount_plugin(plugin)
             self._start_plugin_services(plugin)
@@ -270,6 +276,7 @@ class MasterService(service.MultiService):
         if self.port is not None:
             await self.port.stopListening()
             self.port = None
+            self.site.set_access_log(None, self.basedir)
         if self.storage is not None:
             if self.masterid is not None:
                 try:
@@ -369,6 +376,7 @@ class MasterService(service.MultiService):
         if self.root.ui is not None:
             self.root.ui.reconfigure(new.title, new.www.url)
         self.site.allowed_origins = list(new.www.allowed_origins)
+        self.site.set_access_log(new.www.access_log, self.basedir)
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish
             port = self._listen(new)

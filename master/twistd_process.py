@@ -24,6 +24,16 @@ class CommandError(Exception):
     """A failure to report to the user in one line, exiting non-zero."""
 
 
+def package_version() -> str:
+    """The installed ci-master distribution's version (``ci-master --version``, ``ci-worker --version``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ci-master")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def program_dir(path: str, marker: str, kind: str, create_command: str) -> Path:
     """*path* resolved, checked to be a directory holding *marker* (``master.cfg``, ``worker.cfg``)."""
     basedir = Path(path).resolve()

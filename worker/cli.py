@@ -107,6 +107,7 @@ def restart(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     parser = argparse.ArgumentParser(prog="ci-worker", description="A worker of ci-master: runs builds' commands.")
+    parser.add_argument("--version", action="version", version=f"ci-worker {proc.package_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, run, help_text: str) -> argparse.ArgumentParser:

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from master.db import schema
+from master.metrics import metrics_of
 
 if TYPE_CHECKING:
     from master.data.base import ResourceType
@@ -124,6 +125,7 @@ class EventHub:
         """Journal one event of *rtype* under each of its *keys*, then deliver it (and any before it)."""
         if not keys:
             return
+        metrics_of(self).events_published.labels(rtype.plural).inc()
         if self._storage is None:
             self._memory_ids += 1
             await self._deliver([Event(self._memory_ids, rtype.plural, tuple(keys), entity)])
@@ -202,6 +204,7 @@ class EventHub:
                 if not rows:
                     break
                 events = [self._own.pop(row["id"], None) or await self._from_row(row) for row in rows]
+                metrics_of(self).journal_rows_read(rows, self.masterid)
                 pending += self._deliver_now(events)
                 if through is None and len(rows) < READ_BATCH:
                     break

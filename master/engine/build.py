@@ -19,6 +19,7 @@ from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, S
 from master.engine.interfaces import IWorkerConnection, WorkerLost
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep, result_name
+from master.metrics import metrics_of
 
 if TYPE_CHECKING:
     from master.engine.builder import Builder
@@ -47,6 +48,7 @@ class Build:
         self.stop_results = CANCELLED
         self.lost = False
         self.current: BuildStep | None = None
+        self.timer = metrics_of(self.data).build_timer(builder.name)
 
     @property
     def brid(self) -> int:
@@ -138,6 +140,7 @@ class Build:
         if self.stopped is not None:
             state += f" ({self.stopped})"
         await data.updates.finish_build(self.buildid, self.results, state_string=state)
+        self.timer.finished(self.results)
         return self.results
 
     async def _run_steps(self) -> None:

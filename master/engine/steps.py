@@ -26,6 +26,7 @@ from master.data.resources.common import CANCELLED, FAILURE, RESULTS, SKIPPED, S
 from master.engine.config import Configured
 from master.engine.interfaces import Command, CommandResult, WorkerLost
 from master.engine.properties import render
+from master.metrics import metrics_of
 
 if TYPE_CHECKING:
     from master.engine.build import Build
@@ -74,6 +75,7 @@ class StepLog:
                 self._pending.clear()
                 try:
                     await self.data.updates.append_log(self.logid, text)
+                    metrics_of(self.data).log_lines.inc(text.count("\n"))
                 except Exception:
                     # lines lost are better than a build stuck on its log
                     log.failure("could not append to log {logid}", logid=self.logid)

@@ -29,6 +29,7 @@ from twisted.web.iweb import IRequest
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.metrics import note_action
 from master.www.auth import Authenticator, AuthError
 from master.www.responses import json_body
 
@@ -99,6 +100,7 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
             request_id = _request_id(request)
             raise
         request_id = body["id"]
+        note_action(request, data, path, body["method"])
         try:
             user = None
             if auth is not None and auth.enabled:

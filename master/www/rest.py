@@ -25,6 +25,7 @@ from master.data.base import Collection, Kind, RawContent
 from master.data.connector import DataAPI
 from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
 from master.data.openapi import application_spec, openapi_document
+from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
 from master.www.responses import json_body, json_error
@@ -148,6 +149,7 @@ class RestApi:
     async def _get(self, request: IRequest, path: str) -> bytes | None:
         try:
             endpoint, args = self.data.resolve(path)
+            note_route(request, endpoint.pattern)
             if self.auth is not None and self.auth.restricts_reads:
                 self.auth.authorize_read(self.auth.authenticate(request), endpoint.rtype.plural)
             spec = self.data.parse_spec(endpoint, query_args(request))

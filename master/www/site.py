@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
+from master.www.accesslog import AccessLogSite
 from master.www.responses import json_error
 
 
@@ -48,6 +50,7 @@ class CorsRequest(server.Request):
 
     def process(self) -> None:
         """Add the CORS headers, then dispatch as usual."""
+        self.started_at = time.monotonic()  # for the request duration metric
         origin = self.getHeader(b"origin")
         allowed = getattr(self.channel.site, "allowed_origins", ())
         if origin and ("*" in allowed or origin.decode("latin-1") in allowed):
@@ -65,7 +68,7 @@ def build_site(mounts: Mapping[str, resource.Resource] | Root, allowed_origins: 
     ``site.allowed_origins`` may be changed while it runs (reconfig does).
     """
     root = mounts if isinstance(mounts, Root) else build_root(mounts)
-    site = server.Site(root, requestFactory=CorsRequest)
+    site = AccessLogSite(root, requestFactory=CorsRequest)
     site.displayTracebacks = False
     site.allowed_origins = list(allowed_origins)
     return site
