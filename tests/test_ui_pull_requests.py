@@ -19,7 +19,7 @@ import pytest
 import test_ui_browser
 from gitrepo import Repo
 from playwright.sync_api import expect
-from test_ui_browser import Master, Ui, running_master, wait_until
+from test_ui_browser import Master, Ui, master_with_worker, wait_until
 
 DATA = Path(__file__).parent / "data"
 SECRET = "ui webhook secret"
@@ -50,19 +50,8 @@ ui = test_ui_browser.ui
 @pytest.fixture(scope="module")
 def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
     """A master with worker w1 connected (the fixture ``ui`` opens pages on it)."""
-    root = tmp_path_factory.mktemp("ui-pr-master")
-    worker_dir = root / "worker"
-    with running_master(root, CONFIG) as master:
-        try:
-            made = test_ui_browser._worker_cli("create-worker", str(worker_dir), "--master", master.url.rstrip("/"),
-                                               "--name", "w1", "--password", "s3cret", cwd=root)
-            assert made.returncode == 0, made.stderr
-            started = test_ui_browser._worker_cli("start", str(worker_dir), cwd=root)
-            assert started.returncode == 0 and "connected" in started.stdout, (started.stdout, started.stderr)
-            yield master
-        finally:
-            if (worker_dir / "twistd.pid").exists():
-                test_ui_browser._worker_cli("stop", str(worker_dir), cwd=root)
+    with master_with_worker(tmp_path_factory.mktemp("ui-pr-master"), CONFIG) as master:
+        yield master
 
 
 def pull_request_build(master: Master, repo: Repo, number: int, head: str) -> dict[str, Any]:
