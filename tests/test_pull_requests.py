@@ -176,3 +176,33 @@ def test_single_branch_scheduler_with_a_change_filter() -> None:
         SingleBranchScheduler("both", ["b"], branch="main", change_filter=ChangeFilter(category="pull"))
     with pytest.raises(ValueError, match="must be a ChangeFilter"):
         SingleBranchScheduler("bad", ["b"], change_filter={"category": "pull"})
+
+
+def test_the_samples_commented_git_and_pull_request_examples_load(tmp_path: Path) -> None:
+    """Uncommented, master.cfg.sample's Git builder, schedulers and change hook make a valid config."""
+    from master.config import load_config
+
+    lines = (Path(__file__).parent.parent / "master" / "master.cfg.sample").read_text().splitlines()
+    out, inside = [], False
+    for line in lines:
+        indent, hashed, content = line.partition("# ")
+        example = bool(hashed) and indent.strip() == "" and indent != ""
+        if example and content.startswith(("BuilderConfig(", "SingleBranchScheduler(", "change_hooks=")):
+            inside = not content.startswith("change_hooks=")
+            out.append(indent + content)
+        elif example and inside and content[:1] in (" ", ")"):
+            out.append(indent + content)
+        else:
+            inside = False
+            out.append(line)
+    text = "\n".join(out).replace("config = MasterConfig(", "from master.engine.steps import Git\n"
+                                  "from master.engine.schedulers import ChangeFilter, SingleBranchScheduler\n\n"
+                                  "config = MasterConfig(", 1)
+    assert text.count("SingleBranchScheduler(name=") == 2 and 'Git(repourl="https://github.com' in text
+    (tmp_path / "master.cfg").write_text(text)
+    config = load_config(tmp_path)
+    assert [b.name for b in config.builders] == ["demo", "app"]
+    assert [s.name for s in config.schedulers] == ["force", "main", "pull-requests"]
+    assert config.schedulers[2].change_filter == ChangeFilter(category="pull")
+    assert list(config.change_hooks) == ["github"]
+    assert type(config.builders[1].steps[0]).__name__ == "Git" and config.builders[1].steps[0].method == "fresh"
