@@ -16,7 +16,7 @@ import test_engine
 from gitrepo import ALLOW_FILE_PROTOCOL, Repo, git
 from test_engine import BuilderSpec, Config, Master, wait_for
 
-from master.data.resources.common import EXCEPTION, FAILURE, SUCCESS
+from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, SUCCESS
 from master.engine.properties import Interpolate, Properties, Property
 from master.engine.source import Git
 from master.engine.steps import Git as ExportedGit
@@ -274,8 +274,9 @@ async def test_a_fork_head_is_fetched_by_its_sha(masters: Any, repo: Repo, tmp_p
 async def test_codebase_sets_got_revision_per_codebase(masters: Any, repo: Repo) -> None:
     sha = repo.commit({"f": "1"})
     repo.push()
-    master = await start(masters, Git(repo.url, codebase="app", workdir="app"))
-    done = await build(master, branch="main", revision=sha, repository=repo.url, codebase="app")
+    master = await start(masters, Git(repo.url, codebase=Interpolate("%(prop:cb)s"), workdir="app"))
+    done = await build(master, properties={"cb": "app"}, branch="main", revision=sha, repository=repo.url,
+                       codebase="app")
     assert got(done) == {"app": sha}
 
 
@@ -329,3 +330,22 @@ async def test_an_unknown_revision_fails_the_checkout(masters: Any, repo: Repo) 
     assert done["results"] == FAILURE
     text = await step_log(master, done["buildid"])
     assert "could not check out 0123456789abcdef0123456789abcdef01234567" in text and "efatal:" in text
+
+
+@pytest_twisted.ensureDeferred
+async def test_stopping_the_build_ends_the_pause_between_fetches(masters: Any, tmp_path: Path) -> None:
+    missing = (tmp_path / "no-such-repo.git").as_uri()
+    master = await start(masters, Git(missing, retry=(600, 3)))
+    builderid = builder_of(master).builderid
+    _, brids = await master.data.updates.add_buildset(None, [{"branch": "main"}], "t", {}, [builderid])
+    buildid = (await master.first_build(brids[builderid]))["buildid"]
+
+    async def pausing() -> bool:
+        steps = await master.steps(buildid)
+        return bool(steps) and "retrying in 600 s" in await step_log(master, buildid)
+
+    await wait_for(pausing, what="the pause after a failed fetch")
+    await master.engine.stop_build(buildid, "enough")
+    done = await master.build_done(buildid)  # well before the 600 s pause would end
+    assert done["results"] == CANCELLED
+    assert "not retried: enough" in await step_log(master, buildid)

@@ -29,7 +29,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 
 from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, SUCCESS
@@ -119,9 +119,9 @@ class Git(RunsCommands):
         retry: tuple[float, int] | Any = None,
         alwaysUseLatest: bool | Any = False,  # noqa: N803 (Buildbot's name)
         workdir: str | Any = "build",
-        codebase: str = "",
+        codebase: str | Any = "",
         env: Mapping[str, Any] | None = None,
-        timeout: float | None = 1200.0,
+        timeout: float | Any = 1200.0,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("description", "updating")
@@ -141,6 +141,15 @@ class Git(RunsCommands):
         self.timeout = timeout
         self._stdio: StepLog | None = None
         self._env: dict[str, str | None] = {}
+        self._codebase = ""
+        self._timeout: float | None = None
+        self._sleeping: defer.Deferred | None = None
+
+    def interrupt(self, reason: str) -> None:
+        """Interrupt the running git command, or the pause between two fetch attempts."""
+        super().interrupt(reason)
+        if self._sleeping is not None:
+            self._sleeping.cancel()
 
     # -- running commands -------------------------------------------------------------------
 
@@ -150,10 +159,10 @@ class Git(RunsCommands):
         A command killed by a signal or timeout counts as rc -1; an interrupt raises _Stop.
         """
         stdio = self._stdio
-        stdio.add_header(f"{shlex.join(argv)}\n in dir {workdir} (timeout {self.timeout} secs)")
+        stdio.add_header(f"{shlex.join(argv)}\n in dir {workdir} (timeout {self._timeout} secs)")
         out: list[str] = []
         command = Command(argv=argv, env=self._env, builder=self.build.builder.name, workdir=workdir,
-                          timeout=self.timeout)
+                          timeout=self._timeout)
         result = await self.run_command(command, stdio, (lambda s, t: out.append(t) if s == "o" else None)
                                         if collect else None)
         if result is None or (result.interrupted and not result.timed_out) or self.interrupted is not None:
@@ -173,7 +182,7 @@ class Git(RunsCommands):
     def _sourcestamp(self) -> Mapping[str, Any]:
         stamps = self.build.sourcestamps
         for stamp in stamps:
-            if (stamp.get("codebase") or "") == self.codebase:
+            if (stamp.get("codebase") or "") == self._codebase:
                 return stamp
         return {}
 
@@ -203,6 +212,11 @@ class Git(RunsCommands):
         mode, method = self.render(self.mode), self.render(self.method)
         shallow, retry, workdir = self.render(self.shallow), self.render(self.retry), self.render(self.workdir)
         method = check_options(mode, method, shallow, retry, workdir)
+        self._codebase = str(self.render(self.codebase) or "")
+        timeout = self.render(self.timeout)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise ValueError(f"Git: timeout must be a positive number of seconds or None, got {timeout!r}")
+        self._timeout = timeout
         stamp = self._sourcestamp()
         repourl = self.render(self.repourl) or stamp.get("repository")
         if not repourl:
@@ -264,12 +278,12 @@ class Git(RunsCommands):
         return SUCCESS
 
     async def _set_got_revision(self, sha: str) -> None:
-        if not self.codebase:
+        if not self._codebase:
             await self.build.set_property("got_revision", sha, "Git")
             return
         known = self.build.props.get("got_revision")
         value = dict(known) if isinstance(known, dict) else {}
-        value[self.codebase] = sha
+        value[self._codebase] = sha
         await self.build.set_property("got_revision", value, "Git")
 
     async def _fetch_with_retries(self, repourl: str, branch: str, revision: str | None, depth: int,
@@ -281,8 +295,15 @@ class Git(RunsCommands):
                 return True
             if attempt < attempts:
                 self._stdio.add_header(f"fetch failed (attempt {attempt} of {attempts}); retrying in {delay} s")
-                await deferLater(reactor, float(delay), lambda: None)
+                self._sleeping = deferLater(reactor, float(delay), lambda: None)
+                try:
+                    await self._sleeping
+                except defer.CancelledError:
+                    pass
+                finally:
+                    self._sleeping = None
                 if self.interrupted is not None:
+                    self._stdio.add_header(f"not retried: {self.interrupted}")
                     raise _Stop()
         self._stdio.add_header(f"fetch of {repourl} failed after {attempts} attempt(s)")
         return False
