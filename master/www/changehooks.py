@@ -25,7 +25,7 @@ update when it brings commits) make one change for the request's head commit, ca
 on branch ``refs/pull/N/head`` (GitHub) or the MR's source branch (GitLab), with the repository
 of the head (a fork's, when the request comes from a fork) and the change properties
 ``pr_number``, ``pr_title``, ``pr_base_branch``, ``pr_url`` and ``event`` (``pull_request`` or
-``merge_request``).  Select them with ``SingleBranchScheduler(...,
+``merge_request``), and from GitHub ``pr_head_branch``.  Select them with ``SingleBranchScheduler(...,
 change_filter=ChangeFilter(category="pull"))``.
 
 Answers are JSON: 200 ``{"changeids": [...]}``; errors ``{"error": ...}`` with 400 (bad
