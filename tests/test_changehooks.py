@@ -452,8 +452,8 @@ async def test_gitlab_token_deleted_branch_and_errors(api: Api) -> None:
         assert code == 403 and "X-Gitlab-Token" in body["error"], token
     deleted = {**GITLAB_PUSH, "after": "0" * 40, "checkout_sha": None, "commits": [], "total_commits_count": 0}
     assert await gitlab(api, deleted) == (200, {"changeids": [], "ignored": "refs/heads/master was deleted"})
-    code, body = await gitlab(api, {"object_kind": "merge_request"}, event="Merge Request Hook")
-    assert code == 200 and body["changeids"] == [] and "'Merge Request Hook' is not handled" in body["ignored"]
+    code, body = await gitlab(api, {"object_kind": "issue"}, event="Issue Hook")
+    assert code == 200 and body["changeids"] == [] and "'Issue Hook' is not handled" in body["ignored"]
     code, body = await gitlab(api, b"not json")
     assert code == 400 and "not valid JSON" in body["error"]
     code, body = await gitlab(api, {**GITLAB_PUSH, "project": {}, "repository": {}})

@@ -169,12 +169,11 @@ def running_master(root: Path, config: str) -> Iterator[Master]:
         _stop(process)
 
 
-@pytest.fixture(scope="module")
-def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
-    """A master process with worker w1 connected (w2 never connects)."""
-    root = tmp_path_factory.mktemp("ui-master")
+@contextmanager
+def master_with_worker(root: Path, config: str) -> Iterator[Master]:
+    """:func:`running_master` with worker w1 (password s3cret) connected from a real ``ci-worker``."""
     worker_dir = root / "worker"
-    with running_master(root, CONFIG) as master:
+    with running_master(root, config) as master:
         try:
             made = _worker_cli("create-worker", str(worker_dir), "--master", master.url.rstrip("/"),
                                "--name", "w1", "--password", "s3cret", cwd=root)
@@ -185,6 +184,13 @@ def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
         finally:
             if (worker_dir / "twistd.pid").exists():
                 _worker_cli("stop", str(worker_dir), cwd=root)
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Master]:
+    """A master process with worker w1 connected (w2 never connects)."""
+    with master_with_worker(tmp_path_factory.mktemp("ui-master"), CONFIG) as master:
+        yield master
 
 
 @pytest.fixture(scope="module")

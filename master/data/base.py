@@ -41,6 +41,8 @@ class Field:
     column: ColumnElement | None = None
     doc: str = ""
     filter_sql: Callable[[str, tuple[Any, ...]], ColumnElement] | None = None
+    operators: tuple[str, ...] | None = None
+    """The filter operators allowed, when not all of them are."""
 
     @property
     def filterable(self) -> bool:
@@ -213,6 +215,12 @@ class ResourceType:
     def attach(self, data: DataAPI) -> None:
         """Remember the DataAPI this type is registered with."""
         self.data = data
+
+    def field_for(self, name: str) -> Field | None:
+        """The field a query parameter *name* filters on: a declared one, or one a subclass makes up
+        (such as ``property.NAME`` on builds); None when there is none.
+        """
+        return self.fields.get(name)
 
     def event_keys(self, entity: Mapping[str, Any], event: str) -> list[tuple[str, ...]]:
         """Every routing key an event of *entity* is published under, one per event path."""

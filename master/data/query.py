@@ -103,13 +103,14 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
         columns.append(rtype.id_field)
     params: dict[str, Any] = {f"arg_{name}": value for name, value in args.items()}
     arg_names = tuple(args)
-    filter_key = [_bind_filter(fields[flt.field], flt, index, params) for index, flt in enumerate(spec.filters)]
+    filtered = [rtype.field_for(flt.field) for flt in spec.filters]
+    filter_key = [_bind_filter(filtered[index], flt, index, params) for index, flt in enumerate(spec.filters)]
     collection = endpoint.kind is Kind.COLLECTION
     shape = (endpoint.pattern, tuple(columns), tuple(filter_key), spec.order, collection)
 
     def where() -> list[ColumnElement]:
         filters = [
-            _filter_clause(fields[flt.field], flt, index, key)
+            _filter_clause(filtered[index], flt, index, key)
             for index, (flt, key) in enumerate(zip(spec.filters, filter_key, strict=True))
         ]
         return [*endpoint.conditions(arg_names), *filters]

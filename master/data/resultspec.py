@@ -124,11 +124,14 @@ def _parse_filter(rtype: ResourceType, name: str, values: Sequence[str]) -> Filt
     field_name, sep, op = name.partition("__")
     if not sep:
         op = "eq"
-    if field_name not in rtype.fields:
+    declared = rtype.field_for(field_name)
+    if declared is None:
         raise InvalidQuery(f"unrecognized query parameter {name!r}", name)
     if op not in OPERATORS:
         raise InvalidQuery(f"unknown operator {op!r} in {name!r}; operators are {', '.join(OPERATORS)}", name)
-    declared = rtype.fields[field_name]
+    if declared.operators is not None and op not in declared.operators:
+        raise InvalidQuery(f"operator {op!r} does not apply to {field_name!r} (only {', '.join(declared.operators)})",
+                           name)
     if not declared.filterable:
         raise InvalidQuery(f"cannot filter on field {field_name!r}", name)
     raw: list[str] = []

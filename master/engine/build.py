@@ -83,6 +83,7 @@ class Build:
         for name, (value, source) in (buildset.get("properties") or {}).items():
             self.props.set(name, value, source)
         self.sourcestamps = list(buildset.get("sourcestamps") or [])
+        self.props.sourcestamps = self.sourcestamps
         if self.sourcestamps:
             first = self.sourcestamps[0]
             for name in SOURCESTAMP_PROPERTIES:

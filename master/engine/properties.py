@@ -18,6 +18,10 @@ starts:
       *text* when property *name* is set, else an empty string.
   ``%(kw:key)s`` (and the same ``:-``, ``:~``, ``:+`` forms)
       keyword argument *key* given to ``Interpolate`` (itself rendered first).
+  ``%(src:codebase:attr)s`` (and the same ``:-``, ``:~``, ``:+`` forms)
+      attribute *attr* (``revision``, ``branch``, ``repository``, ``project``, ``codebase``) of
+      the build's source stamp of *codebase*; ``%(src::revision)s`` is the default (empty)
+      codebase's.  Unset when the build has no such source stamp or the attribute is null.
 
   Any ``%`` conversion may follow the parentheses (``%(prop:jobs)d``); a literal ``%`` is
   written ``%%``, as in Python's ``%`` formatting, which this uses.
@@ -38,6 +42,8 @@ class Properties:
 
     def __init__(self, initial: Mapping[str, tuple[Any, str]] | None = None) -> None:
         self._values: dict[str, tuple[Any, str]] = dict(initial or {})
+        # the build's source stamps (set by the build), read by %(src:codebase:attr)s
+        self.sourcestamps: list[Mapping[str, Any]] = []
 
     def set(self, name: str, value: Any, source: str) -> None:
         """Set property *name* to *value*, recording who set it."""
@@ -126,6 +132,10 @@ class Property(Renderable):
         return f"Property({self.name!r}, default={self.default!r})"
 
 
+SOURCESTAMP_ATTRIBUTES = ("revision", "branch", "repository", "project", "codebase")
+"""What ``%(src:codebase:attr)s`` may read of a source stamp."""
+
+
 class _Lookup(Mapping[str, Any]):
     """The mapping ``%`` formatting reads ``%(prop:x)s`` keys from."""
 
@@ -135,8 +145,14 @@ class _Lookup(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         kind, sep, rest = key.partition(":")
-        if not sep or kind not in ("prop", "kw"):
-            raise KeyError(f"Interpolate: unknown placeholder %({key})s: use prop:NAME or kw:NAME")
+        if not sep or kind not in ("prop", "kw", "src"):
+            raise KeyError(f"Interpolate: unknown placeholder %({key})s: use prop:NAME, kw:NAME or src:CODEBASE:ATTR")
+        codebase = ""
+        if kind == "src":
+            codebase, sep, rest = rest.partition(":")
+            if not sep:
+                raise KeyError(f"Interpolate: %({key})s needs src:CODEBASE:ATTR "
+                               "(src::revision for the default codebase)")
         name, op, alt = rest, "", ""
         for candidate in (":-", ":~", ":+"):
             at = rest.find(candidate)
@@ -145,6 +161,13 @@ class _Lookup(Mapping[str, Any]):
                 break
         if kind == "prop":
             present, value = self.props.has(name), self.props.get(name)
+        elif kind == "src":
+            if name not in SOURCESTAMP_ATTRIBUTES:
+                raise KeyError(f"Interpolate: %({key})s: no source stamp attribute {name!r} "
+                               f"(known: {', '.join(SOURCESTAMP_ATTRIBUTES)})")
+            stamp = next((ss for ss in self.props.sourcestamps if (ss.get("codebase") or "") == codebase), None)
+            value = None if stamp is None else stamp.get(name)
+            present = value is not None
         else:
             present, value = name in self.kwargs, render(self.kwargs.get(name), self.props)
         if op == ":-":
@@ -163,7 +186,7 @@ class _Lookup(Mapping[str, Any]):
 
 
 class Interpolate(Renderable):
-    """A string with ``%(prop:name)s`` and ``%(kw:key)s`` placeholders (see the module's documentation)."""
+    """A string with ``%(prop:name)s``, ``%(kw:key)s`` and ``%(src:cb:attr)s`` placeholders (see the module)."""
 
     def __init__(self, fmt: str, **kwargs: Any) -> None:
         self.fmt = fmt

@@ -11,9 +11,14 @@ them configured.
   codebases=True, label=, buttonName=)``: a form; the ``force`` action validates each field
   (errors as InvalidParams, one message per field) and returns ``[bsid, {builderid: brid}]``.
 * ``SingleBranchScheduler(name, branch, builderNames, treeStableTimer=None, fileIsImportant=None,
-  repository=None, project=None, codebase=None)``: builds changes of *branch*; with a
-  tree-stable timer, one buildset for the latest change once no important change came for
-  that many seconds (changes seen are kept in memory only: a restart forgets them).
+  repository=None, project=None, codebase=None, change_filter=None)``: builds changes of *branch*
+  (or, with *change_filter* and no *branch*, the changes the filter accepts, whatever their
+  branch); with a tree-stable timer, one buildset for the latest change once no important change
+  came for that many seconds (changes seen are kept in memory only: a restart forgets them).
+* ``ChangeFilter(project=, repository=, branch=, category=, codebase=, <name>_re=, filter_fn=)``:
+  accepts a change when every criterion given matches: a value or a list of values (any of),
+  a regular expression (``branch_re=r"^release/"``, searched), a function of the change.
+  ``ChangeFilter(category="pull")`` selects the changes of pull and merge requests.
 * ``Periodic(name, builderNames, periodicBuildTimer, branch=None)``: a buildset every
   *periodicBuildTimer* seconds, the first that long after the master starts.
 * ``Nightly(name, builderNames, minute=0, hour="*", dayOfMonth="*", month="*", dayOfWeek="*",
@@ -176,6 +181,51 @@ def _change_stamp(change: Mapping[str, Any]) -> int | dict[str, Any]:
     return {key: change.get(key) for key in ("branch", "revision", "repository", "codebase", "project")}
 
 
+_ANY = object()
+CHANGE_FILTER_KEYS = ("project", "repository", "branch", "category", "codebase")
+
+
+class ChangeFilter(Configured):
+    """Which changes a scheduler takes (see the module's documentation)."""
+
+    def __init__(
+        self,
+        filter_fn: Callable[[Mapping[str, Any]], bool] | None = None,
+        project: Any = _ANY, repository: Any = _ANY, branch: Any = _ANY, category: Any = _ANY,
+        codebase: Any = _ANY,
+        project_re: str | None = None, repository_re: str | None = None, branch_re: str | None = None,
+        category_re: str | None = None, codebase_re: str | None = None,
+    ) -> None:
+        given = {"project": project, "repository": repository, "branch": branch, "category": category,
+                 "codebase": codebase}
+        # a list (or tuple, set) means any of; None is a value too (a change without a branch)
+        self.values = {key: (set(value) if isinstance(value, list | tuple | set | frozenset) else {value})
+                       for key, value in given.items() if value is not _ANY}
+        patterns = {"project": project_re, "repository": repository_re, "branch": branch_re,
+                    "category": category_re, "codebase": codebase_re}
+        self.patterns = {}
+        for key, pattern in patterns.items():
+            if pattern is not None:
+                try:
+                    self.patterns[key] = re.compile(pattern)
+                except re.error as e:
+                    raise ValueError(f"ChangeFilter: {key}_re {pattern!r} is not a regular expression: {e}") from None
+        if filter_fn is not None and not callable(filter_fn):
+            raise ValueError("ChangeFilter: filter_fn must be a function of the change")
+        self.filter_fn = filter_fn
+
+    def matches(self, change: Mapping[str, Any]) -> bool:
+        """Whether *change* (a changes entity) passes every criterion."""
+        for key, wanted in self.values.items():
+            if change.get(key) not in wanted:
+                return False
+        for key, pattern in self.patterns.items():
+            value = change.get(key)
+            if value is None or not pattern.search(str(value)):
+                return False
+        return self.filter_fn is None or bool(self.filter_fn(change))
+
+
 class SingleBranchScheduler(BaseScheduler):
     """Builds the changes of one branch, once the tree has been stable for *treeStableTimer* seconds."""
 
@@ -189,9 +239,16 @@ class SingleBranchScheduler(BaseScheduler):
         repository: str | None = None,
         project: str | None = None,
         codebase: str | None = None,
+        change_filter: ChangeFilter | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(name, builderNames, **kwargs)
+        if change_filter is not None and not isinstance(change_filter, ChangeFilter):
+            raise ValueError(f"SingleBranchScheduler {name!r}: change_filter must be a ChangeFilter(...)")
+        if change_filter is not None and branch is not None:
+            raise ValueError(f"SingleBranchScheduler {name!r}: give either branch or change_filter "
+                             "(ChangeFilter(branch=...) for both)")
+        self.change_filter = change_filter
         self.branch = branch
         self.treeStableTimer = treeStableTimer
         self.fileIsImportant = fileIsImportant
@@ -215,8 +272,11 @@ class SingleBranchScheduler(BaseScheduler):
         self._latest = None
 
     def matches(self, change: Mapping[str, Any]) -> bool:
-        """Whether *change* is on our branch (and repository, project, codebase when given)."""
-        if change.get("branch") != self.branch:
+        """Whether *change* is on our branch (or passes our change filter), and repository, project, codebase."""
+        if self.change_filter is not None:
+            if not self.change_filter.matches(change):
+                return False
+        elif change.get("branch") != self.branch:
             return False
         return all(wanted is None or change.get(key) == wanted for key, wanted in self.filters.items())
 

@@ -470,3 +470,15 @@ class Trigger(BuildStep):
 def result_name(results: int) -> str:
     """The name of a result code."""
     return RESULTS[results] if 0 <= results < len(RESULTS) else str(results)
+
+
+def __getattr__(name: str) -> Any:
+    """Source steps (``Git``) live in :mod:`master.engine.source`; master.cfg may import them from here too.
+
+    Looked up lazily: ``source`` builds on this module, so importing it here at load time would be circular.
+    """
+    if name == "Git":
+        from master.engine.source import Git
+
+        return Git
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

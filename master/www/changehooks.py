@@ -1,4 +1,4 @@
-"""Change hooks: GitHub and GitLab push events become changes (mount at ``/change_hook``).
+"""Change hooks: GitHub and GitLab pushes and pull/merge requests become changes (mount at ``/change_hook``).
 
 Routes: ``POST /change_hook/github`` and ``POST /change_hook/gitlab``.  Each is configured in
 ``master.cfg`` as ``change_hooks={"github": {"secret": "..."}, "gitlab": {"secret": "..."}}``.
@@ -18,6 +18,15 @@ and the change property ``event`` = ``tag`` (or ``push``), so schedulers and ste
 them apart.  A deleted ref makes no change.  GitHub ``ping`` answers ``{"ok": true}``; other
 events are answered 200 with ``{"changeids": [], "ignored": why}`` so the provider does not
 flag the hook as failing.
+
+Pull and merge requests: GitHub ``pull_request`` events (actions opened, synchronize, reopened;
+others, closed included, are ignored) and GitLab ``Merge Request Hook`` events (open, reopen, and
+update when it brings commits) make one change for the request's head commit, category ``pull``,
+on branch ``refs/pull/N/head`` (GitHub) or the MR's source branch (GitLab), with the repository
+of the head (a fork's, when the request comes from a fork) and the change properties
+``pr_number``, ``pr_title``, ``pr_base_branch``, ``pr_url`` and ``event`` (``pull_request`` or
+``merge_request``), and from GitHub ``pr_head_branch``.  Select them with ``SingleBranchScheduler(...,
+change_filter=ChangeFilter(category="pull"))``.
 
 Answers are JSON: 200 ``{"changeids": [...]}``; errors ``{"error": ...}`` with 400 (bad
 payload, named), 403 (signature or token missing or wrong; no secret configured), 404 (no such
@@ -193,9 +202,15 @@ def github(headers: Mapping[str, str], body: bytes, secret: str | None) -> HookR
         raise HookError(400, "missing X-GitHub-Event header")
     if event == "ping":
         return HookResult(ping=True)
+    if event == "pull_request":
+        return github_pull_request(_github_payload(headers, body))
     if event != "push":
-        return HookResult(ignored=f"event {event!r} is not handled (only push and ping are)")
+        return HookResult(ignored=f"event {event!r} is not handled (only push, pull_request and ping are)")
+    return github_push(_github_payload(headers, body))
 
+
+def _github_payload(headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+    """The JSON payload of a GitHub request, sent as JSON or as the ``payload`` field of a form."""
     content_type = _content_type(headers)
     if content_type == "application/json":
         payload = _json(body)
@@ -210,7 +225,11 @@ def github(headers: Mapping[str, str], body: bytes, secret: str | None) -> HookR
         payload = _json(form["payload"][0].encode())
     else:
         raise HookError(415, "Content-Type must be application/json or application/x-www-form-urlencoded")
+    return payload
 
+
+def github_push(payload: Mapping[str, Any]) -> HookResult:
+    """The changes of a GitHub ``push`` payload: one per commit."""
     ref = _field(payload, "ref", str, "")
     if payload.get("deleted") is True:
         return HookResult(ignored=f"{ref} was deleted")
@@ -251,6 +270,55 @@ def github(headers: Mapping[str, str], body: bytes, secret: str | None) -> HookR
     return HookResult(changes)
 
 
+GITHUB_PR_ACTIONS = ("opened", "synchronize", "reopened")
+"""The ``pull_request`` actions that build: the pull request's head is new (others, such as closed, are ignored)."""
+
+
+def github_pull_request(payload: Mapping[str, Any]) -> HookResult:
+    """The change of a GitHub ``pull_request`` payload: its head commit, on branch ``refs/pull/N/head``.
+
+    The repository is the head's (a fork's, for a pull request from a fork), so that the head sha is
+    fetched from where it lives; ``project`` is the base repository's full name.
+    """
+    action = _field(payload, "action", str, "")
+    if action not in GITHUB_PR_ACTIONS:
+        return HookResult(ignored=f"pull_request action {action!r} is not built (only {', '.join(GITHUB_PR_ACTIONS)})")
+    pr = _field(payload, "pull_request", dict, "")
+    number = pr.get("number", payload.get("number"))
+    if not isinstance(number, int) or isinstance(number, bool):
+        raise HookError(400, "payload: pull_request.number must be an integer")
+    head = _field(pr, "head", dict, "pull_request.")
+    base = _field(pr, "base", dict, "pull_request.")
+    head_repo = _field(head, "repo", dict, "pull_request.head.", required=False)
+    if head_repo is None:
+        return HookResult(ignored=f"the head repository of pull request #{number} no longer exists")
+    base_repo = _field(base, "repo", dict, "pull_request.base.")
+    repository = _field(head_repo, "clone_url", str, "pull_request.head.repo.")
+    title = _field(pr, "title", str, "pull_request.", required=False) or ""
+    body = _field(pr, "body", str, "pull_request.", required=False) or ""
+    user = _field(pr, "user", dict, "pull_request.", required=False) or {}
+    url = _field(pr, "html_url", str, "pull_request.", required=False)
+    base_branch = _field(base, "ref", str, "pull_request.base.")
+    change = {
+        "author": _field(user, "login", str, "pull_request.user.", required=False) or "unknown",
+        "committer": None,
+        "comments": f"Pull request #{number}: {title}" + (f"\n\n{body}" if body else ""),
+        "revision": _field(head, "sha", str, "pull_request.head."),
+        "revlink": url,
+        "when_timestamp": _timestamp(pr, "updated_at", "pull_request."),
+        "files": [],
+        "branch": f"refs/pull/{number}/head",
+        "repository": repository,
+        "project": _field(base_repo, "full_name", str, "pull_request.base.repo.", required=False) or "",
+        "category": "pull",
+        "properties": {
+            "event": "pull_request", "pr_number": number, "pr_title": title, "pr_base_branch": base_branch,
+            "pr_url": url, "pr_head_branch": _field(head, "ref", str, "pull_request.head.", required=False),
+        },
+    }
+    return HookResult([change])
+
+
 # -- GitLab ----------------------------------------------------------------------------------------
 
 
@@ -267,12 +335,19 @@ def gitlab(headers: Mapping[str, str], body: bytes, secret: str | None) -> HookR
     event = headers.get("x-gitlab-event")
     if not event:
         raise HookError(400, "missing X-Gitlab-Event header")
-    if event not in ("Push Hook", "Tag Push Hook"):
-        return HookResult(ignored=f"event {event!r} is not handled (only Push Hook and Tag Push Hook are)")
+    if event not in ("Push Hook", "Tag Push Hook", "Merge Request Hook"):
+        return HookResult(ignored=f"event {event!r} is not handled (only Push Hook, Tag Push Hook and "
+                                  "Merge Request Hook are)")
     if _content_type(headers) != "application/json":
         raise HookError(415, "Content-Type must be application/json")
     payload = _json(body)
+    if event == "Merge Request Hook":
+        return gitlab_merge_request(payload)
+    return gitlab_push(payload)
 
+
+def gitlab_push(payload: Mapping[str, Any]) -> HookResult:
+    """The changes of a GitLab push or tag push payload: one per commit."""
     ref = _field(payload, "ref", str, "")
     after = _field(payload, "after", str, "", required=False)
     if after == _ZERO_SHA:
@@ -323,6 +398,53 @@ def gitlab(headers: Mapping[str, str], body: bytes, secret: str | None) -> HookR
             "when_timestamp": None, "files": [], **base,
         })
     return HookResult(changes)
+
+
+GITLAB_MR_ACTIONS = ("open", "reopen", "update")
+"""The ``merge_request`` actions that build (an update only when it brings commits: it has ``oldrev``)."""
+
+
+def gitlab_merge_request(payload: Mapping[str, Any]) -> HookResult:
+    """The change of a GitLab ``merge_request`` payload: its last commit, on the MR's source branch.
+
+    The repository is the source project's (a fork's, for a merge request from a fork).
+    """
+    attrs = _field(payload, "object_attributes", dict, "")
+    where = "object_attributes."
+    action = _field(attrs, "action", str, where, required=False)
+    if action not in GITLAB_MR_ACTIONS:
+        return HookResult(ignored=f"merge_request action {action!r} is not built (only {', '.join(GITLAB_MR_ACTIONS)})")
+    iid = attrs.get("iid")
+    if not isinstance(iid, int) or isinstance(iid, bool):
+        raise HookError(400, "payload: object_attributes.iid must be an integer")
+    if action == "update" and not attrs.get("oldrev"):
+        return HookResult(ignored=f"merge request !{iid} was updated without new commits")
+    source = _field(attrs, "source", dict, where)
+    target = _field(attrs, "target", dict, where, required=False) or {}
+    commit = _field(attrs, "last_commit", dict, where)
+    title = _field(attrs, "title", str, where, required=False) or ""
+    user = _field(payload, "user", dict, "", required=False) or {}
+    author = _person(commit, "author", f"{where}last_commit.", required=False) or _field(
+        user, "name", str, "user.", required=False) or "unknown"
+    url = _field(attrs, "url", str, where, required=False)
+    base_branch = _field(attrs, "target_branch", str, where)
+    change = {
+        "author": author,
+        "comments": f"Merge request !{iid}: {title}",
+        "revision": _field(commit, "id", str, f"{where}last_commit."),
+        "revlink": _field(commit, "url", str, f"{where}last_commit.", required=False),
+        "when_timestamp": _timestamp(commit, "timestamp", f"{where}last_commit."),
+        "files": [],
+        "branch": _field(attrs, "source_branch", str, where),
+        "repository": _field(source, "git_http_url", str, f"{where}source."),
+        "project": _field(target, "path_with_namespace", str, f"{where}target.", required=False) or "",
+        "category": "pull",
+        "properties": {
+            "event": "merge_request", "pr_number": iid, "pr_title": title, "pr_base_branch": base_branch,
+            "pr_url": url,
+        },
+    }
+    return HookResult([change])
 
 
 _PARSERS = {"github": github, "gitlab": gitlab}

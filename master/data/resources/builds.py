@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
@@ -85,8 +86,44 @@ def _actions() -> list[Action]:
     ]
 
 
+PROPERTY_FILTER = "property."
+"""``property.NAME=value`` filters builds by a property's value (``pr_number``, ``got_revision``...)."""
+
+
+def _json_forms(text: str) -> set[str]:
+    """The stored JSON texts a query value matches: the string itself, and the scalar it spells (``7``)."""
+    forms = {dumps(text)}
+    try:
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return forms
+    if not isinstance(value, dict | list):
+        forms.add(dumps(value))
+    return forms
+
+
+def property_field(name: str) -> Field:
+    """A filter-only field matching builds whose property *name* has one of the values given.
+
+    ``eq``/``in``: the build has the property with one of the values; ``ne``/``notin``: it has not
+    (a build without the property counts as "not equal", as null values do).  A value matches both
+    as a string and as the number or boolean it spells, so ``property.pr_number=7`` finds ``7``.
+    """
+    bp = schema.build_properties
+
+    def clause(op: str, values: tuple[Any, ...]) -> Any:
+        texts = sorted({form for value in values for form in _json_forms(value)})
+        has = sa.exists().where(bp.c.buildid == t.c.id, bp.c.name == sa.literal(name), bp.c.value.in_(texts))
+        return has if op in ("eq", "in") else sa.not_(has)
+
+    return Field(String(), None, f"the value of property {name!r} (a filter only)", filter_sql=clause,
+                 operators=("eq", "ne", "in", "notin"))
+
+
 class Builds(ResourceType):
-    """``/builds``: builds, newest last; ``property=name`` (or ``*``) adds their properties."""
+    """``/builds``: builds, newest last; ``property=name`` (or ``*``) adds their properties;
+    ``property.NAME=value`` selects the builds whose property NAME has that value.
+    """
 
     name = "build"
     plural = "builds"
@@ -133,6 +170,12 @@ class Builds(ResourceType):
         ]
         loaders = {"properties": properties_loader("builds", schema.build_properties, "buildid")}
         return t, fields, endpoints, loaders
+
+    def field_for(self, name: str) -> Field | None:
+        """Declared fields, and ``property.NAME`` filters."""
+        if name.startswith(PROPERTY_FILTER) and len(name) > len(PROPERTY_FILTER):
+            return property_field(name[len(PROPERTY_FILTER):])
+        return super().field_for(name)
 
     def attach(self, data: Any) -> None:
         """Remember the DataAPI; start the cache of the builds this master runs."""
