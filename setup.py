@@ -27,10 +27,11 @@ setup(
         "alembic>=1.13",
         "orjson>=3.9",
         "dciauth>=3",
+        "treq>=23.11",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
-                 "playwright>=1.40"],
+                 "playwright>=1.40", "aiosmtpd>=1.4"],
     },
     entry_points={
         "console_scripts": [
