@@ -8,7 +8,9 @@ It listens on 127.0.0.1 (a free port) in a thread of the test process and implem
 * GitLab: ``GET /api/v4/projects/{id or url-encoded path}`` and ``POST /api/v4/projects/{id}/statuses/{sha}``
   (``PRIVATE-TOKEN: T``; ``state`` in pending/running/success/failed/canceled, optional ``name``,
   ``target_url``, ``description``, ``ref``), answering 201;
-* ``POST /hook`` (any JSON body, recorded as is) for HttpStatusPush.
+* ``POST /hook`` (any JSON body, recorded as is) for HttpStatusPush;
+* ``GET /_forge/statuses``: what it accepted and refused, for a process that runs it apart
+  (``python tests/forge.py`` prints its URL, then serves until killed; the benchmark does).
 
 A wrong token gets 401, a bad body 422, an unknown path or project 404, as the forges do.
 ``fail(status, seconds)`` makes every request answer *status* for a while, ``drop(seconds)``
@@ -139,6 +141,10 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             self._refuse(400, "Problems parsing JSON")
             return
+        if method == "GET" and path == "/_forge/statuses":
+            with forge._lock:
+                self._answer(200, {"statuses": [s.__dict__ for s in forge.statuses], "refused": forge.refused})
+            return
         if method == "POST" and path == "/hook":
             with forge._lock:
                 forge.hooks.append(body)
@@ -233,3 +239,14 @@ def _check_body(body: Any, key: str, states: tuple[str, ...], optional: tuple[st
         if name in body and not isinstance(body[name], str):
             return f"{name}: must be a string"
     return None
+
+
+if __name__ == "__main__":
+    import sys
+
+    served = Forge().start()
+    print(served.url, flush=True)
+    try:
+        threading.Event().wait()
+    finally:
+        sys.exit(0)

@@ -4,12 +4,12 @@ The path of a report, and why it survives a restart:
 
 1. A listener on the event hub sees every ``builds/N/new`` and ``builds/N/finished`` event of a
    build this master runs, and only queues it: the engine never waits for a reporter.
-2. One loop takes the queue in event order; for each event it reads the build once (entity,
-   properties, builder, source stamps), asks each reporter that selects the build for its
-   report, and inserts the reports into ``reporter_reports`` (unique per reporter, build and
-   state: an event seen twice makes no second report).  Rows carry the event's journal id;
-   since the loop inserts in event order, the highest id a reporter has recorded on this
-   master is a point before which nothing was missed.
+2. One loop takes the queue in event order; for each event it reads the build (entity,
+   properties, builder, source stamps) and asks each reporter that selects the build for its
+   report; the reports of the events queued meanwhile are inserted into ``reporter_reports`` in
+   one transaction (unique per reporter, build and state: an event seen twice makes no second
+   report).  Rows carry the event's journal id; since the loop inserts in event order, the
+   highest id a reporter has recorded on this master is a point before which nothing was missed.
 3. Deliveries run beside the loop, one chain per reporter and build (so a build's start is
    delivered before its end), a few at a time; each delivered row is marked delivered, a
    given-up one is marked failed with the reason.
@@ -27,13 +27,14 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from master.data.events import Event
 from master.db import schema
-from master.db.interfaces import IntegrityError
 from master.engine.properties import Properties
 from master.reporters.base import FINISH, START, BuildInfo, GiveUp, Reporter, Retry
 from master.reporters.http import close_pool
@@ -62,6 +63,8 @@ class ReporterRunner:
         self._running: dict[int, defer.Deferred] = {}
         self._limit = defer.DeferredSemaphore(CONCURRENT_DELIVERIES)
         self._sleeps: set[defer.Deferred] = set()
+        self._to_mark: list[tuple[int, defer.Deferred]] = []
+        self._marking = False
         self.stopping = False
 
     def add(self, row: dict[str, Any]) -> None:
@@ -124,8 +127,31 @@ class ReporterRunner:
                 return
 
     async def _mark(self, rowid: int, failed: str | None = None) -> None:
-        values = {"delivered_at": int(time.time())} if failed is None else {"failed": failed}
-        await self.storage.execute(sa.update(rr).where(rr.c.id == rowid).values(**values))
+        if failed is not None:
+            await self.storage.execute(sa.update(rr).where(rr.c.id == rowid).values(failed=failed))
+            return
+        # group commit: the rows delivered while one update runs are marked together by the next
+        marked: defer.Deferred = defer.Deferred()
+        self._to_mark.append((rowid, marked))
+        if not self._marking:
+            self._marking = True
+            defer.ensureDeferred(self._mark_waiting())
+        await marked
+
+    async def _mark_waiting(self) -> None:
+        try:
+            while self._to_mark:
+                batch, self._to_mark = self._to_mark, []
+                try:
+                    await self.storage.execute(sa.update(rr).where(rr.c.id.in_([rowid for rowid, _ in batch]))
+                                               .values(delivered_at=int(time.time())))
+                except Exception:
+                    log.failure("reporter {name}: marking {n} report(s) delivered failed", name=self.reporter.name,
+                                n=len(batch))
+                for _, marked in batch:
+                    marked.callback(None)
+        finally:
+            self._marking = False
 
     async def stop(self) -> None:
         """Stop retrying (waiting reports stay in the database); wait for the requests in flight."""
@@ -150,6 +176,7 @@ class Reporters:
         self.runners = {r.name: ReporterRunner(r, self.storage) for r in reporters}
         self._queue: list[tuple[int, int, str]] = []  # (event id, buildid, state)
         self._working: defer.Deferred | None = None
+        self._held = False
         self._remove_listener: Any = None
         self._builders: dict[int, dict[str, Any]] = {}
         self._stamps: dict[int, list[dict[str, Any]]] = {}  # buildid -> source stamps, start to finish
@@ -165,6 +192,7 @@ class Reporters:
             return
         await self.data.events.catch_up()  # the hub knows its last id: events after it come to the listener
         last = self.data.events.delivered or 0
+        self._held = True  # live events wait behind the journal's older ones
         self._remove_listener = self.data.events.add_listener(self._on_event)
         known = [point for point in (await self._catch_up_points()).values() if point is not None]
         if known:
@@ -178,6 +206,8 @@ class Reporters:
                 log.info("reporter {name}: {n} report(s) left undelivered; delivering them", name=name, n=len(rows))
             for row in rows:
                 runner.add(row)
+        self._queue.sort()
+        self._held = False
         self._kick()
 
     async def _catch_up_points(self) -> dict[str, int | None]:
@@ -223,7 +253,7 @@ class Reporters:
                 return
 
     def _kick(self) -> None:
-        if self._working is None and self._queue:
+        if self._working is None and self._queue and not self._held:
             # set before the loop starts: it may run to its end at once (reads answered from memory)
             self._working = defer.Deferred()
             defer.ensureDeferred(self._work()).chainDeferred(self._working)
@@ -231,14 +261,41 @@ class Reporters:
     async def _work(self) -> None:
         try:
             while self._queue:
-                event_id, buildid, state = self._queue.pop(0)
+                # what queued up meanwhile goes in one transaction: one commit for many builds' reports
+                batch, self._queue = self._queue, []
+                rows: list[dict[str, Any]] = []
+                for event_id, buildid, state in batch:
+                    try:
+                        rows += await self._reports(event_id, buildid, state)
+                    except Exception:
+                        log.failure("reporters: making the reports of build {buildid} ({state}) failed",
+                                    buildid=buildid, state=state)
                 try:
-                    await self._record(event_id, buildid, state)
+                    new = await self._insert(rows) if rows else []
                 except Exception:
-                    log.failure("reporters: recording the reports of build {buildid} ({state}) failed",
-                                buildid=buildid, state=state)
+                    log.failure("reporters: recording {n} report(s) failed", n=len(rows))
+                    continue
+                for row in new:
+                    self.runners[row["reporter"]].add(row)
         finally:
             self._working = None
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert the reports not recorded yet (an event replayed after a restart makes none); return those."""
+        insert = (pg_dialect.insert if self.storage.dialect_name == "postgresql" else sqlite_dialect.insert)(rr)
+
+        async def work(txn: Any) -> list[dict[str, Any]]:
+            new = []
+            for row in rows:
+                statement = (insert.values(**row)
+                             .on_conflict_do_nothing(index_elements=[rr.c.reporter, rr.c.buildid, rr.c.state])
+                             .returning(rr.c.id))
+                inserted = await txn.fetch_all(statement)
+                if inserted:
+                    new.append({**row, "id": inserted[0]["id"]})
+            return new
+
+        return await self.storage.transaction(work)
 
     async def _builder(self, builderid: int) -> dict[str, Any]:
         builder = self._builders.get(builderid)
@@ -247,17 +304,18 @@ class Reporters:
             self._builders[builderid] = builder
         return builder
 
-    async def _record(self, event_id: int, buildid: int, state: str) -> None:
+    async def _reports(self, event_id: int, buildid: int, state: str) -> list[dict[str, Any]]:
+        """The rows of the reports the build's *state* makes, for the reporters that select it."""
         build = await self.data.get(("builds", str(buildid)), query={"property": ["*"]})
         if build is None:
-            return
+            return []
         builder = await self._builder(build["builderid"])
         chosen = [
             r for r in self.reporters
             if (state == FINISH or r.wants_start) and r.selects(builder.get("name", ""), builder.get("tags") or [])
         ]
         if not chosen:
-            return
+            return []
         info = await self._build_info(build, builder, state, chosen)
         rows = []
         for reporter in chosen:
@@ -272,24 +330,7 @@ class Reporters:
                     "reporter": reporter.name, "buildid": buildid, "state": state, "masterid": self.masterid,
                     "event_id": event_id, "payload": orjson.dumps(report).decode(), "created_at": int(time.time()),
                 })
-        if not rows:
-            return
-
-        async def insert(txn: Any) -> list[dict[str, Any]]:
-            # an event seen again (replayed from the journal after a restart) makes no second report
-            known = await txn.fetch_all(sa.select(rr.c.reporter).where(rr.c.buildid == buildid, rr.c.state == state))
-            done = {row["reporter"] for row in known}
-            new = [row for row in rows if row["reporter"] not in done]
-            for row in new:
-                row["id"] = (await txn.fetch_all(sa.insert(rr).values(**row).returning(rr.c.id)))[0]["id"]
-            return new
-
-        try:
-            new = await self.storage.transaction(insert)
-        except IntegrityError:
-            return  # recorded meanwhile: those reports exist already
-        for row in new:
-            self.runners[row["reporter"]].add(row)
+        return rows
 
     async def _build_info(self, build: dict[str, Any], builder: dict[str, Any], state: str,
                           chosen: list[Reporter]) -> BuildInfo:
