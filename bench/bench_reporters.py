@@ -122,6 +122,9 @@ def one_run(backend: str, make_db, args: argparse.Namespace, workdir: Path, name
             label = "with GitHubStatusPush" if forge is not None else "without reporter"
             result = engine.bench_builds(site, label, args)
             done = time.monotonic()
+            if result.complete:
+                engine.say(f"    master CPU {result.master_cpu / result.complete * 1000:.1f} ms/build, workers "
+                           f"{result.workers_cpu / result.complete * 1000:.1f} ms/build")
             problems = list(result.problems)
             lag = None
             if forge is not None:

@@ -7,11 +7,13 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+import sqlalchemy as sa
 from cliutil import run
 from forge import Forge
 
 from master.config import ConfigError, MasterConfig, _check
 from master.data.resources.common import EXCEPTION, FAILURE, SUCCESS
+from master.db import schema
 from master.engine.properties import Interpolate, Properties
 from master.reporters import GitHubStatusPush, GitLabStatusPush, HttpStatusPush, MailNotifier, check_reporters
 from master.reporters.base import FINISH, START, BuildInfo, GiveUp, Retry
@@ -184,5 +186,69 @@ async def test_delivery_sorts_the_forges_answers(forge: Forge) -> None:
         hook = HttpStatusPush(forge.url + "/hook")
         await hook.deliver(await hook.make_report(_info(SUCCESS), START))
         assert forge.hooks[0]["buildid"] == 7 and forge.hooks[0]["builder"]["name"] == "unit"
+    finally:
+        await close_pool()
+
+
+async def _until(check: Any, timeout: float = 20.0) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"not true within {timeout}s")
+
+
+async def _one_build(data: Any, builderid: int, masterid: int, revision: str) -> int:
+    stamp = {"branch": "main", "revision": revision, "repository": "https://github.com/acme/widget.git",
+             "codebase": "", "project": ""}
+    _, brids = await data.updates.add_buildset("force", [stamp], "test", {}, [builderid])
+    buildid, _ = await data.updates.add_build(builderid, brids[builderid], None, masterid, properties=lambda b, n: {
+        "buildername": ("unit", "Build")}, then_state="building")
+    await data.updates.finish_build(buildid, SUCCESS, state_string="build successful")
+    return buildid
+
+
+@pytest_twisted.ensureDeferred
+async def test_events_journaled_but_not_recorded_before_a_crash_are_reported_after_it(storage: Any,
+                                                                                      forge: Forge) -> None:
+    """A master killed between journaling a build's events and recording its reports reports it on restart, once."""
+    from master.data.connector import DataAPI
+    from master.data.resources import core_resource_types
+    from master.reporters.service import Reporters
+
+    data = DataAPI(storage)
+    for rtype in core_resource_types():
+        data.add_resource_type(rtype)
+    builderid = await data.updates.update_builder("unit")
+    masterid = data.events.masterid = await data.updates.master_active("m1")
+    reporter = GitHubStatusPush(GH_TOKEN, context="ci", base_url=forge.url, retry_delay=0.1)
+    other = "fedcba9876543210fedcba9876543210fedcba98"
+    try:
+        first = Reporters(data, masterid, [reporter], "http://ci.example.org/")
+        await first.start()
+        await _one_build(data, builderid, masterid, SHA)
+        await _until(lambda: forge.states(SHA) == ["pending", "success"] and first.backlog() == {"GitHubStatusPush": 0})
+        await first.stop()  # what a kill leaves: nothing listens while the next build's events are journaled
+        buildid = await _one_build(data, builderid, masterid, other)
+        assert forge.states(other) == []
+        second = Reporters(data, masterid, [GitHubStatusPush(GH_TOKEN, context="ci", base_url=forge.url)],
+                           "http://ci.example.org/")
+        await second.start()
+        await _until(lambda: forge.states(other) == ["pending", "success"])
+        await _until(lambda: second.backlog() == {"GitHubStatusPush": 0})
+        await second.stop()
+        # a third start finds nothing left: no status is sent twice
+        third = Reporters(data, masterid, [GitHubStatusPush(GH_TOKEN, context="ci", base_url=forge.url)],
+                          "http://ci.example.org/")
+        await third.start()
+        await third.stop()
+        assert forge.states(SHA) == ["pending", "success"] and forge.states(other) == ["pending", "success"]
+        assert forge.statuses[-1].target_url == f"http://ci.example.org/#/builders/{builderid}/builds/2"
+        rows = await storage.fetch_all(sa.select(schema.reporter_reports).where(
+            schema.reporter_reports.c.buildid == buildid))
+        assert sorted((r["state"], r["delivered_at"] is not None) for r in rows) == [("finish", True), ("start", True)]
     finally:
         await close_pool()
