@@ -29,10 +29,11 @@ setup(
         "dciauth>=3",
         "werkzeug>=3",  # the plugins' routes raise its exceptions (Klein brings it; we import it)
         "prometheus-client>=0.20",
+        "treq>=23.11",
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
-                 "playwright>=1.40"],
+                 "playwright>=1.40", "aiosmtpd>=1.4"],
     },
     entry_points={
         "console_scripts": [

@@ -19,6 +19,7 @@ from master.data.resultspec import Limits
 from master.engine.config import check_engine_config
 from master.engine.localworkers import LocalWorker
 from master.plugin import PluginError, load_plugin
+from master.reporters import check_reporters
 from master.www.auth import Auth, ControlRule, ReadRule
 from master.www.changehooks import check_settings as check_change_hooks
 
@@ -85,6 +86,7 @@ class MasterConfig:
     master_expiry_seconds: float = 60.0
     event_retention_minutes: float = 60.0
     metrics_public: bool = False
+    reporters: list[Any] = field(default_factory=list)
 
     @property
     def limits(self) -> Limits:
@@ -177,6 +179,7 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
             raise ConfigError(f"builders[{index}].workernames: no such worker(s) {', '.join(map(repr, unknown))}")
     try:
         check_engine_config(config.builders, config.schedulers)
+        check_reporters(config.reporters)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return config

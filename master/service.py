@@ -36,6 +36,7 @@ from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.heartbeat import Heartbeat
 from master.metrics import attach as attach_metrics
+from master.reporters.service import Reporters
 from master.retention import RetentionService
 from master.www.auth import Authenticator
 from master.www.changehooks import ChangeHooks
@@ -76,6 +77,7 @@ class MasterService(service.MultiService):
         self.change_hooks: ChangeHooks | None = None
         self.live: LiveUpdates | None = None
         self.heartbeat: Heartbeat | None = None
+        self.reporters: Reporters | None = None
         self.auth = Authenticator(None, self.basedir)
         self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
@@ -135,6 +137,9 @@ class MasterService(service.MultiService):
         self.masterid = data.events.masterid = await data.updates.master_active(self.name)
         data.events.listen()  # other masters' events (PostgreSQL); nothing to do on SQLite
         await self._apply_builders(config)
+        # reporters before the engine: they see the events of the builds a crash left, ended at its start
+        self.reporters = Reporters(data, self.masterid, config.reporters, config.www.url)
+        await self.reporters.start()
         # the engine first: it recovers what a crash left, and must be ready when workers connect
         await self.engine.start(data, self.masterid, config)
         self.workerlink = WorkerLink(data, self.masterid, self._worker_passwords(config), self.engine)
@@ -265,6 +270,9 @@ class MasterService(service.MultiService):
         """Stop the builds (their requests go back to the queue), the workers' link, listening; close the database."""
         if self.engine.data is not None:
             await self.engine.stop()
+        if self.reporters is not None:  # after the engine: the reports of the builds it ended are recorded
+            await self.reporters.stop()
+            self.reporters = None
         if self.workerlink is not None:
             await self.workerlink.stop()
             self.workerlink = None
@@ -369,6 +377,11 @@ class MasterService(service.MultiService):
         if new.auth != old.auth:
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))
+        if new.reporters != old.reporters or new.www.url != old.www.url:
+            await self.reporters.stop()
+            self.reporters = Reporters(self.data, self.masterid, new.reporters, new.www.url)
+            await self.reporters.start()
+            changes.append(f"reporters {len(old.reporters)} -> {len(new.reporters)}")
         self.retention.config = new
         self.heartbeat.reconfig(new)
         self.data.limits = new.limits

@@ -324,3 +324,27 @@ events = sa.Table(
     sa.Index(None, "at"),
     sqlite_autoincrement=True,
 )
+
+# Reports of the configured reporters (master/reporters): one row per reporter, build and state
+# ("start" or "finish"), written before delivery is tried so that a restart delivers what a
+# stopped or killed master left, and the unique key keeps a report from being made twice.
+# event_id is the journal id of the build's event: the highest one a reporter has recorded on a
+# master is where its catch-up from the journal resumes after a crash.
+reporter_reports = sa.Table(
+    "reporter_reports",
+    metadata,
+    _id(),
+    sa.Column("reporter", sa.String(255), nullable=False),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey("builds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False),
+    sa.Column("masterid", sa.Integer, nullable=True),
+    sa.Column("event_id", sa.BigInteger, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    sa.Column("delivered_at", sa.Integer),
+    # why the report was given up (a 4xx, or the retry limit), else null
+    sa.Column("failed", sa.Text),
+    sa.UniqueConstraint("reporter", "buildid", "state"),
+    # a reporter's undelivered reports on its master, and its catch-up point
+    sa.Index(None, "reporter", "masterid", "delivered_at"),
+)
