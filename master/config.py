@@ -35,6 +35,8 @@ class WWWConfig:
     port: int = 8010
     base_url: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
+    ws_max_subscriptions: int = 1000
+    ws_max_connections_per_ip: int = 200
 
     @property
     def url(self) -> str:
@@ -92,7 +94,8 @@ class MasterConfig:
 
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):
-        known = ("interface", "port", "base_url", "allowed_origins")
+        known = ("interface", "port", "base_url", "allowed_origins",
+                 "ws_max_subscriptions", "ws_max_connections_per_ip")
         unknown = set(config.www) - set(known)
         if unknown:
             raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
@@ -112,6 +115,10 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         raise ConfigError(
             f"www.allowed_origins: expected a list of origins like 'https://ci.example.org', got {origins!r}"
         )
+    for key in ("ws_max_subscriptions", "ws_max_connections_per_ip"):
+        value = getattr(config.www, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"www.{key}: expected a positive integer, got {value!r}")
     _check_auth(config.auth)
     try:
         config.change_hooks = check_change_hooks(config.change_hooks)

@@ -140,7 +140,10 @@ class MasterService(service.MultiService):
         self.auth.reconfigure(config.auth)
         data.auth = self.auth  # plugins check their APIs' users and tokens with the master's Authenticator
         self.rest = RestApi(data, config.www.url, self.auth)
-        self.live = LiveUpdates(data, self.auth)
+        self.live = LiveUpdates(
+            data, self.auth, max_subscriptions=config.www.ws_max_subscriptions,
+            max_connections_per_ip=config.www.ws_max_connections_per_ip,
+        )
         self.change_hooks = ChangeHooks(data, config.change_hooks)
         self.root = build_root({
             "api": self.rest.resource(),
@@ -369,6 +372,7 @@ class MasterService(service.MultiService):
         if self.root.ui is not None:
             self.root.ui.reconfigure(new.title, new.www.url)
         self.site.allowed_origins = list(new.www.allowed_origins)
+        self.live.set_limits(new.www.ws_max_subscriptions, new.www.ws_max_connections_per_ip)
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish
             port = self._listen(new)
