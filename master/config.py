@@ -85,6 +85,7 @@ class MasterConfig:
     heartbeat_seconds: float = 10.0
     master_expiry_seconds: float = 60.0
     event_retention_minutes: float = 60.0
+    db_retry_seconds: float = 30.0
 
     @property
     def limits(self) -> Limits:
@@ -128,7 +129,7 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         value = getattr(config, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
             raise ConfigError(f"{key}: expected a positive number of days or None (keep forever), got {value!r}")
-    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes"):
+    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes", "db_retry_seconds"):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")

@@ -81,6 +81,11 @@ class MasterService(service.MultiService):
         self._reconfiguring = False
         self.accepting_builds = True
 
+    @property
+    def database_available(self) -> bool:
+        """Whether the database answers now (False during a PostgreSQL outage; for /metrics and health)."""
+        return bool(getattr(self.storage, "database_available", False))
+
     # -- start and stop ---------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
@@ -121,7 +126,7 @@ class MasterService(service.MultiService):
         try:
             await threads.deferToThread(migrate.check, config.db_url)
             await self._create_plugin_tables(config.plugins)
-            self.storage = make_storage(config.db_url)
+            self.storage = make_storage(config.db_url, retry_seconds=config.db_retry_seconds)
             await self.storage.start()
         except StorageError as e:
             raise StartupError(str(e)) from None
@@ -367,6 +372,8 @@ class MasterService(service.MultiService):
             changes.append("auth " + ("on" if new.auth else "off"))
         self.retention.config = new
         self.heartbeat.reconfig(new)
+        if hasattr(self.storage, "retry_seconds"):
+            self.storage.retry_seconds = new.db_retry_seconds
         self.data.limits = new.limits
         self.rest.base_url = new.www.url
         if self.root.ui is not None:
