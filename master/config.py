@@ -37,6 +37,8 @@ class WWWConfig:
     base_url: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
     access_log: str | None = None
+    ws_max_subscriptions: int = 1000
+    ws_max_connections_per_ip: int = 200
 
     @property
     def url(self) -> str:
@@ -87,6 +89,7 @@ class MasterConfig:
     event_retention_minutes: float = 60.0
     metrics_public: bool = False
     reporters: list[Any] = field(default_factory=list)
+    db_retry_seconds: float = 30.0
 
     @property
     def limits(self) -> Limits:
@@ -96,7 +99,8 @@ class MasterConfig:
 
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):
-        known = ("interface", "port", "base_url", "allowed_origins", "access_log")
+        known = ("interface", "port", "base_url", "allowed_origins", "access_log",
+                 "ws_max_subscriptions", "ws_max_connections_per_ip")
         unknown = set(config.www) - set(known)
         if unknown:
             raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
@@ -120,6 +124,10 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         raise ConfigError(f"www.access_log: expected a file name or None (off), got {config.www.access_log!r}")
     if not isinstance(config.metrics_public, bool):
         raise ConfigError(f"metrics_public: expected True or False, got {config.metrics_public!r}")
+    for key in ("ws_max_subscriptions", "ws_max_connections_per_ip"):
+        value = getattr(config.www, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"www.{key}: expected a positive integer, got {value!r}")
     _check_auth(config.auth)
     try:
         config.change_hooks = check_change_hooks(config.change_hooks)
@@ -129,7 +137,7 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         value = getattr(config, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
             raise ConfigError(f"{key}: expected a positive number of days or None (keep forever), got {value!r}")
-    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes"):
+    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes", "db_retry_seconds"):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")

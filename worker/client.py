@@ -34,6 +34,7 @@ from zope.interface import implementer
 import worker
 from master.engine import protocol
 from worker.config import WorkerConfig
+from worker.groups import ProcessGroups
 from worker.runner import CommandRejected, RunningCommand, parse_run, rejected
 
 log = Logger()
@@ -159,6 +160,7 @@ class Worker(service.Service):
         self.first_outcome: defer.Deferred[str] = defer.Deferred()
         self.left: defer.Deferred[None] = defer.Deferred()
         self.active_commands: set[RunningCommand] = set()
+        self.groups = ProcessGroups(basedir)
         self._factory = WorkerClientFactory(self, config.master, ping_interval)
         self._proto: WorkerClientProtocol | None = None
         self._welcomed = False
@@ -179,6 +181,8 @@ class Worker(service.Service):
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         """Connect (and keep connecting)."""
         super().startService()
+        # before anything runs: a previous instance killed with -9 must not have its commands running on
+        self.groups.start()
         log.info("ci-worker {name} (pid {pid}) connecting to {url}", name=self.config.name, pid=os.getpid(),
                  url=self.config.master)
         self._connect()
@@ -345,10 +349,14 @@ class Worker(service.Service):
         def ended(result: Any) -> Any:
             commands.pop(cmd, None)
             self.active_commands.discard(command)
+            if command.pid is not None:
+                self.groups.discard(command.pid)
             return result
 
         command.done.addBoth(ended)
         command.start()
+        if command.pid is not None and not command.ended:
+            self.groups.add(command.pid)
         if proto.throttle.paused:
             command.pauseProducing()
 
@@ -406,4 +414,5 @@ class Worker(service.Service):
         for command in list(self.active_commands):
             command.interrupt("the worker is stopping")
         await self._wait_for_commands(self.kill_grace + 5)
+        self.groups.stop()
         await self._close("the worker is stopping")

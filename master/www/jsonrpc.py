@@ -14,6 +14,7 @@ code        HTTP    when
 -32601      501     the endpoint has no such action
 -32602      400     bad parameters; ``error.data`` maps each bad one to a message
 -32000      409     the action does not apply in the resource's present state
+-32004      503     the database is unreachable (with ``Retry-After``): try again shortly
 -32603      500     a fault of ours (logged on the master; no detail in the body)
 ==========  ======  =============================================================
 """
@@ -30,8 +31,9 @@ from twisted.web.iweb import IRequest
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
 from master.metrics import note_action
+from master.db.interfaces import DatabaseUnavailable
 from master.www.auth import Authenticator, AuthError
-from master.www.responses import json_body
+from master.www.responses import DATABASE_UNAVAILABLE, RETRY_AFTER, database_available, json_body
 
 log = Logger()
 
@@ -39,6 +41,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+UNAVAILABLE = -32004
 INTERNAL_ERROR = -32603
 CONFLICT = -32000
 UNAUTHENTICATED = -32001
@@ -102,6 +105,8 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         request_id = body["id"]
         note_action(request, data, path, body["method"])
         try:
+            if not database_available(data.storage):
+                raise DatabaseUnavailable(DATABASE_UNAVAILABLE)
             user = None
             if auth is not None and auth.enabled:
                 endpoint, _ = data.resolve(path)
@@ -120,6 +125,9 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
             raise RpcError(INVALID_PARAMS, 400, e.message, e.errors) from None
         except Conflict as e:
             raise RpcError(CONFLICT, 409, e.message) from None
+        except DatabaseUnavailable:
+            request.setHeader(b"Retry-After", RETRY_AFTER)
+            raise RpcError(UNAVAILABLE, 503, DATABASE_UNAVAILABLE) from None
     except RpcError as e:
         error: dict[str, Any] = {"code": e.code, "message": e.message}
         if e.data is not None:

@@ -35,3 +35,18 @@ def json_body(request: IRequest, body: Any, status: int = 200) -> bytes:
 def json_error(request: IRequest, status: int, message: str) -> bytes:
     """A REST error: ``{"error": message}`` with *status*."""
     return json_body(request, {"error": message}, status)
+
+
+DATABASE_UNAVAILABLE = "the database is unavailable; the master carries on once it is back: try again shortly"
+RETRY_AFTER = b"5"
+
+
+def database_available(storage: Any) -> bool:
+    """Whether *storage* can be reached now (backends without outages have no such state: always)."""
+    return getattr(storage, "database_available", True)
+
+
+def unavailable_error(request: IRequest) -> bytes:
+    """A REST 503 saying the database is away, with ``Retry-After``."""
+    request.setHeader(b"Retry-After", RETRY_AFTER)
+    return json_error(request, 503, DATABASE_UNAVAILABLE)

@@ -4,8 +4,8 @@ Routes (Klein, mounted at ``/api/v2``; ``/api`` itself lists the versions mounte
 serve other versions beside it, e.g. ``/api/v1``):  ``/api/v2`` lists the root collections and every
 endpoint pattern; ``/api/v2/openapi.json`` describes the API; ``/api/v2/<path>`` reads
 (GET, HEAD) or controls (POST, JSON-RPC 2.0).  Status codes: 400 bad query, 404 unknown
-path or resource, 405 other methods (with ``Allow``), 500 only for a fault of ours, with
-no detail in the body (it is logged).
+path or resource, 405 other methods (with ``Allow``), 503 (with ``Retry-After``) while the
+database is unreachable, 500 only for a fault of ours, with no detail in the body (it is logged).
 """
 
 from __future__ import annotations
@@ -26,9 +26,10 @@ from master.data.connector import DataAPI
 from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
 from master.data.openapi import application_spec, openapi_document
 from master.metrics import note_route
+from master.db.interfaces import DatabaseUnavailable
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
-from master.www.responses import json_body, json_error
+from master.www.responses import database_available, json_body, json_error, unavailable_error
 from master.www.site import NotFoundResource
 
 log = Logger()
@@ -147,6 +148,8 @@ class RestApi:
         return json_error(request, 405, f"method {method.decode(errors='replace')} is not allowed; use GET or POST")
 
     async def _get(self, request: IRequest, path: str) -> bytes | None:
+        if not database_available(self.data.storage):
+            return unavailable_error(request)  # at once: not after the storage's retry window
         try:
             endpoint, args = self.data.resolve(path)
             note_route(request, endpoint.pattern)
@@ -162,9 +165,13 @@ class RestApi:
             if e.status == 401:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="ci-master"')
             return json_error(request, e.status, e.message)
+        except DatabaseUnavailable:
+            return unavailable_error(request)
         except defer.CancelledError:
             raise  # the client went away: nothing to answer, nothing to log
         except Exception:
+            if not database_available(self.data.storage):
+                return unavailable_error(request)  # it went away during the request
             log.failure("GET /api/v2/{path} failed", path=path)
             return json_error(request, 500, "internal error (logged on the master)")
         rtype = endpoint.rtype
