@@ -34,6 +34,8 @@ from typing import Any
 
 from twisted.web.iweb import IRequest
 
+from master.data.readscope import open_read_scope
+
 SESSION_COOKIE = b"ci_master_session"
 TOKEN_PREFIX = "cim_"
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
@@ -342,6 +344,18 @@ class Authenticator:
             raise AuthError(401, f"authentication required to read {resource}")
         raise AuthError(403, f"user {user.name!r} may not read {resource}")
 
+    def scope_reads(self, user: User | None) -> None:
+        """Check every later ``data.get`` of the running coroutine against the read rules, as *user*.
+
+        Plugins' web routes call this (inside their coroutine) once they know who the caller
+        is, so that every resource type they read needs the rule a REST read of it needs.
+        Nothing is checked when reads are not restricted.
+        """
+        if not self.restricts_reads:
+            open_read_scope(None)
+            return
+        open_read_scope(lambda plural: self.authorize_read(user, plural))
+
     def make_session(self, user: User) -> str:
         """A signed cookie value naming *user* until the session expires."""
         expires = int(time.time() + self.config.session_hours * 3600)
@@ -378,3 +392,17 @@ def _session_secret(basedir: Path) -> bytes:
     with os.fdopen(fd, "w") as handle:
         handle.write(secret.hex())
     return secret
+
+
+def scope_plugin_reads(data: Any, request: IRequest, user: User | None | type[Ellipsis] = ...) -> None:
+    """Open the read scope of a plugin's GET route for its caller: *user*, or whoever *request* authenticates as.
+
+    *data* carries the master's Authenticator as ``data.auth`` (the master service sets it);
+    without one, or without read rules, reads stay public.  Raises AuthError(401) for bad
+    credentials; the reads themselves raise AuthError(401/403) when a rule is missing.
+    """
+    auth = getattr(data, "auth", None)
+    if auth is None or not auth.restricts_reads:
+        open_read_scope(None)
+        return
+    auth.scope_reads(auth.authenticate(request) if user is ... else user)

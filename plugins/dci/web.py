@@ -24,8 +24,8 @@ from twisted.web.iweb import IRequest
 from master.data.base import Collection
 from master.data.errors import DataError, InvalidPath, NotFound
 from master.data.resultspec import Filter
-from master.www.auth import UserStore
-from plugins.dci.auth import Identity, authenticate
+from master.www.auth import AuthError, UserStore, scope_plugin_reads
+from plugins.dci.auth import Identity, authenticate, reader
 from plugins.dci.errors import DciError, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
 from plugins.dci.query import list_spec
@@ -243,9 +243,14 @@ class DciApi:
             identity = None
             if handler is not _root:
                 identity = await authenticate(request, body, self.data, self.users)
+                if request.method in (b"GET", b"HEAD"):
+                    scope_plugin_reads(self.data, request, reader(identity, self.users))
             reply = await handler(self, Call(request, identity, args, query, body))
         except DciError as e:
             reply = Reply(e.status, e.to_json())
+        except AuthError as e:
+            # a read the master's read rules refuse: DCI answers permission failures with 401
+            reply = Reply(401, DciError(401, f"Operation not authorized: {e.message}").to_json())
         except (InvalidPath, NotFound) as e:
             reply = Reply(404, DciError(404, e.message).to_json())
         except DataError as e:
