@@ -266,8 +266,6 @@ class BiletoApi:
         """Each field's documentation and the drop-down lists' values."""
 
         async def read() -> bytes:
-            # the lists may name people and projects: readable by those who may read tickets
-            authorize_read(request, site_authenticator(self.data), self.api_token)
             fields = self.data.rtypes["tickets"].fields
             docs = {name: field.doc for name, field in fields.items()}
             return json_body(request, {"fields": docs, **self.lists})
