@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from master import daemon
+from master import daemon, filemodes
 from master import sendchange as sendchange_cli
 from master import twistd_process as proc
 from master.config import ConfigError, MasterConfig, load_config
@@ -42,12 +42,18 @@ def create_master(args: argparse.Namespace) -> int:
     config_path = basedir / "master.cfg"
     if config_path.exists():
         raise CommandError(f"{config_path} already exists; not overwriting it")
-    basedir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SAMPLE, config_path)
-    shutil.copyfile(SAMPLE, basedir / "master.cfg.sample")
-    config = load_config(basedir)
-    migrate.create(config.db_url)
-    migrate.prepare_plugin_tables(config.db_url, _plugin_schemas(config))
+    # the directory 0700 and its files 0600: master.cfg and the database hold secrets
+    previous_umask = os.umask(filemodes.PRIVATE_UMASK)
+    try:
+        basedir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SAMPLE, config_path)
+        shutil.copyfile(SAMPLE, basedir / "master.cfg.sample")
+        config = load_config(basedir)
+        migrate.create(config.db_url)
+        migrate.prepare_plugin_tables(config.db_url, _plugin_schemas(config))
+    finally:
+        os.umask(previous_umask)
+    filemodes.make_private(basedir, config.db_url)
     print(f"created master in {basedir} (database {migrate.masked_url(config.db_url)})")
     print(f"start it with: ci-master start {args.dir}")
     return 0
@@ -58,6 +64,8 @@ def checkconfig(args: argparse.Namespace) -> int:
     basedir = master_dir(args.dir)
     config = load_config(basedir)
     print(f"{basedir / 'master.cfg'} is valid: {len(config.builders)} builder(s), {len(config.plugins)} plugin(s)")
+    for warning in filemodes.exposed(basedir, config.db_url):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -105,6 +113,7 @@ def _run_foreground(basedir: Path, config: MasterConfig) -> int:
 
     from master.service import MasterService, StartupError
 
+    os.umask(filemodes.PRIVATE_UMASK)  # as the daemon: what the master writes is its owner's only
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     master = MasterService(basedir, config)
     failure_message: list[str] = []

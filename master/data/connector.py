@@ -13,6 +13,7 @@ from master.data.errors import InvalidParams, InvalidPath, NotFound, UnknownActi
 from master.data.events import EventHub
 from master.data.interfaces import IEndpoint, IPlugin, IResourceType
 from master.data.pathmatch import Matcher, split_path
+from master.data.readscope import check_read
 from master.data.resultspec import Limits, ResultSpec, parse_result_spec
 from master.db.interfaces import IStorage
 
@@ -138,9 +139,12 @@ class DataAPI:
         """Read *path*: an entity or None (single), a Collection, or RawContent.
 
         Give either a parsed *spec* or raw *query* arguments (or neither, for defaults).
-        A collection under a parent that does not exist raises NotFound.
+        A collection under a parent that does not exist raises NotFound.  Inside a plugin
+        route's read scope (:mod:`master.data.readscope`) the caller must be allowed to read
+        the resource type first.
         """
         endpoint, args = self.resolve(path)
+        check_read(endpoint.rtype.plural)
         if spec is None:
             spec = self.parse_spec(endpoint, query or {})
         return await self.get_resolved(endpoint, args, spec, path)

@@ -30,8 +30,8 @@ from twisted.web.iweb import IRequest
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
-from master.metrics import note_action
 from master.db.interfaces import DatabaseUnavailable
+from master.metrics import note_action
 from master.www.auth import Authenticator, AuthError
 from master.www.responses import DATABASE_UNAVAILABLE, RETRY_AFTER, database_available, json_body
 

@@ -64,7 +64,10 @@ class LoginPages:
 
     @app.route("/logout", methods=["GET", "POST"])
     def logout(self, request: IRequest) -> bytes:
-        """Close the session."""
+        """Close the session: the cookie is ended on the master, not only dropped by the browser."""
+        cookie = request.getCookie(SESSION_COOKIE)
+        if cookie and self.auth.enabled:
+            self.auth.end_session(cookie.decode("latin-1"))
         self._set_cookie(request, "", 0)
         target = ui_redirect(request)
         if target is not None:

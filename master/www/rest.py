@@ -25,8 +25,8 @@ from master.data.base import Collection, Kind, RawContent
 from master.data.connector import DataAPI
 from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
 from master.data.openapi import application_spec, openapi_document
-from master.metrics import note_route
 from master.db.interfaces import DatabaseUnavailable
+from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
 from master.www.responses import database_available, json_body, json_error, unavailable_error

@@ -10,6 +10,7 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from master.www.accesslog import AccessLogSite
+from master.www.csrf import forgery_refusal
 from master.www.responses import json_error
 
 
@@ -46,7 +47,11 @@ class Root(resource.Resource):
 
 
 class CorsRequest(server.Request):
-    """A request that gets CORS headers when its Origin is one the site allows (``www.allowed_origins``)."""
+    """A request that gets CORS headers when its Origin is one the site allows (``www.allowed_origins``).
+
+    A state change riding on the session cookie from another site is refused here (403), for
+    the whole site (:mod:`master.www.csrf`).
+    """
 
     def process(self) -> None:
         """Add the CORS headers, then dispatch as usual."""
@@ -59,6 +64,13 @@ class CorsRequest(server.Request):
             self.setHeader(b"Access-Control-Allow-Methods", b"GET, HEAD, POST, OPTIONS")
             self.setHeader(b"Access-Control-Allow-Headers", b"Content-Type, Authorization")
             self.setHeader(b"Vary", b"Origin")
+        refusal = forgery_refusal(self, allowed)
+        if refusal is not None:
+            # refused before any resource sees it: no plugin or core route can forget this check
+            self.site = self.channel.site
+            self.write(json_error(self, 403, refusal))
+            self.finish()
+            return
         super().process()
 
 

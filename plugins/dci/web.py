@@ -24,8 +24,9 @@ from twisted.web.iweb import IRequest
 from master.data.base import Collection
 from master.data.errors import DataError, InvalidPath, NotFound
 from master.data.resultspec import Filter
-from master.www.auth import UserStore
-from plugins.dci.auth import Identity, authenticate
+from master.www.auth import AuthError, UserStore, scope_plugin_reads
+from plugins.dci.auth import Identity, authenticate, reader
+from plugins.dci.embed import embed_jobs, parse_embed
 from plugins.dci.errors import DciError, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
 from plugins.dci.query import list_spec
@@ -243,9 +244,14 @@ class DciApi:
             identity = None
             if handler is not _root:
                 identity = await authenticate(request, body, self.data, self.users)
+                if request.method in (b"GET", b"HEAD"):
+                    scope_plugin_reads(self.data, request, reader(identity, self.users))
             reply = await handler(self, Call(request, identity, args, query, body))
         except DciError as e:
             reply = Reply(e.status, e.to_json())
+        except AuthError as e:
+            # a read the master's read rules refuse: DCI answers permission failures with 401
+            reply = Reply(401, DciError(401, f"Operation not authorized: {e.message}").to_json())
         except (InvalidPath, NotFound) as e:
             reply = Reply(404, DciError(404, e.message).to_json())
         except DataError as e:
@@ -442,13 +448,26 @@ async def _schedule_job(api: DciApi, call: Call) -> Reply:
     return _created_job(job, body)
 
 
+_EMBED_KEYS = {"topic": TOPIC_KEYS, "remoteci": CLIENT_KEYS, "team": TEAM_KEYS, "components": COMPONENT_KEYS,
+               "results": RESULT_KEYS, "jobstates": JOBSTATE_KEYS}
+
+
+def _embedded(name: str, entity: dict[str, Any]) -> dict[str, Any]:
+    """An embedded object with the keys its own route shows (a remoteci's secret never)."""
+    return _file_json(entity) if name == "files" else _only(entity, _EMBED_KEYS[name])
+
+
 @route("GET", "/jobs")
 async def _jobs(api: DciApi, call: Call) -> Reply:
-    return await api.list_of(("dci_jobs",), call, "jobs", JOB_KEYS, extra=api.team_filter(call))
+    names = parse_embed(call.query)
+    reply = await api.list_of(("dci_jobs",), call, "jobs", JOB_KEYS, extra=api.team_filter(call))
+    await embed_jobs(api.data, reply.body["jobs"], names, _embedded)
+    return reply
 
 
 @route("GET", "/jobs/{id}")
 async def _job(api: DciApi, call: Call) -> Reply:
+    names = parse_embed(call.query)
     job = await api.job_of(call, call.args["id"])
     body = _only(job, JOB_KEYS)
     everything = {"field": [], "limit": ["200"]}
@@ -458,6 +477,7 @@ async def _job(api: DciApi, call: Call) -> Reply:
     body["components"] = [_only(c, COMPONENT_KEYS) for c in components.items]
     body["results"] = [_only(r, RESULT_KEYS) for r in results.items]
     body["keys_values"] = [_only(kv, KV_KEYS) for kv in kvs.items]
+    await embed_jobs(api.data, [body], [name for name in names if name not in body], _embedded)
     return Reply(200, {"job": body}, job["etag"])
 
 
