@@ -14,6 +14,7 @@ from master.data.events import EventHub
 from master.data.interfaces import IEndpoint, IPlugin, IResourceType
 from master.data.pathmatch import Matcher, split_path
 from master.data.resultspec import Limits, ResultSpec, parse_result_spec
+from master.data.types import check_storable
 from master.db.interfaces import IStorage
 
 
@@ -188,7 +189,14 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate action parameters by their declared types; collect one message per bad field."""
     errors: dict[str, str] = {}
     checked: dict[str, Any] = {}
+    for name, value in params.items():
+        try:
+            check_storable(value)
+        except ValueError as e:
+            errors[name] = str(e)
     for name, param in action.params.items():
+        if name in errors:
+            continue
         if name in params:
             try:
                 checked[name] = param.type.from_json(params[name])
@@ -199,7 +207,7 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             checked[name] = param.default
     for name, value in params.items():
-        if name not in action.params:
+        if name not in action.params and name not in errors:
             if action.open_params:
                 checked[name] = value
             else:
@@ -207,3 +215,4 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     if errors:
         raise InvalidParams(errors)
     return checked
+

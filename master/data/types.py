@@ -10,6 +10,39 @@ import orjson
 _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""Integers are stored as signed 64-bit on both backends: anything outside is refused where it comes in."""
+
+
+def check_int64(number: int) -> int:
+    """*number* if it fits a signed 64-bit integer, else ValueError (SQLite and PostgreSQL hold no more)."""
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{number} is out of range (a 64-bit integer, at most {INT64_MAX})")
+    return number
+
+
+def check_text(text: str) -> str:
+    """*text* if it holds no NUL character, else ValueError (PostgreSQL cannot store one in text)."""
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return text
+
+
+def check_storable(value: Any) -> None:
+    """ValueError if decoded JSON *value* holds, at any depth, text or an integer neither backend can store."""
+    if isinstance(value, str):
+        check_text(value)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        check_int64(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            check_text(key)
+            check_storable(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_storable(item)
+
 
 class FieldType:
     """A value type.  Subclasses parse URL strings, check JSON values and describe themselves."""
@@ -48,18 +81,19 @@ class Integer(FieldType):
     openapi_type = {"type": "integer"}
 
     def from_string(self, text: str) -> int:
-        """Parse a decimal integer."""
+        """Parse a decimal integer that fits 64 bits."""
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise ValueError(f"expected an integer, got {text!r}") from None
+        return check_int64(number)
 
     def from_json(self, value: Any) -> int:
         """Accept an integer, or a string holding one (HTML forms send strings)."""
         if isinstance(value, bool):
             raise ValueError("expected an integer, got a boolean")
         if isinstance(value, int):
-            return value
+            return check_int64(value)
         if isinstance(value, str):
             return self.from_string(value.strip())
         raise ValueError(f"expected an integer, got {type(value).__name__}")
@@ -76,11 +110,15 @@ class String(FieldType):
 
     openapi_type = {"type": "string"}
 
+    def from_string(self, text: str) -> str:
+        """Accept text without NUL characters."""
+        return check_text(text)
+
     def from_json(self, value: Any) -> str:
-        """Accept a string."""
+        """Accept a string without NUL characters."""
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {type(value).__name__}")
-        return value
+        return check_text(value)
 
 
 class Identifier(String):

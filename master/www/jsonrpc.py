@@ -29,6 +29,7 @@ from twisted.web.iweb import IRequest
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.data.types import INT64_MAX, INT64_MIN
 from master.www.auth import Authenticator, AuthError
 from master.www.responses import json_body
 
@@ -70,12 +71,19 @@ def _parse(request: IRequest) -> dict[str, Any]:
         raise RpcError(INVALID_REQUEST, 400, "'method' must be a string")
     if "id" not in body:
         raise RpcError(INVALID_REQUEST, 400, "'id' is required: notifications are not supported")
-    if body["id"] is not None and (isinstance(body["id"], bool) or not isinstance(body["id"], str | int)):
-        raise RpcError(INVALID_REQUEST, 400, "'id' must be a string, an integer or null")
+    if body["id"] is not None and not _valid_id(body["id"]):
+        raise RpcError(INVALID_REQUEST, 400, "'id' must be a string, a 64-bit integer or null")
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise RpcError(INVALID_REQUEST, 400, "'params' must be an object (positional parameters are not supported)")
     return body
+
+
+def _valid_id(candidate: Any) -> bool:
+    """Whether *candidate* may be a request id: a string, or an integer a 64-bit client can read back."""
+    if isinstance(candidate, bool):
+        return False
+    return isinstance(candidate, str) or (isinstance(candidate, int) and INT64_MIN <= candidate <= INT64_MAX)
 
 
 def _request_id(request: IRequest) -> Any:
@@ -84,7 +92,7 @@ def _request_id(request: IRequest) -> Any:
         request.content.seek(0)
         body = orjson.loads(request.content.read())
         candidate = body.get("id") if isinstance(body, dict) else None
-        return candidate if isinstance(candidate, str | int) and not isinstance(candidate, bool) else None
+        return candidate if _valid_id(candidate) else None
     except Exception:
         return None
 
