@@ -151,7 +151,7 @@ class MasterService(service.MultiService):
         })
         # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
         self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
-        self.site = build_site(self.root, config.www.allowed_origins)
+        self.site = build_site(self.root, config.www.allowed_origins, config.www.max_body_bytes)
         for plugin in config.plugins:
             self._mount_plugin(plugin)
             self._start_plugin_services(plugin)
@@ -369,6 +369,7 @@ class MasterService(service.MultiService):
         if self.root.ui is not None:
             self.root.ui.reconfigure(new.title, new.www.url)
         self.site.allowed_origins = list(new.www.allowed_origins)
+        self.site.max_body_bytes = new.www.max_body_bytes
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish
             port = self._listen(new)

@@ -341,7 +341,7 @@ async def test_action_success_and_event(api: Api) -> None:
         ("/api/v2/notes/1", call("pin", {"pinned": True, "x": 1}), "application/json", 400, -32602, "x"),
         ("/api/v2/notes/999", call("pin", {"pinned": True}), "application/json", 404, -32600, "notes/999"),
         ("/api/v2/nosuch/1", call("pin", {"pinned": True}), "application/json", 404, -32600, "nosuch"),
-        ("/api/v2/notes", call("pin", {"pinned": True}), "application/json", 501, -32601, "pin"),
+        ("/api/v2/notes", call("pin", {"pinned": True}), "application/json", 405, -32601, "read-only"),
     ],
 )
 @pytest_twisted.ensureDeferred

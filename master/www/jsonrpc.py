@@ -12,6 +12,7 @@ code        HTTP    when
 -32001      401     the action needs a logged-in user (or the credentials are bad)
 -32003      403     the user's roles do not allow the action
 -32601      501     the endpoint has no such action
+-32601      405     the endpoint has no action at all (read-only; with ``Allow``)
 -32602      400     bad parameters; ``error.data`` maps each bad one to a message
 -32000      409     the action does not apply in the resource's present state
 -32603      500     a fault of ours (logged on the master; no detail in the body)
@@ -95,6 +96,13 @@ def _request_id(request: IRequest) -> Any:
         return candidate if _valid_id(candidate) else None
     except Exception:
         return None
+
+
+def read_only(request: IRequest, path: str) -> bytes:
+    """The answer to a POST where the endpoint has no action: HTTP 405 (the caller sets ``Allow``)."""
+    message = f"/{path.strip('/')} has no actions: it is read-only (GET)"
+    error = {"code": METHOD_NOT_FOUND, "message": message}
+    return json_body(request, {"jsonrpc": "2.0", "error": error, "id": _request_id(request)}, 405)
 
 
 async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticator | None = None) -> bytes:

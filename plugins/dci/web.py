@@ -25,6 +25,7 @@ from master.data.base import Collection
 from master.data.errors import DataError, InvalidPath, NotFound
 from master.data.resultspec import Filter
 from master.www.auth import UserStore
+from master.www.responses import json_routing_errors
 from plugins.dci.auth import Identity, authenticate
 from plugins.dci.errors import DciError, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
@@ -53,6 +54,15 @@ KV_KEYS = ("job_id", "key", "value")
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """The largest file upload accepted (413 above)."""
+
+
+def _body_limit(method: bytes, segments: list[bytes]) -> int | None:
+    """File uploads (``POST /files``) take up to MAX_FILE_BYTES; other routes the site's ``www.max_body_bytes``.
+
+    The web server refuses a larger body before it arrives (:mod:`master.www.httplimits`), and keeps
+    one within the limit in a temporary file while it arrives.
+    """
+    return MAX_FILE_BYTES if method == b"POST" and [s for s in segments if s] == [b"files"] else None
 
 _URL = re.compile(r"^https?://\S+$")
 
@@ -171,7 +181,7 @@ def _file_json(entity: dict[str, Any]) -> dict[str, Any]:
 class DciApi:
     """The routes of DCI API v1 over *data*; Basic auth users come from *users* (ci-master's users file)."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
     routes: list[tuple[bytes, tuple[str, ...], Handler]] = []
 
     def __init__(self, data: Any, users: UserStore | None) -> None:
@@ -179,8 +189,10 @@ class DciApi:
         self.users = users
 
     def resource(self) -> Any:
-        """The twisted.web resource to mount at ``/api/v1``."""
-        return self.app.resource()
+        """The twisted.web resource to mount at ``/api/v1``; file uploads may pass the site's body limit."""
+        mounted = self.app.resource()
+        mounted.max_body_bytes = _body_limit
+        return mounted
 
     @classmethod
     def route(cls, method: str, pattern: str) -> Callable[[Handler], Handler]:
