@@ -15,8 +15,11 @@ import pytest_twisted
 import sqlalchemy as sa
 from apiclient import Api, serve
 
-from master.data.connector import DataAPI
+from master.data.base import Action, Param
+from master.data.connector import DataAPI, check_params
+from master.data.errors import InvalidParams
 from master.data.resources import core_resource_types
+from master.data.types import String
 from master.db import schema
 
 BIG = str(10**20)
@@ -92,8 +95,8 @@ def _rpc(method: str, params: dict[str, Any], request_id: Any = 1) -> bytes:
     ("/api/v2/buildrequests/1", _rpc("set_priority", {"priority": str(10**20)}), 400, "priority", "out of range"),
     ("/api/v2/changes", _rpc("add", {"author": "a\u0000b", "files": []}), 400, "author", "NUL"),
     ("/api/v2/changes", _rpc("add", {"author": "a", "comments": "x\u0000"}), 400, "comments", "NUL"),
-    ("/api/v2/changes", _rpc("add", {"author": "a", "properties": {"k": ["\u0000"]}}), 400, "properties", "NUL"),
-    ("/api/v2/changes", _rpc("add", {"author": "a", "properties": {"k": 2**64 - 1}}), 400, "properties", "range"),
+    ("/api/v2/changes", _rpc("add", {"author": "a", "files": ["ok", "b\u0000"]}), 400, "files", "NUL"),
+    ("/api/v2/changes", _rpc("add", {"author": "a", "when_timestamp": 2**63}), 400, "when_timestamp", "range"),
 ])
 @pytest_twisted.ensureDeferred
 async def test_out_of_range_and_nul_in_params(
@@ -104,6 +107,28 @@ async def test_out_of_range_and_nul_in_params(
     assert answer["error"]["code"] == -32602 and words in answer["error"]["data"][field], answer
     # nothing was stored
     assert (await _get(api, "/api/v2/changes"))[1]["meta"]["total"] == 0
+
+
+@pytest_twisted.ensureDeferred
+async def test_json_objects_hold_what_json_holds(api: Api) -> None:
+    """A declared JSON object is stored as JSON text: NUL characters and unsigned 64-bit integers in it are
+    kept alike on both backends (they are escaped text there), not refused."""
+    properties = {"k": ["a\u0000b", {"n": 2**64 - 1}]}
+    code, answer = await api.rpc("/api/v2/changes", _rpc("add", {"author": "a", "properties": properties}))
+    assert code == 200, answer
+    code, body = await _get(api, f"/api/v2/changes/{answer['result']['changeid']}")
+    assert body["changes"][0]["properties"] == {"k": [["a\u0000b", {"n": 2**64 - 1}], "Change"]}
+
+
+def test_free_form_parameters_hold_no_nul() -> None:
+    """Parameters of no declared type (a force scheduler's own fields) may end up in text columns and commands."""
+    action = Action("force", None, {"reason": Param(String())}, open_params=True)
+    assert check_params(action, {"reason": "r", "greeting": {"a": [1, "x"]}})["greeting"] == {"a": [1, "x"]}
+    for params, name in (({"greeting": "a\u0000b"}, "greeting"), ({"greeting": {"k": ["\u0000"]}}, "greeting"),
+                         ({"a\u0000": 1}, "a\u0000"), ({"reason": "\u0000"}, "reason")):
+        with pytest.raises(InvalidParams) as raised:
+            check_params(action, params)
+        assert "NUL" in raised.value.errors[name], raised.value.errors
 
 
 @pytest_twisted.ensureDeferred

@@ -14,7 +14,7 @@ from master.data.events import EventHub
 from master.data.interfaces import IEndpoint, IPlugin, IResourceType
 from master.data.pathmatch import Matcher, split_path
 from master.data.resultspec import Limits, ResultSpec, parse_result_spec
-from master.data.types import check_storable
+from master.data.types import check_free_value, check_text
 from master.db.interfaces import IStorage
 
 
@@ -189,14 +189,7 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate action parameters by their declared types; collect one message per bad field."""
     errors: dict[str, str] = {}
     checked: dict[str, Any] = {}
-    for name, value in params.items():
-        try:
-            check_storable(value)
-        except ValueError as e:
-            errors[name] = str(e)
     for name, param in action.params.items():
-        if name in errors:
-            continue
         if name in params:
             try:
                 checked[name] = param.type.from_json(params[name])
@@ -207,11 +200,16 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
         else:
             checked[name] = param.default
     for name, value in params.items():
-        if name not in action.params and name not in errors:
-            if action.open_params:
-                checked[name] = value
-            else:
+        if name not in action.params:
+            if not action.open_params:
                 errors[name] = "unknown parameter"
+                continue
+            try:  # no declared type checks it: nothing neither backend can store, at any depth
+                check_text(name)
+                check_free_value(value)
+                checked[name] = value
+            except ValueError as e:
+                errors[name] = str(e)
     if errors:
         raise InvalidParams(errors)
     return checked

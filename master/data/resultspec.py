@@ -107,6 +107,8 @@ def parse_result_spec(
             order: list[str] = []
             for value in values:
                 for part in value.split(","):
+                    if not part:
+                        continue  # as for field=: an empty order= adds no key
                     bare = part[1:] if part.startswith("-") else part
                     if bare not in fields:
                         raise InvalidQuery(f"no such field {bare!r} in order=", "order")

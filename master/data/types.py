@@ -29,19 +29,20 @@ def check_text(text: str) -> str:
     return text
 
 
-def check_storable(value: Any) -> None:
-    """ValueError if decoded JSON *value* holds, at any depth, text or an integer neither backend can store."""
+def check_free_value(value: Any) -> None:
+    """ValueError if decoded JSON *value* holds, at any depth, a string with a NUL character.
+
+    For values of no declared type (free-form action parameters), which may end up in text
+    columns or in commands; values stored as JSON text may hold anything JSON does.
+    """
     if isinstance(value, str):
         check_text(value)
-    elif isinstance(value, int) and not isinstance(value, bool):
-        check_int64(value)
     elif isinstance(value, dict):
-        for key, item in value.items():
-            check_text(key)
-            check_storable(item)
+        for item in value.values():
+            check_free_value(item)
     elif isinstance(value, list):
         for item in value:
-            check_storable(item)
+            check_free_value(item)
 
 
 class FieldType:
@@ -76,9 +77,9 @@ class FieldType:
 
 
 class Integer(FieldType):
-    """A whole number."""
+    """A whole number (64 bits)."""
 
-    openapi_type = {"type": "integer"}
+    openapi_type = {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
 
     def from_string(self, text: str) -> int:
         """Parse a decimal integer that fits 64 bits."""
@@ -102,11 +103,11 @@ class Integer(FieldType):
 class DateTime(Integer):
     """A time as integer seconds since the epoch (UTC)."""
 
-    openapi_type = {"type": "integer", "format": "unix-time"}
+    openapi_type = {**Integer.openapi_type, "format": "unix-time"}
 
 
 class String(FieldType):
-    """Text."""
+    """Text (without NUL characters, which PostgreSQL cannot store)."""
 
     openapi_type = {"type": "string"}
 
@@ -119,6 +120,19 @@ class String(FieldType):
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {type(value).__name__}")
         return check_text(value)
+
+
+class NonBlank(String):
+    """Text with something besides white space."""
+
+    openapi_type = {"type": "string", "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$"}
+
+    def from_json(self, value: Any) -> str:
+        """Accept a string that is not empty once stripped."""
+        text = super().from_json(value)
+        if not text.strip():
+            raise ValueError("must not be empty")
+        return text
 
 
 class Identifier(String):

@@ -11,7 +11,7 @@ code        HTTP    when
 -32600      404     no such path, or no such resource at it
 -32001      401     the action needs a logged-in user (or the credentials are bad)
 -32003      403     the user's roles do not allow the action
--32601      501     the endpoint has no such action
+-32601      400     the endpoint has no such action
 -32601      405     the endpoint has no action at all (read-only; with ``Allow``)
 -32602      400     bad parameters; ``error.data`` maps each bad one to a message
 -32000      409     the action does not apply in the resource's present state
@@ -129,7 +129,7 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         except (InvalidPath, NotFound) as e:
             raise RpcError(INVALID_REQUEST, 404, e.message) from None
         except UnknownAction as e:
-            raise RpcError(METHOD_NOT_FOUND, 501, e.message) from None
+            raise RpcError(METHOD_NOT_FOUND, 400, e.message) from None  # the caller's error: no 5xx
         except InvalidParams as e:
             raise RpcError(INVALID_PARAMS, 400, e.message, e.errors) from None
         except Conflict as e:
