@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from master.data.errors import DataError
+from master.data.errors import DataError, InvalidQuery
 from master.www.auth import AuthError
 from plugins.evergreen import documents as docs
 from plugins.evergreen.reads import Reader
@@ -91,6 +91,8 @@ class EvergreenApi:
                 return reply(request, await work)
             except ApiError as e:
                 return reply(request, {"message": e.message}, e.status)
+            except InvalidQuery as e:  # a value no field can hold (beyond 64 bits, a NUL), refused by the data API
+                return reply(request, {"message": e.message}, 400)
             except defer.CancelledError:
                 raise
             except Exception:
