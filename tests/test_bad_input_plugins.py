@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from apiclient import Api, serve
+from test_dci import DciSite, _make_topic, dci_site
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
@@ -55,3 +57,28 @@ async def test_plugin_reads_refuse_what_no_field_holds(api: Api, path: str, stat
     code, raw, _ = await api.get_raw(path)
     assert code == status, raw[:300]
     assert words in json.dumps(json.loads(raw), ensure_ascii=False), raw[:300]
+
+
+@pytest_twisted.async_yield_fixture()
+async def dci(migrated_url: str, tmp_path: Path) -> AsyncIterator[DciSite]:
+    """The DCI API with a lab, on each backend."""
+    async with dci_site(migrated_url, tmp_path) as site:
+        yield site
+
+
+@pytest_twisted.ensureDeferred
+async def test_dci_refuses_nul_in_text_and_keeps_it_in_data(dci: DciSite) -> None:
+    topic, components = await _make_topic(dci)
+    session = dci.context().session
+    job = {"components": [components["hwcert-1"]["id"]], "topic_id": topic["id"]}
+    for field, value in (("comment", "a\u0000b"), ("tags", ["ok", "b\u0000"])):
+        refused = await dci.call(session.request, "POST", f"{dci.url}/api/v1/jobs", json={**job, field: value})
+        assert refused.status_code == 400, refused.text
+        assert refused.json()["payload"]["error"] == f"{field}: must not contain a NUL character (\\u0000)"
+    assert (await dci.data.get("dci_jobs")).total == 0
+    # a JSON object is stored as JSON text, which holds it on both backends
+    kept = await dci.call(session.request, "POST", f"{dci.url}/api/v1/jobs", json={**job, "data": {"a": "\u0000"}})
+    assert kept.status_code == 201, kept.text
+    assert (await dci.data.get(("dci_jobs", kept.json()["job"]["id"])))["data"] == {"a": "\u0000"}
+    found = await dci.call(session.request, "GET", f"{dci.url}/api/v1/jobs?where=name:a%00b")
+    assert found.status_code == 400 and "NUL" in found.json()["message"]

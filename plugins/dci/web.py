@@ -105,6 +105,12 @@ def _check(name: str, value: Any, kind: str) -> str | None:
     return f"{name}: {value!r} is not a valid '{kind}'"
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a string, or a string of a list, holds a NUL character."""
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return any(isinstance(text, str) and "\x00" in text for text in texts)
+
+
 def check_body(body: Any, schema: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """*body* if it is an object whose fields are all in *schema* with the right types, else 400."""
     if not isinstance(body, dict):
@@ -114,6 +120,8 @@ def check_body(body: Any, schema: dict[str, str], required: tuple[str, ...] = ()
         f"Additional properties are not allowed ('{name}' was unexpected)" for name in body if name not in schema
     ]
     errors += [msg for name, kind in schema.items() if name in body and (msg := _check(name, body[name], kind))]
+    # text columns hold no NUL on PostgreSQL: refused alike on both backends (objects are JSON text: they may)
+    errors += [f"{name}: must not contain a NUL character (\\u0000)" for name, value in body.items() if _has_nul(value)]
     if errors:
         raise DciError(400, "Request malformed", {"errors": errors, "error": errors[0]})
     return body
