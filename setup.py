@@ -33,7 +33,7 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
-                 "playwright>=1.40", "aiosmtpd>=1.4"],
+                 "playwright>=1.40", "aiosmtpd>=1.4", "schemathesis>=4.0"],
     },
     entry_points={
         "console_scripts": [

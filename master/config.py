@@ -22,6 +22,7 @@ from master.plugin import PluginError, load_plugin
 from master.reporters import check_reporters
 from master.www.auth import Auth, ControlRule, ReadRule
 from master.www.changehooks import check_settings as check_change_hooks
+from master.www.httplimits import DEFAULT_MAX_BODY_BYTES
 
 
 class ConfigError(Exception):
@@ -39,6 +40,7 @@ class WWWConfig:
     access_log: str | None = None
     ws_max_subscriptions: int = 1000
     ws_max_connections_per_ip: int = 200
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def url(self) -> str:
@@ -100,13 +102,16 @@ class MasterConfig:
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):
         known = ("interface", "port", "base_url", "allowed_origins", "access_log",
-                 "ws_max_subscriptions", "ws_max_connections_per_ip")
+                 "ws_max_subscriptions", "ws_max_connections_per_ip", "max_body_bytes")
         unknown = set(config.www) - set(known)
         if unknown:
             raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
         config.www = WWWConfig(**config.www)
     if not isinstance(config.www.port, int) or not 0 <= config.www.port <= 65535:
         raise ConfigError(f"www.port: expected a port number, got {config.www.port!r}")
+    body = config.www.max_body_bytes
+    if isinstance(body, bool) or not isinstance(body, int) or body < 1:
+        raise ConfigError(f"www.max_body_bytes: expected a positive number of bytes, got {body!r}")
     if not isinstance(config.title, str):
         raise ConfigError(f"title: expected a string, got {config.title!r}")
     if not isinstance(config.db_url, str) or "://" not in config.db_url:

@@ -165,7 +165,7 @@ class MasterService(service.MultiService):
         })
         # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
         self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
-        self.site = build_site(self.root, config.www.allowed_origins)
+        self.site = build_site(self.root, config.www.allowed_origins, config.www.max_body_bytes)
         try:
             self.site.set_access_log(config.www.access_log, self.basedir)
         except ValueError as e:
@@ -401,6 +401,7 @@ class MasterService(service.MultiService):
         self.site.allowed_origins = list(new.www.allowed_origins)
         self.site.set_access_log(new.www.access_log, self.basedir)
         self.live.set_limits(new.www.ws_max_subscriptions, new.www.ws_max_connections_per_ip)
+        self.site.max_body_bytes = new.www.max_body_bytes
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish
             port = self._listen(new)

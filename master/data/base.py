@@ -86,12 +86,17 @@ class RawContent:
 
 @dataclass
 class Param:
-    """A parameter of an action."""
+    """A parameter of an action.
+
+    *anonymous_required*: the handler defaults it to the logged-in user, so only callers who
+    are not logged in must give it; the API description lists it as required.
+    """
 
     type: FieldType
     required: bool = False
     default: Any = None
     doc: str = ""
+    anonymous_required: bool = False
 
 
 @dataclass

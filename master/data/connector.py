@@ -15,6 +15,7 @@ from master.data.interfaces import IEndpoint, IPlugin, IResourceType
 from master.data.pathmatch import Matcher, split_path
 from master.data.readscope import check_read
 from master.data.resultspec import Limits, ResultSpec, parse_result_spec
+from master.data.types import check_free_value, check_text
 from master.db.interfaces import IStorage
 
 
@@ -204,10 +205,16 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             checked[name] = param.default
     for name, value in params.items():
         if name not in action.params:
-            if action.open_params:
-                checked[name] = value
-            else:
+            if not action.open_params:
                 errors[name] = "unknown parameter"
+                continue
+            try:  # no declared type checks it: nothing neither backend can store, at any depth
+                check_text(name)
+                check_free_value(value)
+                checked[name] = value
+            except ValueError as e:
+                errors[name] = str(e)
     if errors:
         raise InvalidParams(errors)
     return checked
+

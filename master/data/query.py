@@ -14,7 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
 from master.data.base import Collection, Endpoint, Field, Kind
+from master.data.errors import InvalidQuery
 from master.data.resultspec import Filter, ResultSpec
+from master.data.types import check_int64, check_text
 from master.db.interfaces import Prepared
 
 if TYPE_CHECKING:
@@ -25,12 +27,27 @@ def _escape_like(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
+def _check_values(flt: Filter) -> None:
+    """InvalidQuery for a value neither backend can bind: filters parsed from a query are checked
+    already, but plugins build some of theirs from their own APIs' parameters.
+    """
+    for value in flt.values:
+        try:
+            if isinstance(value, str):
+                check_text(value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                check_int64(value)
+        except ValueError as e:
+            raise InvalidQuery(f"invalid filter value for {flt.field!r}: {e}", flt.field) from None
+
+
 def _bind_filter(field: Field, flt: Filter, index: int, params: dict[str, Any]) -> tuple[Any, ...]:
     """Put one filter's values in *params*; return the part of the shape key it adds.
 
     This runs on every request, so it only binds values: the SQL clause is made by
     :func:`_filter_clause`, once per shape, when the statement is compiled.
     """
+    _check_values(flt)
     if field.filter_sql is not None:
         # custom filters may vary their SQL with the values, so the values join the key
         return (flt.field, flt.op, flt.values)

@@ -11,7 +11,8 @@ code        HTTP    when
 -32600      404     no such path, or no such resource at it
 -32001      401     the action needs a logged-in user (or the credentials are bad)
 -32003      403     the user's roles do not allow the action
--32601      501     the endpoint has no such action
+-32601      400     the endpoint has no such action
+-32601      405     the endpoint has no action at all (read-only; with ``Allow``)
 -32602      400     bad parameters; ``error.data`` maps each bad one to a message
 -32000      409     the action does not apply in the resource's present state
 -32004      503     the database is unreachable (with ``Retry-After``): try again shortly
@@ -30,6 +31,7 @@ from twisted.web.iweb import IRequest
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.data.types import INT64_MAX, INT64_MIN
 from master.db.interfaces import DatabaseUnavailable
 from master.metrics import note_action
 from master.www.auth import Authenticator, AuthError
@@ -74,12 +76,19 @@ def _parse(request: IRequest) -> dict[str, Any]:
         raise RpcError(INVALID_REQUEST, 400, "'method' must be a string")
     if "id" not in body:
         raise RpcError(INVALID_REQUEST, 400, "'id' is required: notifications are not supported")
-    if body["id"] is not None and (isinstance(body["id"], bool) or not isinstance(body["id"], str | int)):
-        raise RpcError(INVALID_REQUEST, 400, "'id' must be a string, an integer or null")
+    if body["id"] is not None and not _valid_id(body["id"]):
+        raise RpcError(INVALID_REQUEST, 400, "'id' must be a string, a 64-bit integer or null")
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise RpcError(INVALID_REQUEST, 400, "'params' must be an object (positional parameters are not supported)")
     return body
+
+
+def _valid_id(candidate: Any) -> bool:
+    """Whether *candidate* may be a request id: a string, or an integer a 64-bit client can read back."""
+    if isinstance(candidate, bool):
+        return False
+    return isinstance(candidate, str) or (isinstance(candidate, int) and INT64_MIN <= candidate <= INT64_MAX)
 
 
 def _request_id(request: IRequest) -> Any:
@@ -88,9 +97,16 @@ def _request_id(request: IRequest) -> Any:
         request.content.seek(0)
         body = orjson.loads(request.content.read())
         candidate = body.get("id") if isinstance(body, dict) else None
-        return candidate if isinstance(candidate, str | int) and not isinstance(candidate, bool) else None
+        return candidate if _valid_id(candidate) else None
     except Exception:
         return None
+
+
+def read_only(request: IRequest, path: str) -> bytes:
+    """The answer to a POST where the endpoint has no action: HTTP 405 (the caller sets ``Allow``)."""
+    message = f"/{path.strip('/')} has no actions: it is read-only (GET)"
+    error = {"code": METHOD_NOT_FOUND, "message": message}
+    return json_body(request, {"jsonrpc": "2.0", "error": error, "id": _request_id(request)}, 405)
 
 
 async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticator | None = None) -> bytes:
@@ -120,7 +136,7 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         except (InvalidPath, NotFound) as e:
             raise RpcError(INVALID_REQUEST, 404, e.message) from None
         except UnknownAction as e:
-            raise RpcError(METHOD_NOT_FOUND, 501, e.message) from None
+            raise RpcError(METHOD_NOT_FOUND, 400, e.message) from None  # the caller's error: no 5xx
         except InvalidParams as e:
             raise RpcError(INVALID_PARAMS, 400, e.message, e.errors) from None
         except Conflict as e:

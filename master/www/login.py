@@ -20,7 +20,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from master.www.auth import SESSION_COOKIE, Authenticator, AuthError, User
-from master.www.responses import json_body, json_error
+from master.www.responses import json_body, json_error, json_routing_errors
 
 ANONYMOUS = {"anonymous": True}
 
@@ -28,7 +28,7 @@ ANONYMOUS = {"anonymous": True}
 class LoginPages:
     """The routes of ``/auth`` over one Authenticator."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
 
     def __init__(self, auth: Authenticator) -> None:
         self.auth = auth

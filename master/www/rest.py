@@ -4,8 +4,9 @@ Routes (Klein, mounted at ``/api/v2``; ``/api`` itself lists the versions mounte
 serve other versions beside it, e.g. ``/api/v1``):  ``/api/v2`` lists the root collections and every
 endpoint pattern; ``/api/v2/openapi.json`` describes the API; ``/api/v2/<path>`` reads
 (GET, HEAD) or controls (POST, JSON-RPC 2.0).  Status codes: 400 bad query, 404 unknown
-path or resource, 405 other methods (with ``Allow``), 503 (with ``Retry-After``) while the
-database is unreachable, 500 only for a fault of ours, with no detail in the body (it is logged).
+path or resource, 405 other methods, and POST where the endpoint has no action (with ``Allow``),
+503 (with ``Retry-After``) while the database is unreachable, 500 only for a fault of ours, with no
+detail in the body (it is logged).
 """
 
 from __future__ import annotations
@@ -29,12 +30,14 @@ from master.db.interfaces import DatabaseUnavailable
 from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
-from master.www.responses import database_available, json_body, json_error, unavailable_error
+from master.www.responses import database_available, json_body, json_error, json_routing_errors, unavailable_error
 from master.www.site import NotFoundResource
 
 log = Logger()
 
 ALLOW = b"GET, HEAD, POST, OPTIONS"
+READ_ONLY_ALLOW = b"GET, HEAD, OPTIONS"
+"""What an endpoint without actions takes: a POST there is a 405, not a JSON-RPC error."""
 
 
 def query_args(request: IRequest) -> dict[str, list[str]]:
@@ -97,7 +100,7 @@ class ApiVersions(resource.Resource):
 class RestApi:
     """The REST and JSON-RPC routes over one DataAPI."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
 
     def __init__(
         self, data: DataAPI, base_url: str = "http://127.0.0.1:8010/", auth: Authenticator | None = None
@@ -138,14 +141,26 @@ class RestApi:
         method = request.method
         if method in (b"GET", b"HEAD"):
             return defer.ensureDeferred(self._get(request, path))
+        allow = self._allow(path)
         if method == b"POST":
+            if allow is READ_ONLY_ALLOW:
+                request.setHeader(b"Allow", allow)
+                return jsonrpc.read_only(request, path)
             return defer.ensureDeferred(jsonrpc.handle(self.data, request, path, self.auth))
         if method == b"OPTIONS":
             request.setResponseCode(204)
-            request.setHeader(b"Allow", ALLOW)
+            request.setHeader(b"Allow", allow)
             return b""
-        request.setHeader(b"Allow", ALLOW)
+        request.setHeader(b"Allow", allow)
         return json_error(request, 405, f"method {method.decode(errors='replace')} is not allowed; use GET or POST")
+
+    def _allow(self, path: str) -> bytes:
+        """The methods *path* takes: POST only where its endpoint has actions (all, for unknown paths)."""
+        try:
+            endpoint, _ = self.data.resolve(path)
+        except DataError:
+            return ALLOW  # a POST gets JSON-RPC's 404, other methods a 405
+        return ALLOW if endpoint.actions else READ_ONLY_ALLOW
 
     async def _get(self, request: IRequest, path: str) -> bytes | None:
         if not database_available(self.data.storage):

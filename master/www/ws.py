@@ -44,6 +44,7 @@ from zope.interface import implementer
 from master.data.base import Kind
 from master.data.connector import DataAPI
 from master.data.events import Event, Key, PatternIndex, TooOld, key_matches, split_key
+from master.data.types import INT64_MAX
 from master.www.auth import Authenticator, AuthError
 
 log = Logger()
@@ -234,8 +235,8 @@ class LiveProtocol(WebSocketServerProtocol):
             self._reply(msg_id, e.status, e.message)
             return
         since = frame.get("since")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
-            self._reply(msg_id, 400, "'since' must be an event id (an integer >= 0)")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= INT64_MAX):
+            self._reply(msg_id, 400, "'since' must be an event id (a 64-bit integer >= 0)")
             return
         if pattern in self.patterns:
             self._reply(msg_id, 200)  # already consuming: nothing to do

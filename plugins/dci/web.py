@@ -25,6 +25,7 @@ from master.data.base import Collection
 from master.data.errors import DataError, InvalidPath, NotFound
 from master.data.resultspec import Filter
 from master.www.auth import AuthError, UserStore, scope_plugin_reads
+from master.www.responses import json_routing_errors
 from plugins.dci.auth import Identity, authenticate, reader
 from plugins.dci.embed import embed_jobs, parse_embed
 from plugins.dci.errors import DciError, malformed, not_found, unauthorized
@@ -54,6 +55,15 @@ KV_KEYS = ("job_id", "key", "value")
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """The largest file upload accepted (413 above)."""
+
+
+def _body_limit(method: bytes, segments: list[bytes]) -> int | None:
+    """File uploads (``POST /files``) take up to MAX_FILE_BYTES; other routes the site's ``www.max_body_bytes``.
+
+    The web server refuses a larger body before it arrives (:mod:`master.www.httplimits`), and keeps
+    one within the limit in a temporary file while it arrives.
+    """
+    return MAX_FILE_BYTES if method == b"POST" and [s for s in segments if s] == [b"files"] else None
 
 _URL = re.compile(r"^https?://\S+$")
 
@@ -96,6 +106,12 @@ def _check(name: str, value: Any, kind: str) -> str | None:
     return f"{name}: {value!r} is not a valid '{kind}'"
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a string, or a string of a list, holds a NUL character."""
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return any(isinstance(text, str) and "\x00" in text for text in texts)
+
+
 def check_body(body: Any, schema: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """*body* if it is an object whose fields are all in *schema* with the right types, else 400."""
     if not isinstance(body, dict):
@@ -105,6 +121,8 @@ def check_body(body: Any, schema: dict[str, str], required: tuple[str, ...] = ()
         f"Additional properties are not allowed ('{name}' was unexpected)" for name in body if name not in schema
     ]
     errors += [msg for name, kind in schema.items() if name in body and (msg := _check(name, body[name], kind))]
+    # text columns hold no NUL on PostgreSQL: refused alike on both backends (objects are JSON text: they may)
+    errors += [f"{name}: must not contain a NUL character (\\u0000)" for name, value in body.items() if _has_nul(value)]
     if errors:
         raise DciError(400, "Request malformed", {"errors": errors, "error": errors[0]})
     return body
@@ -172,7 +190,7 @@ def _file_json(entity: dict[str, Any]) -> dict[str, Any]:
 class DciApi:
     """The routes of DCI API v1 over *data*; Basic auth users come from *users* (ci-master's users file)."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
     routes: list[tuple[bytes, tuple[str, ...], Handler]] = []
 
     def __init__(self, data: Any, users: UserStore | None) -> None:
@@ -180,8 +198,10 @@ class DciApi:
         self.users = users
 
     def resource(self) -> Any:
-        """The twisted.web resource to mount at ``/api/v1``."""
-        return self.app.resource()
+        """The twisted.web resource to mount at ``/api/v1``; file uploads may pass the site's body limit."""
+        mounted = self.app.resource()
+        mounted.max_body_bytes = _body_limit
+        return mounted
 
     @classmethod
     def route(cls, method: str, pattern: str) -> Callable[[Handler], Handler]:

@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from master.data.errors import DataError
+from master.data.errors import DataError, InvalidQuery
 from master.www.auth import AuthError, scope_plugin_reads
 from plugins.evergreen import documents as docs
 from plugins.evergreen.reads import Reader
@@ -106,6 +106,8 @@ class EvergreenApi:
                 if e.status == 401:
                     request.setHeader(b"WWW-Authenticate", b'Basic realm="ci-master"')
                 return reply(request, {"message": f"unauthorized: {e.message}"}, e.status)
+            except InvalidQuery as e:  # a value no field can hold (beyond 64 bits, a NUL), refused by the data API
+                return reply(request, {"message": e.message}, 400)
             except defer.CancelledError:
                 raise
             except Exception:

@@ -34,6 +34,7 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from master.data.errors import DataError
 from master.data.resources.common import RETRY, SUCCESS, now
 from master.db.interfaces import StorageError
 from master.www.auth import AuthError
@@ -219,6 +220,8 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return failed(request, e.status, e.msg)
             except AuthError as e:  # a read the read scope refused
                 return failed(request, 403, f"ACCESS DENIED! {e.message}")
+            except DataError as e:  # a value no field can hold, refused by the data API: the caller's
+                return failed(request, 400, e.message)
             except Exception:
                 log.failure("self-serve {path} failed", path=request.path)
                 return failed(request, 500, "internal error (see the master's log)")
