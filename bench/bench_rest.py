@@ -150,7 +150,7 @@ def seed(url: str, builds: int, log: Callable[[str], None] = print) -> None:
     """
     import sqlalchemy as sa
 
-    from master.db import migrate, schema
+    from master.db import counters, migrate, schema
     from master.db.migrate import sqlalchemy_url
 
     started = time.monotonic()
@@ -173,6 +173,8 @@ def seed(url: str, builds: int, log: Callable[[str], None] = print) -> None:
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
+        for statement in counters.drop_ddl(dialect):  # counted once at the end, not row by row
+            cursor.execute(statement)
         if dialect == "sqlite":  # seeding only: durability is not needed
             cursor.execute("PRAGMA synchronous=OFF")
         else:  # the rows are consistent by construction: skip the per-row foreign-key triggers
@@ -185,6 +187,10 @@ def seed(url: str, builds: int, log: Callable[[str], None] = print) -> None:
             if last % COMMIT_EVERY == 0 or last == builds:
                 raw.commit()
                 log(f"  seeded {last:,}/{builds:,} builds ({time.monotonic() - started:.1f}s)")
+        counters.recount(cursor.execute, dialect)
+        for statement in counters.trigger_ddl(dialect):
+            cursor.execute(statement)
+        raw.commit()
         if dialect == "postgresql":
             for table in ("masters", "workers", "builders", "buildsets", "buildrequests", "builds", "steps"):
                 cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")

@@ -15,6 +15,25 @@ _ARG_SCHEMAS = {"n": {"type": "integer"}, "i": {"type": "string", "pattern": "^[
                 "s": {"type": "string"}}
 
 
+_COLLECTION_META = {
+    "type": "object",
+    "properties": {
+        "total": {"type": "integer", "description": (
+            "the number of matching entities, whatever the page: exact for a collection unfiltered or filtered "
+            "by its parent (kept by counters); for other filters at most 10,000 rows are counted")},
+        "total_is_lower_bound": {"type": "boolean", "description": (
+            "present (true) when more entities match than were counted: total is then 10,000, or the end of "
+            "this page if further; page on until a page is short")},
+    },
+}
+_ETAG = {"description": "a hash of the body; send it back in If-None-Match (a comma-separated list) "
+         "to get 304 with no body while it is unchanged", "schema": {"type": "string"}}
+_LINK = {"description": "on a full page of a collection ordered by its id (the default, order=<id> or "
+         "order=-<id>): <the next page's URL, bounded by <id>__gt or <id>__lt instead of an offset>; "
+         'rel="next"', "schema": {"type": "string"}}
+_NOT_MODIFIED = {"description": "If-None-Match named the current ETag: no body"}
+
+
 def _collection_parameters() -> list[dict[str, Any]]:
     return [
         {"name": "field", "in": "query", "schema": {"type": "array", "items": {"type": "string"}},
@@ -47,21 +66,25 @@ def openapi_document(data: DataAPI, server_url: str) -> dict[str, Any]:
             for s in segments if s.is_capture
         ]
         ref = {"$ref": f"#/components/schemas/{rtype.name}"}
+        collection = endpoint.kind is Kind.COLLECTION
         if endpoint.kind is Kind.RAW:
             response = {"description": "raw content", "content": {"text/plain": {"schema": {"type": "string"}}}}
         else:
             envelope = {
                 "type": "object",
-                "properties": {rtype.plural: {"type": "array", "items": ref}, "meta": {"type": "object"}},
+                "properties": {rtype.plural: {"type": "array", "items": ref},
+                               "meta": _COLLECTION_META if collection else {"type": "object"}},
             }
             response = {
                 "description": f"{rtype.plural} envelope",
                 "content": {"application/json": {"schema": envelope}},
+                "headers": {"ETag": _ETAG, **({"Link": _LINK} if collection else {})},
             }
         get: dict[str, Any] = {
             "summary": endpoint.doc or f"{'list' if endpoint.kind is Kind.COLLECTION else 'get'} {rtype.plural}",
             "parameters": parameters + (_collection_parameters() if endpoint.kind is Kind.COLLECTION else []),
-            "responses": {"200": response, "400": {"description": "bad query"}, "404": {"description": "not found"}},
+            "responses": {"200": response, "304": _NOT_MODIFIED, "400": {"description": "bad query"},
+                          "404": {"description": "not found"}},
         }
         if endpoint.kind is Kind.COLLECTION:
             get["description"] = (

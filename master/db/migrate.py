@@ -20,6 +20,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from master.db import counters
 from master.db.interfaces import StorageError
 from master.db.schema import metadata
 
@@ -53,10 +54,13 @@ def _engine(url: str) -> sa.engine.Engine:
         raise StorageError(f"bad database URL {masked_url(url)}: {e}") from None
 
 
-def _alembic_config(connection: sa.engine.Connection, plugin: PluginSchema | None = None) -> Config:
+def _alembic_config(
+    connection: sa.engine.Connection, plugin: PluginSchema | None = None, progress: Callable[[str], None] = print
+) -> Config:
     config = Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
+    config.attributes["progress"] = progress  # revisions that take long say how far they are
     if plugin is not None:
         config.set_main_option("path_separator", "os")
         config.set_main_option("version_locations", str(plugin.versions))
@@ -144,6 +148,8 @@ def create(url: str, extra_metadata: Iterable[sa.MetaData] = ()) -> None:
         if MigrationContext.configure(connection).get_current_revision() is not None:
             raise StorageError(f"database {masked_url(url)} already has a schema; use upgrade-master")
         _copy(metadata).create_all(connection)
+        for statement in counters.trigger_ddl(connection.dialect.name):
+            connection.exec_driver_sql(statement)
         for extra in extra_metadata:
             extra.create_all(connection)
         connection.commit()
@@ -240,7 +246,7 @@ def upgrade(url: str, progress: Callable[[str], None] = print, target: str = "he
         start = MigrationContext.configure(connection).get_current_revision()
         script = ScriptDirectory(MIGRATIONS)
         steps = [rev for rev in script.iterate_revisions(target, start)][::-1]
-        config = _alembic_config(connection)
+        config = _alembic_config(connection, progress=progress)
         for number, rev in enumerate(steps, 1):
             began = time.monotonic()
             progress(f"[{number}/{len(steps)}] {rev.revision}: {rev.doc}")
