@@ -68,10 +68,17 @@ class Field:
 
 @dataclass
 class Collection:
-    """A page of a collection and the number of entities matching, whatever the page."""
+    """A page of a collection and the number of entities matching, whatever the page.
+
+    *total_is_lower_bound*: more entities match than were counted (a filtered query counts at
+    most ``master.data.query.COUNT_CAP``); *total* is then the cap, or the end of this page.
+    """
 
     items: list[dict[str, Any]]
     total: int
+    total_is_lower_bound: bool = False
+    last_id: Any = None
+    """The id of the page's last entity (also when not selected), for keyset links."""
 
 
 @dataclass
@@ -201,6 +208,8 @@ class ResourceType:
     id_field: str = ""
     event_paths: tuple[str, ...] = ()
     doc: str = ""
+    counted_table: str | None = None
+    """The table of ``source`` whose maintained row counters (master.db.counters) give exact totals."""
 
     def __init__(self) -> None:
         self.source: FromClause

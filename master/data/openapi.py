@@ -36,6 +36,25 @@ _ERRORS = {
 }
 
 
+_COLLECTION_META = {
+    "type": "object",
+    "properties": {
+        "total": {"type": "integer", "description": (
+            "the number of matching entities, whatever the page: exact for a collection unfiltered or filtered "
+            "by its parent (kept by counters); for other filters at most 10,000 rows are counted")},
+        "total_is_lower_bound": {"type": "boolean", "description": (
+            "present (true) when more entities match than were counted: total is then 10,000, or the end of "
+            "this page if further; page on until a page is short")},
+    },
+}
+_ETAG = {"description": "a hash of the body; send it back in If-None-Match (a comma-separated list) "
+         "to get 304 with no body while it is unchanged", "schema": {"type": "string"}}
+_LINK = {"description": "on a full page of a collection ordered by its id (the default, order=<id> or "
+         "order=-<id>): <the next page's URL, bounded by <id>__gt or <id>__lt instead of an offset>; "
+         'rel="next"', "schema": {"type": "string"}}
+_NOT_MODIFIED = {"description": "If-None-Match named the current ETag: no body"}
+
+
 def _field_parameter(rtype: Any) -> dict[str, Any]:
     return {"name": "field", "in": "query", "style": "form", "explode": True,
             "schema": {"type": "array", "items": {"type": "string", "enum": ["", *rtype.fields]}},
@@ -101,14 +120,20 @@ def _paths(data: DataAPI) -> list[tuple[str, list[dict[str, Any]], Any]]:
 def _get_operation(endpoint: Any, parameters: list[dict[str, Any]], limits: Any) -> dict[str, Any]:
     rtype = endpoint.rtype
     ref = {"$ref": f"#/components/schemas/{rtype.name}"}
+    collection = endpoint.kind is Kind.COLLECTION
     if endpoint.kind is Kind.RAW:
         response = {"description": "raw content", "content": {"text/plain": {"schema": {"type": "string"}}}}
     else:
         envelope = {
             "type": "object",
-            "properties": {rtype.plural: {"type": "array", "items": ref}, "meta": {"type": "object"}},
+            "properties": {rtype.plural: {"type": "array", "items": ref},
+                           "meta": _COLLECTION_META if collection else {"type": "object"}},
         }
-        response = {"description": f"{rtype.plural} envelope", "content": {"application/json": {"schema": envelope}}}
+        response = {
+            "description": f"{rtype.plural} envelope",
+            "content": {"application/json": {"schema": envelope}},
+            "headers": {"ETag": _ETAG, **({"Link": _LINK} if collection else {})},
+        }
     query = []
     if endpoint.kind is not Kind.RAW:
         query.append(_field_parameter(rtype))
@@ -117,7 +142,7 @@ def _get_operation(endpoint: Any, parameters: list[dict[str, Any]], limits: Any)
     get: dict[str, Any] = {
         "summary": endpoint.doc or f"{'list' if endpoint.kind is Kind.COLLECTION else 'get'} {rtype.plural}",
         "parameters": parameters + query,
-        "responses": _responses(response),
+        "responses": {**_responses(response), "304": _NOT_MODIFIED},
     }
     if endpoint.kind is Kind.COLLECTION:
         get["description"] = "Filter with field=value or field__op=value, op one of " + ", ".join(OPERATORS) + "."

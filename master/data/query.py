@@ -17,7 +17,9 @@ from master.data.base import Collection, Endpoint, Field, Kind
 from master.data.errors import InvalidQuery
 from master.data.resultspec import Filter, ResultSpec
 from master.data.types import check_int64, check_text
-from master.db.interfaces import Prepared
+from master.db import schema
+from master.db.counters import counter_name
+from master.db.interfaces import Prepared, page_total
 
 if TYPE_CHECKING:
     from master.data.connector import DataAPI
@@ -110,6 +112,35 @@ def _order_by(endpoint: Endpoint, spec: ResultSpec) -> list[ColumnElement]:
     return terms
 
 
+COUNT_CAP = 10_000
+"""Filtered collections count at most this many rows; beyond it ``meta.total`` is a lower bound."""
+
+_COUNTER = Prepared(("row-counter",), lambda: sa.select(sa.func.coalesce(
+    sa.select(schema.row_counts.c.n).where(schema.row_counts.c.name == sa.bindparam("counter_name"))
+    .scalar_subquery(), 0).label("total")))
+
+
+def _counter(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]) -> str | None:
+    """The maintained counter that is this collection's exact total, or None (see master.db.counters).
+
+    It applies to a resource type that names its ``counted_table``, when the path arguments and
+    the filters (one value each, ``eq``) are exactly the dimensions of one of its counters.
+    """
+    table = getattr(endpoint.rtype, "counted_table", None)
+    if table is None:
+        return None
+    values: dict[str, Any] = {}
+    for name, value in args.items():
+        if name in endpoint.arg_columns or name not in endpoint.rtype.fields:
+            return None  # reached through a join or a name: not a column of the table
+        values[name] = value
+    for flt in spec.filters:
+        if flt.op != "eq" or len(flt.values) != 1 or flt.field in values:
+            return None
+        values[flt.field] = flt.values[0]
+    return counter_name(table, values)
+
+
 def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
     """Return ``(page query, count query or None, params, selected fields)`` for a getter."""
     rtype = endpoint.rtype
@@ -143,12 +174,21 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
         return query
 
     def build_count() -> sa.Select:
-        return sa.select(sa.func.count().label("total")).select_from(rtype.source).where(*where())
+        # at most COUNT_CAP + 1 rows are counted: one more than the cap says "more than the cap"
+        capped = sa.select(sa.literal_column("1").label("one")).select_from(rtype.source).where(*where())
+        capped = capped.limit(sa.bindparam("count_cap")).subquery("capped")
+        return sa.select(sa.func.count().label("total")).select_from(capped)
 
     if collection:
         params["page_limit"] = spec.limit
         params["page_offset"] = spec.offset
-        count = Prepared(("count", endpoint.pattern, tuple(filter_key)), build_count)
+        counter = _counter(endpoint, spec, args)
+        if counter is not None:
+            params["counter_name"] = counter
+            count = _COUNTER
+        else:
+            params["count_cap"] = COUNT_CAP + 1
+            count = Prepared(("count", endpoint.pattern, tuple(filter_key)), build_count)
     else:
         count = None
     return Prepared(("page", *shape), build_page), count, params, selected
@@ -164,7 +204,12 @@ async def read(data: DataAPI, endpoint: Endpoint, spec: ResultSpec, args: dict[s
         items = await encode(data, endpoint, spec, rows, selected)
         return items[0]
     rows, total = await data.storage.fetch_page(page, count, params, spec.limit, spec.offset)
-    return Collection(await encode(data, endpoint, spec, rows, selected), total)
+    last_id = rows[-1][endpoint.rtype.id_field] if rows else None
+    items = await encode(data, endpoint, spec, rows, selected)
+    if "count_cap" in params and total > COUNT_CAP and page_total(len(rows), spec.limit, spec.offset) is None:
+        # the count stopped at the cap; a page past the cap shows there are at least that many
+        return Collection(items, max(COUNT_CAP, spec.offset + len(rows)), True, last_id)
+    return Collection(items, total, last_id=last_id)
 
 
 async def encode(

@@ -245,8 +245,8 @@ builds = sa.Table(
     sa.Column("results", sa.SmallInteger),
     # builder pages: builders/N/builds?order=-number, by number and by completion
     sa.UniqueConstraint("builderid", "number"),
-    # builds?builderid=X&results=R
-    sa.Index(None, "builderid", "results"),
+    # builds?builderid=X&results=R, ordered by id (PostgreSQL's indexes do not end with the row id)
+    sa.Index(None, "builderid", "results", "id"),
     sa.Index(None, "buildrequestid"),
     sa.Index(None, "workerid"),
     sa.Index(None, "started_at"),
@@ -347,4 +347,13 @@ reporter_reports = sa.Table(
     sa.UniqueConstraint("reporter", "buildid", "state"),
     # a reporter's undelivered reports on its master, and its catch-up point
     sa.Index(None, "reporter", "masterid", "delivered_at"),
+)
+
+# Row counters kept by triggers (master/db/counters.py), so that big collections know their
+# size without a COUNT: ``builds``, ``builds/builderid=3``, ``builds/builderid=3/complete=1``...
+row_counts = sa.Table(
+    "row_counts",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False, server_default="0"),
 )

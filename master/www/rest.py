@@ -30,7 +30,8 @@ from master.db.interfaces import DatabaseUnavailable
 from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
-from master.www.responses import database_available, json_body, json_error, json_routing_errors, unavailable_error
+from master.www.conditional import json_conditional, next_link
+from master.www.responses import database_available, json_error, json_routing_errors, unavailable_error
 from master.www.site import NotFoundResource
 
 log = Logger()
@@ -92,7 +93,7 @@ class ApiVersions(resource.Resource):
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
         """The versions served and where."""
         versions = {name.decode(): f"{self.base_url}api/{name.decode()}" for name in sorted(self.children)}
-        return json_body(request, {"api_versions": versions})
+        return json_conditional(request, {"api_versions": versions})
 
     render_HEAD = render_GET  # noqa: N815
 
@@ -123,17 +124,17 @@ class RestApi:
             {"path": e.pattern, "kind": e.kind.value, "type": e.rtype.plural, "actions": sorted(e.actions)}
             for e in self.data.endpoints()
         ]
-        return json_body(request, {"rootlinks": links, "endpoints": endpoints, "meta": {"total": len(links)}})
+        return json_conditional(request, {"rootlinks": links, "endpoints": endpoints, "meta": {"total": len(links)}})
 
     @app.route("/openapi.json", methods=["GET", "HEAD"])
     def openapi(self, request: IRequest) -> bytes:
         """The OpenAPI 3 document generated from the registry."""
-        return json_body(request, openapi_document(self.data, f"{self.base_url}api/v2"))
+        return json_conditional(request, openapi_document(self.data, f"{self.base_url}api/v2"))
 
     @app.route("/application.spec", methods=["GET", "HEAD"])
     def spec(self, request: IRequest) -> bytes:
         """Every endpoint with its fields, in the shape Buildbot's web UI shows on its About page."""
-        return json_body(request, application_spec(self.data))
+        return json_conditional(request, application_spec(self.data))
 
     @app.route("/<path:path>", methods=None)
     def dispatch(self, request: IRequest, path: str) -> Any:
@@ -170,7 +171,8 @@ class RestApi:
             note_route(request, endpoint.pattern)
             if self.auth is not None and self.auth.restricts_reads:
                 self.auth.authorize_read(self.auth.authenticate(request), endpoint.rtype.plural)
-            spec = self.data.parse_spec(endpoint, query_args(request))
+            query = query_args(request)
+            spec = self.data.parse_spec(endpoint, query)
             result = await self.data.get_resolved(endpoint, args, spec, path)
         except (InvalidPath, NotFound) as e:
             return json_error(request, 404, e.message)
@@ -193,10 +195,17 @@ class RestApi:
         if endpoint.kind is Kind.RAW:
             return await self._stream(request, result)
         if isinstance(result, Collection):
-            return json_body(request, {rtype.plural: result.items, "meta": {"total": result.total}})
+            meta: dict[str, Any] = {"total": result.total}
+            if result.total_is_lower_bound:
+                meta["total_is_lower_bound"] = True
+            if result.last_id is not None and len(result.items) == spec.limit:
+                link = next_link(f"{self.base_url}api/v2/", path, query, rtype.id_field, spec.order, result.last_id)
+                if link is not None:
+                    request.setHeader(b"Link", f'<{link}>; rel="next"'.encode())
+            return json_conditional(request, {rtype.plural: result.items, "meta": meta})
         if result is None:
             return json_error(request, 404, f"not found: {path.strip('/')}")
-        return json_body(request, {rtype.plural: [result], "meta": {}})
+        return json_conditional(request, {rtype.plural: [result], "meta": {}})
 
     async def _stream(self, request: IRequest, raw: RawContent) -> None:
         request.setHeader(b"Content-Type", raw.content_type.encode())

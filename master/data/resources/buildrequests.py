@@ -88,6 +88,7 @@ class BuildRequests(ResourceType):
 
     name = "buildrequest"
     plural = "buildrequests"
+    counted_table = "buildrequests"
     id_field = "buildrequestid"
     event_paths = (
         "buildsets/:buildsetid/builders/:builderid/buildrequests/:buildrequestid",

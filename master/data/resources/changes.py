@@ -81,6 +81,7 @@ class Changes(ResourceType):
 
     name = "change"
     plural = "changes"
+    counted_table = "changes"
     id_field = "changeid"
     event_paths = ("changes/:changeid",)
 
