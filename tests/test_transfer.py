@@ -249,24 +249,53 @@ def test_uploads_outside_the_artifacts_directory_fail_and_write_nothing(site: di
     assert http_get(port, "/api/v2/builds/1/artifacts")["artifacts"] == []
 
 
-def test_a_worker_killed_mid_upload_leaves_no_file_under_the_final_name(site: dict[str, Any]) -> None:
+def test_a_build_stopped_or_a_worker_killed_mid_upload_leaves_no_file_under_the_final_name(
+    site: dict[str, Any],
+) -> None:
     port, master_dir, worker_pid = site["port"], site["master"], site["worker_pid"]
-    force(port, "killed")
-    build_dir = master_dir / "artifacts" / "1"
 
-    def partial() -> list[Path]:
+    def partial(buildid: int) -> list[Path]:
+        build_dir = master_dir / "artifacts" / str(buildid)
         return [p for p in build_dir.iterdir() if ".upload-" in p.name] if build_dir.is_dir() else []
 
-    temp = wait_until(partial, timeout=120)[0]
-    os.kill(worker_pid, signal.SIGSTOP)  # frozen mid-transfer: the upload cannot finish behind our back
+    def finished(buildid: int) -> dict[str, Any]:
+        return wait_until(lambda: http_get(port, f"/api/v2/builds/{buildid}")["builds"][0]["complete"]
+                          and http_get(port, f"/api/v2/builds/{buildid}")["builds"][0], timeout=60)
+
+    def upload_under_way(buildid: int) -> Path:
+        # the temporary file has some bytes: the transfer has begun
+        def begun() -> list[Path]:
+            try:
+                return [p for p in partial(buildid) if p.stat().st_size > 0]
+            except FileNotFoundError:
+                return []
+
+        temp = wait_until(begun, timeout=120)[0]
+        os.kill(worker_pid, signal.SIGSTOP)  # frozen mid-transfer: the upload cannot finish behind our back
+        try:
+            assert temp.exists() and 0 < temp.stat().st_size < BIG
+            assert not (temp.parent / "big.bin").exists()
+        except BaseException:
+            os.kill(worker_pid, signal.SIGCONT)  # so that the fixture can stop it
+            raise
+        return temp
+
+    # a build stopped during an upload: cancelled, nothing kept; the worker goes on
+    force(port, "killed")
+    upload_under_way(1)
     try:
-        assert temp.exists() and 0 < temp.stat().st_size < BIG
-        assert not (build_dir / "big.bin").exists()
+        assert rpc(port, "builds/1", "stop", reason="enough")["result"] is None
+        assert finished(1)["results"] == 6  # cancelled
     finally:
-        os.kill(worker_pid, signal.SIGKILL)
-    build = wait_until(lambda: http_get(port, "/api/v2/builds/1")["builds"][0]["complete"]
-                       and http_get(port, "/api/v2/builds/1")["builds"][0], timeout=60)
-    assert build["results"] == 5  # retry: the worker was lost
-    assert not (build_dir / "big.bin").exists()
-    assert partial() == []  # the temporary file is gone too
-    assert http_get(port, "/api/v2/builds/1/artifacts")["artifacts"] == []
+        os.kill(worker_pid, signal.SIGCONT)
+    assert partial(1) == [] and not (master_dir / "artifacts" / "1" / "big.bin").exists()
+    upload = steps_of(port, 1)["upload"]
+    assert upload["results"] == 6 and "stopped: enough" in log_text(port, upload["stepid"])
+
+    # a worker killed during an upload: retry, nothing kept
+    force(port, "killed")
+    upload_under_way(2)
+    os.kill(worker_pid, signal.SIGKILL)
+    assert finished(2)["results"] == 5  # retry: the worker was lost
+    assert partial(2) == [] and not (master_dir / "artifacts" / "2" / "big.bin").exists()
+    assert http_get(port, "/api/v2/artifacts")["artifacts"] == []

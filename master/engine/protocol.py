@@ -6,7 +6,8 @@ Keep-alive is the WebSocket's own ping/pong.  Version 1:
 Worker -> master, first message, within ``HELLO_TIMEOUT`` seconds of connecting::
 
     {"type": "hello", "protocol": 1, "name": "w1", "password": "...",
-     "info": {"os": "...", "python": "...", "hostname": "...", ...}, "max_builds": 2}
+     "info": {"os": "...", "python": "...", "hostname": "...", ...}, "max_builds": 2,
+     "features": ["transfer"]}      # optional: what the worker can do beyond running commands
 
 Master -> worker: ``{"type": "welcome", "workerid": 7}``; or ``{"type": "error", "message": ...}``
 followed by a close with code ``CLOSE_BAD_CREDENTIALS`` (unknown name, wrong password: the
