@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="empty the logs of builds completed more than DAYS ago (default: log_retention_days)")
     clean.add_argument("--builds-older-than", type=float, metavar="DAYS",
                        help="delete builds completed more than DAYS ago (default: build_retention_days)")
+    clean.add_argument("--artifacts-older-than", type=float, metavar="DAYS",
+                       help="delete the artifacts of builds completed more than DAYS ago (default: "
+                            "artifact_retention_days)")
     send = commands.add_parser(
         "sendchange", help="record a change on a running master (for scripts and VCS hooks)",
         description="record a change on a running master (for scripts and VCS hooks)",
@@ -265,10 +268,13 @@ def cleanup(args: argparse.Namespace) -> int:
     config = load_config(basedir)
     log_days = args.logs_older_than if args.logs_older_than is not None else config.log_retention_days
     build_days = args.builds_older_than if args.builds_older_than is not None else config.build_retention_days
-    if log_days is None and build_days is None:
-        raise CommandError("nothing to do: set log_retention_days or build_retention_days in master.cfg, "
-                           "or give --logs-older-than / --builds-older-than")
-    for name, days in (("--logs-older-than", log_days), ("--builds-older-than", build_days)):
+    artifact_days = (args.artifacts_older_than if args.artifacts_older_than is not None
+                     else config.artifact_retention_days)
+    if log_days is None and build_days is None and artifact_days is None:
+        raise CommandError("nothing to do: set log_retention_days, build_retention_days or artifact_retention_days"
+                           " in master.cfg, or give --logs-older-than / --builds-older-than / --artifacts-older-than")
+    for name, days in (("--logs-older-than", log_days), ("--builds-older-than", build_days),
+                       ("--artifacts-older-than", artifact_days)):
         if days is not None and days <= 0:
             raise CommandError(f"{name}: expected a positive number of days, got {days:g}")
     migrate.check(config.db_url)
@@ -278,9 +284,11 @@ def cleanup(args: argparse.Namespace) -> int:
         await storage.start()
         try:
             data = DataAPI(storage)
+            data.basedir = basedir
             for rtype in core_resource_types():
                 data.add_resource_type(rtype)
-            await clean_up(data, log_days, build_days, progress=lambda line: print(line, flush=True))
+            await clean_up(data, log_days, build_days, progress=lambda line: print(line, flush=True),
+                           artifact_days=artifact_days)
         finally:
             await storage.stop()
 

@@ -84,6 +84,7 @@ class MasterConfig:
     auth: Auth | None = None
     log_retention_days: float | None = None
     build_retention_days: float | None = None
+    artifact_retention_days: float | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
     heartbeat_seconds: float = 10.0
@@ -138,7 +139,7 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         config.change_hooks = check_change_hooks(config.change_hooks)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for key in ("log_retention_days", "build_retention_days"):
+    for key in ("log_retention_days", "build_retention_days", "artifact_retention_days"):
         value = getattr(config, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
             raise ConfigError(f"{key}: expected a positive number of days or None (keep forever), got {value!r}")

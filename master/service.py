@@ -134,6 +134,7 @@ class MasterService(service.MultiService):
         except StorageError as e:
             raise StartupError(str(e)) from None
         data = self.data = DataAPI(self.storage, config.limits)
+        data.basedir = self.basedir  # artifacts live in its artifacts/ directory
         for rtype in core_resource_types():
             data.add_resource_type(rtype)
         for plugin in config.plugins:

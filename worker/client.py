@@ -36,6 +36,7 @@ from master.engine import protocol
 from worker.config import WorkerConfig
 from worker.groups import ProcessGroups
 from worker.runner import CommandRejected, RunningCommand, parse_run, rejected
+from worker.transfer import WorkerTransfers
 
 log = Logger()
 
@@ -100,6 +101,7 @@ class WorkerClientProtocol(WebSocketClientProtocol):
     """One connection to the master; the :class:`Worker` does the talking."""
 
     throttle: _Throttle
+    transfers: WorkerTransfers
 
     def onOpen(self) -> None:  # noqa: N802 - Autobahn's name
         """The WebSocket handshake is done."""
@@ -205,9 +207,11 @@ class Worker(service.Service):
         self._welcomed = False
         self._last_error = None
         proto.registerProducer(proto.throttle, True)
+        proto.transfers = WorkerTransfers(self.basedir, lambda m: self._send(proto, m))
         self._send(proto, {
             "type": protocol.HELLO, "protocol": protocol.PROTOCOL_VERSION, "name": self.config.name,
             "password": self.config.password, "info": worker_info(), "max_builds": self.config.max_builds,
+            "features": [protocol.TRANSFER_FEATURE],
         })
         self._welcome_call = self.reactor.callLater(protocol.HELLO_TIMEOUT, self._no_welcome, proto)
 
@@ -231,6 +235,8 @@ class Worker(service.Service):
             self._welcomed = False
         for command in list(getattr(proto, "throttle", _Throttle()).commands.values()):
             command.interrupt("the connection to the master was lost")
+        if getattr(proto, "transfers", None) is not None:
+            proto.transfers.close_all()  # their temporary files go; the master has counted them lost
         if self._stopping or self._leaving:
             return
         detail = self._last_error or reason or "no reason given"
@@ -308,6 +314,8 @@ class Worker(service.Service):
                 command.interrupt(str(message.get("reason") or "interrupted by the master"))
         elif kind == protocol.SHUTDOWN:
             defer.ensureDeferred(self._leave(proto, bool(message.get("graceful", True))))
+        elif kind in (protocol.UPLOAD, protocol.DOWNLOAD, *protocol.TRANSFER_MESSAGES):
+            proto.transfers.received(message)
         else:
             # a newer master's message: ignoring it keeps this worker usable
             log.warn("unknown message type {kind!r} from the master; ignored", kind=kind)

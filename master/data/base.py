@@ -83,12 +83,19 @@ class Collection:
 
 @dataclass
 class RawContent:
-    """Raw content for download: a media type, an optional file name and the body in chunks."""
+    """Raw content for download: a media type, an optional file name and the body in chunks.
+
+    Content of a known *length* that can be read from any offset gives *read_range(start, end)*
+    (bytes start..end-1), so that the REST layer can answer byte-range requests; *etag*, when
+    set, identifies the content (e.g. its sha256).
+    """
 
     content_type: str
     chunks: AsyncIterator[bytes]
     filename: str | None = None
     length: int | None = None
+    read_range: Callable[[int, int], AsyncIterator[bytes]] | None = None
+    etag: str | None = None
 
 
 @dataclass

@@ -33,6 +33,7 @@ class DataAPI:
         self.rtypes: dict[str, ResourceType] = {}
         self.events = EventHub(storage, self.rtypes)
         self.auth: Any = None  # the master's Authenticator (set by the master), for plugins' own APIs
+        self.basedir: Any = None  # the master directory (set by the master): artifacts live under it
         self.plugins: list[Any] = []
         self._matcher: Matcher[Endpoint] = Matcher()
 

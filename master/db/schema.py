@@ -357,3 +357,24 @@ row_counts = sa.Table(
     sa.Column("name", sa.String(200), primary_key=True),
     sa.Column("n", sa.BigInteger, nullable=False, server_default="0"),
 )
+
+# Files builds uploaded to the master (FileUpload, DirectoryUpload...), kept on the disk of the master
+# that received them under <master dir>/artifacts/<buildid>/<name>; a row per file.
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    _id(),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey("builds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("stepid", sa.Integer, sa.ForeignKey("steps.id", ondelete="SET NULL")),
+    # the path under the build's artifacts directory ("dist/app.tar.gz"), the masterdest of the step
+    sa.Column("name", sa.String(1024), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id", ondelete="SET NULL")),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    # builds/N/artifacts/NAME; a second upload to the same name replaces the row
+    sa.UniqueConstraint("buildid", "name"),
+    # retention: the artifacts of old builds
+    sa.Index(None, "created_at"),
+)

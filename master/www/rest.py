@@ -31,6 +31,7 @@ from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
 from master.www.conditional import json_conditional, next_link
+from master.www.ranges import UNSATISFIABLE, parse_range, path_segments
 from master.www.responses import database_available, json_error, json_routing_errors, unavailable_error
 from master.www.site import NotFoundResource
 
@@ -166,14 +167,16 @@ class RestApi:
     async def _get(self, request: IRequest, path: str) -> bytes | None:
         if not database_available(self.data.storage):
             return unavailable_error(request)  # at once: not after the storage's retry window
+        # split the path as received, so that an encoded slash (%2F) stays in its segment
+        segments = path_segments(request.path, b"/api/v2/")
         try:
-            endpoint, args = self.data.resolve(path)
+            endpoint, args = self.data.resolve(path if segments is None else segments)
             note_route(request, endpoint.pattern)
             if self.auth is not None and self.auth.restricts_reads:
                 self.auth.authorize_read(self.auth.authenticate(request), endpoint.rtype.plural)
             query = query_args(request)
             spec = self.data.parse_spec(endpoint, query)
-            result = await self.data.get_resolved(endpoint, args, spec, path)
+            result = await self.data.get_resolved(endpoint, args, spec, path if segments is None else segments)
         except (InvalidPath, NotFound) as e:
             return json_error(request, 404, e.message)
         except DataError as e:
@@ -207,7 +210,27 @@ class RestApi:
             return json_error(request, 404, f"not found: {path.strip('/')}")
         return json_conditional(request, {rtype.plural: [result], "meta": {}})
 
-    async def _stream(self, request: IRequest, raw: RawContent) -> None:
+    async def _stream(self, request: IRequest, raw: RawContent) -> bytes | None:
+        chunks, length = raw.chunks, raw.length
+        if raw.read_range is not None and length is not None:
+            request.setHeader(b"Accept-Ranges", b"bytes")
+            etag = f'"{raw.etag}"' if raw.etag else None
+            if etag:
+                request.setHeader(b"ETag", etag.encode())
+            wanted, if_range = (
+                (value or b"").decode("latin-1") or None for value in (request.getHeader(b"range"),
+                                                                       request.getHeader(b"if-range"))
+            )
+            if wanted is not None and (if_range is None or if_range.strip() == etag):
+                asked = parse_range(wanted, length)
+                if asked == UNSATISFIABLE:
+                    request.setHeader(b"Content-Range", f"bytes */{length}".encode())
+                    return json_error(request, 416, f"range {wanted!r} is outside the content ({length} bytes)")
+                if asked is not None:
+                    start, end = asked
+                    request.setResponseCode(206)
+                    request.setHeader(b"Content-Range", f"bytes {start}-{end - 1}/{length}".encode())
+                    chunks, length = raw.read_range(start, end), end - start
         request.setHeader(b"Content-Type", raw.content_type.encode())
         if raw.filename:
             # filename= for clients that read only it (curl -J), filename*= for names beyond ASCII
@@ -216,8 +239,8 @@ class RestApi:
             request.setHeader(
                 b"Content-Disposition", f"attachment; filename=\"{plain}\"; filename*=UTF-8''{name}".encode()
             )
-        if raw.length is not None:
-            request.setHeader(b"Content-Length", str(raw.length).encode())
+        if length is not None:
+            request.setHeader(b"Content-Length", str(length).encode())
         if request.method == b"HEAD":
             return None
         gone = []
@@ -225,7 +248,7 @@ class RestApi:
         pacer = _Pacer()
         request.registerProducer(pacer, True)
         try:
-            async for chunk in raw.chunks:
+            async for chunk in chunks:
                 if gone:
                     break
                 request.write(chunk)
