@@ -51,8 +51,9 @@ class CorsRequest(server.Request):
     """A request that gets CORS headers when its Origin is one the site allows (``www.allowed_origins``).
 
     A state change riding on the session cookie from another site is refused here (403), for
-    the whole site (:mod:`master.www.csrf`). Its body may not pass ``max_body_bytes`` (set by :class:`master.www.httplimits.LimitedChannel`
-    from its route), and a fault nothing else caught is answered in JSON, not Twisted's HTML.
+    the whole site (:mod:`master.www.csrf`). Its body may not pass ``max_body_bytes`` (set by
+    :class:`master.www.httplimits.LimitedChannel` from its route), and a fault nothing else caught
+    is answered in JSON, not Twisted's HTML.
     """
 
     max_body_bytes: int | None = None
