@@ -136,6 +136,7 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         except (InvalidPath, NotFound) as e:
             raise RpcError(INVALID_REQUEST, 404, e.message) from None
         except UnknownAction as e:
+            request.metrics_outcome = "unknown_action"  # a 400 like bad params, but counted apart
             raise RpcError(METHOD_NOT_FOUND, 400, e.message) from None  # the caller's error: no 5xx
         except InvalidParams as e:
             raise RpcError(INVALID_PARAMS, 400, e.message, e.errors) from None
