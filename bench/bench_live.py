@@ -45,7 +45,7 @@ import orjson
 from twisted.internet import defer, protocol, reactor, task
 
 ROOT = Path(__file__).resolve().parent.parent
-MASTER_CLI = [sys.executable, "-m", "master.cli"]
+MASTER_CLI = [sys.executable, "-P", "-m", "master.cli"]
 CLIENTS = [0]  # how many clients the run has
 FINISHED: dict[int, list[Any]] = {}  # brid -> [clients still to see it finish, Deferred]
 CONNECT_BATCH = 50  # connections opened at once (the listen backlog is 50)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cliutil import free_port, http_get, run
 
-WORKER_CLI = ["-m", "worker.cli"]
+WORKER_CLI = ["-P", "-m", "worker.cli"]
 
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig, WorkerConfig
