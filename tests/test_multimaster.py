@@ -8,6 +8,7 @@ import os
 import signal
 import textwrap
 import time
+import urllib.error
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,20 @@ def start(master: dict[str, Any], root: Path) -> None:
 def force(master: dict[str, Any], builderid: int) -> int:
     result = rpc(master["port"], "forceschedulers/force", "force", builderid=builderid)["result"]
     return next(iter(result[1].values()))
+
+
+def when_available(call: Any, timeout: float = 60.0) -> Any:
+    """Call *call* again while the master answers 503 (its database is away), as a client should:
+    after the Retry-After it names, for at most *timeout* seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except urllib.error.HTTPError as error:
+            if error.code != 503 or time.monotonic() > deadline:
+                raise
+            assert error.headers.get("Retry-After"), "a 503 names when to retry"
+            time.sleep(min(float(error.headers["Retry-After"]), 1.0))
 
 
 def builds_of(port: int, **query: str) -> list[dict[str, Any]]:
@@ -160,15 +175,19 @@ async def test_two_masters_share_work_events_and_survive_a_crash_and_a_database_
     # restart B, then PostgreSQL itself: both masters carry on
     start(b, tmp_path)
     await threads.deferToThread(pg_server.restart)
-    more = await threads.deferToThread(lambda: [force(m, 1) for m in (a, b) for _ in range(5)])
+    # until each master has its connections back, it answers 503 with a Retry-After
+    more = await threads.deferToThread(
+        lambda: [when_available(lambda m=m: force(m, 1)) for m in (a, b) for _ in range(5)])
 
     def more_done() -> bool:
-        done = {x["buildrequestid"] for x in builds_of(a["port"], builderid="1", complete="true")}
+        done = {x["buildrequestid"] for x in when_available(
+            lambda: builds_of(a["port"], builderid="1", complete="true"))}
         return set(more) <= done
 
     await threads.deferToThread(wait_until, more_done, 90)
     for master in (a, b):
-        assert http_get(master["port"], "/api/v2/masters")["meta"]["total"] == 2
+        masters = await threads.deferToThread(when_available, lambda m=master: http_get(m["port"], "/api/v2/masters"))
+        assert masters["meta"]["total"] == 2
     watcher.close()
 
 
