@@ -68,3 +68,15 @@ class StatementCompiler:
         if self.dialect.positional:
             return compiled.string, tuple(bound[name] for name in compiled.positiontup or ())
         return compiled.string, bound
+
+
+def dialect_insert(dialect_name: str, table: Any) -> Any:
+    """``INSERT`` into *table* with the dialect's ``ON CONFLICT`` clauses (PostgreSQL's or SQLite's).
+
+    The dialect is imported on first use: a master on SQLite never loads PostgreSQL's (2 MB).
+    """
+    if dialect_name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
