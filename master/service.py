@@ -35,6 +35,7 @@ from master.engine.engine import Engine
 from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.heartbeat import Heartbeat
+from master.memory import return_big_blocks
 from master.metrics import attach as attach_metrics
 from master.reporters.service import Reporters
 from master.retention import RetentionService
@@ -126,6 +127,7 @@ class MasterService(service.MultiService):
     async def start(self) -> str:
         """Bring the master up; return the URL it serves."""
         config = self.config
+        return_big_blocks()  # scrypt's 16 MB per worker login would otherwise stay resident
         try:
             await threads.deferToThread(migrate.check, config.db_url)
             await self._create_plugin_tables(config.plugins)

@@ -27,6 +27,8 @@ COUNTED = {
     "builders/1/builds?complete=false": sa.and_(b.c.builderid == 1, b.c.complete_at.is_(None)),
     "builds?complete=false": b.c.complete_at.is_(None),
     "builds?workerid=1": b.c.workerid == 1,
+    "builds?builderid=1&results=0": sa.and_(b.c.builderid == 1, b.c.results == 0),
+    "builders/1/builds?results=0": sa.and_(b.c.builderid == 1, b.c.results == 0),
 }
 
 

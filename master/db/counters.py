@@ -55,6 +55,8 @@ COUNTERS: dict[str, list[tuple[Dimension, ...]]] = {
         (_column("masterid"),),
         (_column("builderid"), _BUILD_COMPLETE),
         (_BUILD_COMPLETE,),
+        # builds?builderid=X&results=R (a builder's failures): exact and O(1) however long its history
+        (_column("builderid"), _column("results")),
     ],
     "buildrequests": [
         (),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from master.db import counters
+from master.db import counters, revisions
 from master.db.interfaces import StorageError
 from master.db.schema import metadata
 
@@ -99,6 +99,9 @@ class PluginSchema:
         """The newest revision of this plugin's migrations, or None without migrations."""
         if self.versions is None:
             return None
+        found = revisions.head(self.versions)
+        if found is not revisions.UNKNOWN:
+            return found
         config = _alembic().config.Config()
         config.set_main_option("script_location", MIGRATIONS)
         config.set_main_option("path_separator", "os")
@@ -120,6 +123,9 @@ def plugin_schemas(plugins: Iterable[Any]) -> list[PluginSchema]:
 
 def head_revision() -> str:
     """The newest schema revision this version of ci-master knows."""
+    found = revisions.head(Path(MIGRATIONS) / "versions")
+    if found is not revisions.UNKNOWN:
+        return found
     return _alembic().script.ScriptDirectory(MIGRATIONS).get_current_head()
 
 
@@ -134,6 +140,9 @@ def _connect(url: str) -> sa.engine.Connection:
 def current_revision(url: str) -> str | None:
     """The revision a database is stamped at, or None for an empty database."""
     with _connect(url) as connection:
+        found = revisions.stamped(connection)
+        if found is not revisions.UNKNOWN:
+            return found
         return _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision()
 
 
@@ -175,6 +184,9 @@ def create_plugin_tables(url: str, extra_metadata: Iterable[sa.MetaData]) -> Non
 
 
 def _plugin_revision(connection: sa.engine.Connection, schema: PluginSchema) -> str | None:
+    found = revisions.stamped(connection, schema.version_table)
+    if found is not revisions.UNKNOWN:
+        return found
     opts = {"version_table": schema.version_table}
     context = _alembic().runtime.migration.MigrationContext.configure(connection, opts=opts)
     return context.get_current_revision()

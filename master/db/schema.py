@@ -188,6 +188,8 @@ buildsets = sa.Table(
     sa.Column("scheduler", sa.String(255)),
     sa.Index(None, "complete"),
     sa.Index(None, "submitted_at"),
+    sa.Index(None, "rebuilt_buildid"),  # the UI's build page; deleting builds (SET NULL)
+    sa.Index(None, "parent_buildid"),
 )
 
 buildset_properties = sa.Table(

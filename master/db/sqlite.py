@@ -124,7 +124,7 @@ class _Connection:
         if cursor.description is None:
             return []
         names = [d[0] for d in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]  # noqa: B905 (rows have every column)
 
     def on_its_thread(self) -> bool:
         """Whether the caller runs on one of this connection's pool threads (they alone open connections)."""

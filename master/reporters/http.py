@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import treq
 from twisted.internet import defer, reactor
 from twisted.internet import error as net_error
 from twisted.web.client import HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
@@ -43,6 +42,8 @@ async def request_json(
         kwargs["json"] = body
     what = what or f"{method} {url}"
     try:
+        import treq  # on the first report: a master without reporters never loads it (multipart, wsgiref)
+
         response = await treq.request(method, url, **kwargs)
         content = await treq.content(response)
     except (ResponseFailed, ResponseNeverReceived, net_error.ConnectError, net_error.ConnectionLost,

@@ -27,14 +27,13 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
 from master.data.events import Event
 from master.db import schema
+from master.db.compiler import dialect_insert
 from master.engine.properties import Properties
 from master.reporters.base import FINISH, START, BuildInfo, GiveUp, Reporter, Retry
 from master.reporters.http import close_pool
@@ -288,7 +287,7 @@ class Reporters:
 
     async def _insert(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Insert the reports not recorded yet (an event replayed after a restart makes none); return those."""
-        insert = (pg_dialect.insert if self.storage.dialect_name == "postgresql" else sqlite_dialect.insert)(rr)
+        insert = dialect_insert(self.storage.dialect_name, rr)
 
         async def work(txn: Any) -> list[dict[str, Any]]:
             new = []

@@ -7,14 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql as pg_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.sql import ColumnElement
 
 from master.data.base import Endpoint, Field, Kind, Loader, ResourceType, update_method
 from master.data.resources.common import dumps, now
 from master.data.types import DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
+from master.db.compiler import dialect_insert
 from master.db.interfaces import ITransaction, Prepared
 
 t = schema.sourcestamps
@@ -86,7 +85,7 @@ async def find_or_insert(txn: ITransaction, dialect_name: str, values: Mapping[s
     rows = await txn.fetch_all(select)
     if rows:
         return rows[0]["id"], False
-    insert = (pg_dialect.insert if dialect_name == "postgresql" else sqlite_dialect.insert)(t)
+    insert = dialect_insert(dialect_name, t)
     statement = (
         insert.values(ss_hash=digest, created_at=now(), **{key: values[key] for key in SS_KEYS})
         .on_conflict_do_nothing(index_elements=[t.c.ss_hash])
