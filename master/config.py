@@ -59,6 +59,7 @@ class BuilderConfig:
     project: str | None = None
     workernames: list[str] = field(default_factory=list)
     steps: list[Any] = field(default_factory=list)
+    locks: list[Any] = field(default_factory=list)
 
 
 @dataclass

@@ -20,6 +20,7 @@ from master.data.resources.buildsets import worst_result
 from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
+from master.engine.locks import release_build_locks, start_build_locks, take_step_locks
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep, result_name
 from master.metrics import metrics_of
@@ -134,7 +135,8 @@ class Build:
         try:
             if not loaded:
                 raise RuntimeError(f"the buildset of request {self.brid} could not be read")
-            await self._run_steps()
+            if await start_build_locks(self):
+                await self._run_steps()
         except DatabaseUnavailable:
             self.stop(DATABASE_LOST, RETRY)
         except Exception:
@@ -147,7 +149,10 @@ class Build:
         state = f"build {result_name(self.results)}" if self.results != SUCCESS else "build successful"
         if self.stopped is not None:
             state += f" ({self.stopped})"
-        await data.updates.finish_build(self.buildid, self.results, state_string=state)
+        try:
+            await data.updates.finish_build(self.buildid, self.results, state_string=state)
+        finally:
+            await release_build_locks(self)
         self.timer.finished(self.results)
         return self.results
 
@@ -176,7 +181,11 @@ class Build:
         if not step.should_run():
             await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf), state_string="skipped")
             return SKIPPED
-        await data.updates.start_step(step.stepid, locks_acquired=True)
+        held = await take_step_locks(self, step)
+        if held is None:  # the build was stopped while the step waited for its locks
+            await data.updates.finish_step(step.stepid, CANCELLED, hidden=bool(step.hideStepIf),
+                                           state_string="cancelled")
+            return CANCELLED
         self.current = step
         try:
             result = await step.run()
@@ -193,6 +202,7 @@ class Build:
             result = EXCEPTION
         finally:
             self.current = None
+            await held.release()
         for step_log in step.logs:
             try:
                 await step_log.finish()

@@ -26,6 +26,7 @@ from master.data.resources.common import CANCELLED, FAILURE, RESULTS, SKIPPED, S
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.config import Configured
 from master.engine.interfaces import Command, CommandResult, WorkerLost
+from master.engine.locks import check_locks
 from master.engine.properties import render
 from master.metrics import metrics_of
 
@@ -130,8 +131,10 @@ class BuildStep(Configured):
         hideStepIf: bool = False,  # noqa: N803
         description: str | None = None,
         descriptionDone: str | None = None,  # noqa: N803
+        locks: Sequence[Any] | None = None,
     ) -> None:
         self.name = name or self.default_name
+        self.locks = check_locks(locks, f"{type(self).__name__}.locks")
         self.haltOnFailure = haltOnFailure
         self.flunkOnFailure = flunkOnFailure
         self.warnOnFailure = warnOnFailure

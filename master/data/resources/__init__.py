@@ -15,6 +15,7 @@ def core_resource_types() -> list[ResourceType]:
         buildsets,
         changes,
         forceschedulers,
+        locks,
         logs,
         masters,
         projects,
@@ -42,4 +43,5 @@ def core_resource_types() -> list[ResourceType]:
         logs.LogChunks(),
         properties.Properties(),
         artifacts.Artifacts(),
+        locks.LockClaims(),
     ]
