@@ -24,6 +24,7 @@ from master.engine.locks import release_build_locks, start_build_locks, take_ste
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep, result_name
 from master.metrics import metrics_of
+from master.secrets import Redactor, load_build_secrets
 
 if TYPE_CHECKING:
     from master.engine.builder import Builder
@@ -54,6 +55,7 @@ class Build:
         self.stop_results = CANCELLED
         self.lost = False
         self.current: BuildStep | None = None
+        self.redact = Redactor({})  # the build's secrets out of what it stores (set when it starts)
         self.timer = metrics_of(self.data).build_timer(builder.name)
 
     @property
@@ -78,7 +80,8 @@ class Build:
             self.current.interrupt("worker lost")
 
     async def set_property(self, name: str, value: Any, source: str) -> None:
-        """Set a build property, in memory and through the data API."""
+        """Set a build property, in memory and through the data API (secret values in it redacted)."""
+        value = self.redact.value(value)
         self.props.set(name, value, source)
         await self.data.updates.set_build_properties(self.buildid, {name: (value, source)})
 
@@ -135,7 +138,10 @@ class Build:
         try:
             if not loaded:
                 raise RuntimeError(f"the buildset of request {self.brid} could not be read")
-            if await start_build_locks(self):
+            missing = await load_build_secrets(self)
+            if missing is not None:
+                self.stop(missing, EXCEPTION)
+            elif await start_build_locks(self):
                 await self._run_steps()
         except DatabaseUnavailable:
             self.stop(DATABASE_LOST, RETRY)
@@ -208,7 +214,7 @@ class Build:
                 await step_log.finish()
             except Exception:
                 log.failure("could not finish a log of step {stepid}", stepid=step.stepid)
-        state = step.describe(True)
+        state = self.redact(step.describe(True))
         if result not in (SUCCESS, SKIPPED):
             state += f" ({result_name(result)})"
         await data.updates.finish_step(step.stepid, result, hidden=bool(step.hideStepIf), state_string=state)
