@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cliutil import free_port, http_get, run
-from test_end_to_end import rpc, wait_until
+from cliutil import http_get
+from localsite import database_url, finished_builds, force, start_master
+from test_end_to_end import wait_until
 from test_metrics import masters  # noqa: F401 (the fixture: masters stopped at the end)
 
 STAMPED = "echo start $(date +%s.%N); sleep {sleep}; echo end $(date +%s.%N)"
@@ -65,37 +65,7 @@ config = MasterConfig(
 
 
 def make_master(root: Path, name: str, db_url: str, mine: str = "wa", theirs: str = "wb") -> dict[str, Any]:
-    port = free_port()
-    master_dir = root / name
-    assert run("create-master", str(master_dir), cwd=root).returncode == 0
-    (master_dir / "master.cfg").write_text(textwrap.dedent(CONFIG.format(
-        db_url=db_url, port=port, mine=mine, theirs=theirs, stamped=STAMPED)))
-    upgraded = run("upgrade-master", str(master_dir), cwd=root)
-    assert upgraded.returncode == 0, upgraded.stderr
-    started = run("start", str(master_dir), cwd=root)
-    assert started.returncode == 0, started.stderr
-    pid = int((master_dir / "twistd.pid").read_text())
-    wait_until(lambda: http_get(port, f"/api/v2/workers?name={mine}")["workers"][0]["connected_to"])
-    return {"dir": master_dir, "port": port, "pid": pid}
-
-
-def database(backend: str, request: pytest.FixtureRequest) -> str:
-    if backend == "postgresql":
-        return request.getfixturevalue("pg_server").create_database(f"locks_{os.getpid()}_{time.monotonic_ns()}")
-    return "sqlite:///state.sqlite"
-
-
-def force(port: int, builder: str) -> int:
-    builderid = http_get(port, f"/api/v2/builders/{builder}")["builders"][0]["builderid"]
-    return next(iter(rpc(port, "forceschedulers/force", "force", builderid=builderid)["result"][1].values()))
-
-
-def finished(port: int, brids: list[int], timeout: float = 120) -> list[dict[str, Any]]:
-    def done() -> list[dict[str, Any]] | None:
-        builds = [http_get(port, f"/api/v2/buildrequests/{brid}/builds?complete=true")["builds"] for brid in brids]
-        return [found[0] for found in builds] if all(builds) else None
-
-    return wait_until(done, timeout=timeout)
+    return start_master(root, name, CONFIG, worker=mine, db_url=db_url, mine=mine, theirs=theirs, stamped=STAMPED)
 
 
 def intervals(port: int, builds: list[dict[str, Any]]) -> list[tuple[float, float, dict[str, Any]]]:
@@ -131,7 +101,7 @@ def assert_never_overlap(found: list[tuple[float, float, dict[str, Any]]]) -> No
 def test_master_lock_serializes_builds_and_counting_locks_let_in_their_count(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, masters: list[dict[str, Any]]  # noqa: F811 (the fixture)
 ) -> None:
-    master = make_master(tmp_path, "m", database(backend, request))
+    master = make_master(tmp_path, "m", database_url(backend, request, "locks"))
     masters.append(master)
     port = master["port"]
     counted = [force(port, "pair") for _ in range(4)] + [force(port, "cpu") for _ in range(5)]
@@ -142,10 +112,10 @@ def test_master_lock_serializes_builds_and_counting_locks_let_in_their_count(
         return any(b["state_string"] == "waiting for lock 'deploy'" for b in builds)
 
     assert wait_until(waiting_seen, timeout=30)
-    found = intervals(port, finished(port, brids))
+    found = intervals(port, finished_builds(port, brids))
     assert len(found) == 20
     assert_never_overlap(found)
-    builds = finished(port, counted)
+    builds = finished_builds(port, counted)
     assert most_at_once(intervals(port, builds[:4])) == 2  # maxCount=2
     assert most_at_once(intervals(port, builds[4:])) == 3  # maxCountForWorker of this worker
     # every claim is let go once the builds end
@@ -162,7 +132,7 @@ def test_two_masters_share_a_master_lock_and_a_dead_master_lets_it_go(
     b = make_master(tmp_path, "b", db_url, "wb", "wa")
     masters.append(b)
     brids = [force((a if n % 2 else b)["port"], f"d{1 + n % 4}") for n in range(20)]
-    builds = finished(a["port"], brids)
+    builds = finished_builds(a["port"], brids)
     assert {build["masterid"] for build in builds} == {
         m["masterid"] for m in http_get(a["port"], "/api/v2/masters")["masters"]}  # both masters built
     assert_never_overlap(intervals(a["port"], builds))
@@ -176,4 +146,4 @@ def test_two_masters_share_a_master_lock_and_a_dead_master_lets_it_go(
                            http_get(b["port"], f"/api/v2/buildrequests/{waiting}/builds")["builds"]))
     os.kill(a["pid"], signal.SIGKILL)
     masters.remove(a)
-    assert finished(b["port"], [waiting], timeout=60)[0]["results"] == 0
+    assert finished_builds(b["port"], [waiting], timeout=60)[0]["results"] == 0

@@ -14,9 +14,7 @@ import json
 import os
 import shutil
 import subprocess
-import textwrap
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,9 +23,9 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from cliutil import free_port, http_get, run
+from cliutil import http_get
 from liveclient import LiveClient
-from test_end_to_end import rpc, wait_until
+from localsite import database_url, forced_build, running_master
 
 TOKEN = "tok-9f3e1c77d2a84b56"
 SPLIT = "spl-4b1d88e0c6f2a913"
@@ -68,35 +66,15 @@ config = MasterConfig(
 
 @pytest.fixture
 def site(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
-    port = free_port()
-    master_dir = tmp_path / "master"
     secrets_dir = tmp_path / "secrets"
     secrets_dir.mkdir()
     (secrets_dir / "token").write_text(TOKEN + "\n")
     (secrets_dir / "token").chmod(0o600)
-    assert run("create-master", str(master_dir), cwd=tmp_path).returncode == 0
-    db_url, pg = "sqlite:///state.sqlite", None
-    if backend == "postgresql":
-        pg = request.getfixturevalue("pg_server")
-        db_url = pg.create_database(f"secrets_{os.getpid()}_{time.monotonic_ns()}")
-    (master_dir / "master.cfg").write_text(textwrap.dedent(CONFIG.format(
-        port=port, db_url=db_url, secrets_dir=str(secrets_dir), head=len(HEAD), tail=len(HEAD) + 1)))
-    upgraded = run("upgrade-master", str(master_dir), cwd=tmp_path)
-    assert upgraded.returncode == 0, upgraded.stderr
-    started = run("start", str(master_dir), cwd=tmp_path, env={"CI_TEST_SECRET_split": SPLIT})
-    assert started.returncode == 0, started.stderr
-    try:
-        wait_until(lambda: http_get(port, "/api/v2/workers?name=w1")["workers"][0]["connected_to"])
-        yield {"port": port, "master": master_dir, "db_url": db_url, "pg": pg}
-    finally:
-        run("stop", str(master_dir), cwd=tmp_path)
-
-
-def force(port: int, builder: str) -> dict[str, Any]:
-    builderid = http_get(port, f"/api/v2/builders/{builder}")["builders"][0]["builderid"]
-    brid = next(iter(rpc(port, "forceschedulers/force", "force", builderid=builderid)["result"][1].values()))
-    return wait_until(lambda: http_get(port, f"/api/v2/buildrequests/{brid}/builds?complete=true")["builds"],
-                      timeout=60)[0]
+    db_url = database_url(backend, request, "secrets")
+    with running_master(tmp_path, CONFIG, env={"CI_TEST_SECRET_split": SPLIT}, db_url=db_url,
+                        secrets_dir=str(secrets_dir), head=len(HEAD), tail=len(HEAD) + 1) as master:
+        pg = request.getfixturevalue("pg_server") if backend == "postgresql" else None
+        yield {"port": master["port"], "master": master["dir"], "db_url": db_url, "pg": pg}
 
 
 def raw(port: int, path: str) -> str:
@@ -123,7 +101,7 @@ async def test_secrets_reach_the_command_and_nothing_stored_or_shown(site: dict[
     for path in ("builds/*/*", "steps/*/*", "logs/*/*", "builds/*/properties", "buildsets/*/*",
                  "buildrequests/*/*", "builds/*/steps/*/*"):
         assert (await watcher.command("startConsuming", path=path))["code"] == 200
-    build = await threads.deferToThread(force, port, "uses")
+    build = await threads.deferToThread(forced_build, port, "uses")
     assert build["results"] == 0, build
 
     def read_back() -> dict[str, str]:
@@ -151,7 +129,7 @@ async def test_secrets_reach_the_command_and_nothing_stored_or_shown(site: dict[
     for value in (TOKEN, SPLIT, HEAD):
         assert value.encode() not in stored
 
-    missing = await threads.deferToThread(force, port, "missing")
+    missing = await threads.deferToThread(forced_build, port, "missing")
     assert missing["results"] == 4  # exception
     assert "'nowhere' not found" in missing["state_string"]
     steps = http_get(port, f"/api/v2/builds/{missing['buildid']}/steps")["steps"]

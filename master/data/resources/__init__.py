@@ -23,6 +23,7 @@ def core_resource_types() -> list[ResourceType]:
         schedulers,
         sourcestamps,
         steps,
+        testresults,
         workers,
     )
 
@@ -44,4 +45,6 @@ def core_resource_types() -> list[ResourceType]:
         properties.Properties(),
         artifacts.Artifacts(),
         locks.LockClaims(),
+        testresults.TestResultSets(),
+        testresults.TestResults(),
     ]
