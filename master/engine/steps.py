@@ -446,7 +446,10 @@ class Trigger(BuildStep):
     async def run(self) -> int:
         """Submit a buildset to each scheduler, then wait for them if asked to."""
         engine = self.build.engine
-        props = {name: value for name, value in self.render(self.set_properties).items()}
+        # a secret rendered here would become a property of the triggered builds: never its value
+        redact = getattr(self.build, "redact", None)
+        props = {name: redact.value(value) if redact is not None else value
+                 for name, value in self.render(self.set_properties).items()}
         for name in self.copy_properties:
             if self.build.props.has(name):
                 props[name] = self.build.props.get(name)
