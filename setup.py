@@ -30,10 +30,13 @@ setup(
         "werkzeug>=3",  # the plugins' routes raise its exceptions (Klein brings it; we import it)
         "prometheus-client>=0.20",
         "treq>=23.11",
+        "defusedxml>=0.7",  # JUnit XML from builds, parsed without entity expansion (TestResults)
     ],
     extras_require={
+        "vault": ["hvac>=2"],  # SecretInVault
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
-                 "playwright>=1.40", "aiosmtpd>=1.4", "schemathesis>=4.0"],
+                 "playwright>=1.40", "aiosmtpd>=1.4", "schemathesis>=4.0",
+                 "hvac>=2"],
     },
     entry_points={
         "console_scripts": [

@@ -20,6 +20,7 @@ from master.engine.config import check_engine_config
 from master.engine.localworkers import LocalWorker
 from master.plugin import PluginError, load_plugin
 from master.reporters import check_reporters
+from master.secrets import check_providers
 from master.www.auth import Auth, ControlRule, ReadRule
 from master.www.changehooks import check_settings as check_change_hooks
 from master.www.httplimits import DEFAULT_MAX_BODY_BYTES
@@ -59,6 +60,7 @@ class BuilderConfig:
     project: str | None = None
     workernames: list[str] = field(default_factory=list)
     steps: list[Any] = field(default_factory=list)
+    locks: list[Any] = field(default_factory=list)
 
 
 @dataclass
@@ -93,6 +95,7 @@ class MasterConfig:
     metrics_public: bool = False
     reporters: list[Any] = field(default_factory=list)
     db_retry_seconds: float = 30.0
+    secretsProviders: list[Any] = field(default_factory=list)  # noqa: N815 (Buildbot's name)
 
     @property
     def limits(self) -> Limits:
@@ -194,6 +197,7 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     try:
         check_engine_config(config.builders, config.schedulers)
         check_reporters(config.reporters)
+        check_providers(config.secretsProviders)
     except ValueError as e:
         raise ConfigError(str(e)) from None
     return config

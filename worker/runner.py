@@ -49,10 +49,13 @@ class CommandSpec:
     workdir: str = "build"
     timeout: float | None = None
     max_time: float | None = None
+    shown: str | None = None
 
     @property
     def description(self) -> str:
-        """The command as a person would type it, for log lines."""
+        """The command as a person would type it (or as the master says to show it), for log lines."""
+        if self.shown is not None:
+            return self.shown
         return self.shell if self.shell is not None else " ".join(self.argv or [])
 
 
@@ -89,6 +92,7 @@ def parse_run(message: dict[str, Any]) -> CommandSpec:
     return CommandSpec(
         cmd=message["cmd"], argv=argv, shell=shell, env=env, builder=builder, workdir=workdir,
         timeout=_seconds(message, "timeout"), max_time=_seconds(message, "max_time"),
+        shown=message["shown"] if isinstance(message.get("shown"), str) else None,
     )
 
 

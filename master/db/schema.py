@@ -380,3 +380,59 @@ artifacts = sa.Table(
     # retention: the artifacts of old builds
     sa.Index(None, "created_at"),
 )
+
+# Locks (MasterLock, WorkerLock) taken by builds and steps: a row per slot taken.  The primary
+# key (lock, slot) makes a claim atomic across masters: two claims of one slot cannot both commit.
+lock_claims = sa.Table(
+    "lock_claims",
+    metadata,
+    # "master:NAME", or "worker:WORKER:NAME" (a worker lock counts per worker)
+    sa.Column("lock", sa.String(255), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True),
+    # one acquisition (a build's locks, or a step's): released together
+    sa.Column("owner", sa.String(64), nullable=False),
+    sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey("builds.id", ondelete="CASCADE")),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("claimed_at", sa.Integer, nullable=False),
+    # release by owner; a master declared dead releases its claims
+    sa.Index(None, "owner"),
+    sa.Index(None, "masterid"),
+    sa.Index(None, "buildid"),
+)
+
+# Test results (Buildbot's test_result_sets and test_results), filled by the TestResults step.
+test_result_sets = sa.Table(
+    "test_result_sets",
+    metadata,
+    _id(),
+    sa.Column("builderid", sa.Integer, sa.ForeignKey("builders.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey("builds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("stepid", sa.Integer, sa.ForeignKey("steps.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("category", sa.Text, nullable=False),
+    sa.Column("value_unit", sa.Text, nullable=False),
+    sa.Column("tests_passed", sa.Integer),
+    sa.Column("tests_failed", sa.Integer),
+    sa.Column("complete", sa.Boolean, nullable=False, server_default=sa.false()),
+    # builds/N/test_result_sets, steps/N/test_result_sets
+    sa.Index(None, "buildid"),
+    sa.Index(None, "stepid"),
+    sa.Index(None, "builderid"),
+)
+
+test_results = sa.Table(
+    "test_results",
+    metadata,
+    _id(),
+    sa.Column("builderid", sa.Integer, sa.ForeignKey("builders.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("test_result_setid", sa.Integer, sa.ForeignKey("test_result_sets.id", ondelete="CASCADE"),
+              nullable=False),
+    sa.Column("test_name", sa.Text),
+    sa.Column("test_code_path", sa.Text),
+    sa.Column("line", sa.Integer),
+    sa.Column("duration_ns", sa.BigInteger),
+    sa.Column("value", sa.Text, nullable=False),
+    # test_result_sets/N/results
+    sa.Index(None, "test_result_setid"),
+)

@@ -20,9 +20,11 @@ from master.data.resources.buildsets import worst_result
 from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
+from master.engine.locks import release_build_locks, start_build_locks, take_step_locks
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep, result_name
 from master.metrics import metrics_of
+from master.secrets import Redactor, load_build_secrets
 
 if TYPE_CHECKING:
     from master.engine.builder import Builder
@@ -53,6 +55,7 @@ class Build:
         self.stop_results = CANCELLED
         self.lost = False
         self.current: BuildStep | None = None
+        self.redact = Redactor({})  # the build's secrets out of what it stores (set when it starts)
         self.timer = metrics_of(self.data).build_timer(builder.name)
 
     @property
@@ -77,7 +80,8 @@ class Build:
             self.current.interrupt("worker lost")
 
     async def set_property(self, name: str, value: Any, source: str) -> None:
-        """Set a build property, in memory and through the data API."""
+        """Set a build property, in memory and through the data API (secret values in it redacted)."""
+        value = self.redact.value(value)
         self.props.set(name, value, source)
         await self.data.updates.set_build_properties(self.buildid, {name: (value, source)})
 
@@ -134,7 +138,11 @@ class Build:
         try:
             if not loaded:
                 raise RuntimeError(f"the buildset of request {self.brid} could not be read")
-            await self._run_steps()
+            missing = await load_build_secrets(self)
+            if missing is not None:
+                self.stop(missing, EXCEPTION)
+            elif await start_build_locks(self):
+                await self._run_steps()
         except DatabaseUnavailable:
             self.stop(DATABASE_LOST, RETRY)
         except Exception:
@@ -147,7 +155,10 @@ class Build:
         state = f"build {result_name(self.results)}" if self.results != SUCCESS else "build successful"
         if self.stopped is not None:
             state += f" ({self.stopped})"
-        await data.updates.finish_build(self.buildid, self.results, state_string=state)
+        try:
+            await data.updates.finish_build(self.buildid, self.results, state_string=state)
+        finally:
+            await release_build_locks(self)
         self.timer.finished(self.results)
         return self.results
 
@@ -176,7 +187,11 @@ class Build:
         if not step.should_run():
             await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf), state_string="skipped")
             return SKIPPED
-        await data.updates.start_step(step.stepid, locks_acquired=True)
+        held = await take_step_locks(self, step)
+        if held is None:  # the build was stopped while the step waited for its locks
+            await data.updates.finish_step(step.stepid, CANCELLED, hidden=bool(step.hideStepIf),
+                                           state_string="cancelled")
+            return CANCELLED
         self.current = step
         try:
             result = await step.run()
@@ -193,12 +208,13 @@ class Build:
             result = EXCEPTION
         finally:
             self.current = None
+            await held.release()
         for step_log in step.logs:
             try:
                 await step_log.finish()
             except Exception:
                 log.failure("could not finish a log of step {stepid}", stepid=step.stepid)
-        state = step.describe(True)
+        state = self.redact(step.describe(True))
         if result not in (SUCCESS, SKIPPED):
             state += f" ({result_name(result)})"
         await data.updates.finish_step(step.stepid, result, hidden=bool(step.hideStepIf), state_string=state)

@@ -25,6 +25,7 @@ from master.data.resources.common import EXCEPTION, RETRY
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.build import DATABASE_LOST, Build
 from master.engine.interfaces import IWorkerConnection
+from master.engine.locks import check_locks
 from master.engine.steps import BuildStep
 
 if TYPE_CHECKING:
@@ -36,11 +37,14 @@ log = Logger()
 class Builder:
     """A configured builder: its id, the workers it may use and its steps (templates)."""
 
-    def __init__(self, name: str, builderid: int, workernames: list[str], steps: list[BuildStep]) -> None:
+    def __init__(
+        self, name: str, builderid: int, workernames: list[str], steps: list[BuildStep], locks: Any = None
+    ) -> None:
         self.name = name
         self.builderid = builderid
         self.workernames = list(workernames)
         self.steps = list(steps)
+        self.locks = check_locks(locks, f"builder {name!r}: locks")
 
     def can_use(self, conn: IWorkerConnection) -> bool:
         """Whether worker *conn* may run this builder's builds."""

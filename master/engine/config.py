@@ -42,12 +42,14 @@ def check_engine_config(builders: list[Any], schedulers: list[Any]) -> None:
     *builders* are BuilderConfig objects with a ``steps`` list; *schedulers* the
     ``schedulers`` list.  For ``master.config._check`` to call (wrapping ValueError in ConfigError).
     """
+    from master.engine.locks import check_locks
     from master.engine.schedulers import BaseScheduler, Triggerable
     from master.engine.steps import BuildStep, Trigger
 
     names = {builder.name for builder in builders}
     triggerables = {s.name for s in schedulers if isinstance(s, Triggerable)}
     for index, builder in enumerate(builders):
+        check_locks(getattr(builder, "locks", None), f"builders[{index}].locks")
         for number, step in enumerate(getattr(builder, "steps", None) or []):
             where = f"builders[{index}].steps[{number}]"
             if not isinstance(step, BuildStep):

@@ -80,6 +80,7 @@ class Engine:
         self.masterid = masterid
         data.engine = self
         self.distributor.stopped = False
+        await data.updates.release_master_locks(masterid)  # what its builds held before a crash
         await self.recover()
         await self._apply(config)
         events = data.events
@@ -264,6 +265,7 @@ class Engine:
             for log_entity in logs:
                 await data.updates.finish_log(log_entity["logid"])
             await data.updates.finish_step(step["stepid"], results)
+        await data.updates.release_build_locks(buildid)
         await data.updates.set_build_state_string(buildid, f"lost: {why}")
         await data.updates.finish_build(buildid, results)
 
@@ -286,7 +288,8 @@ class Engine:
             factory = getattr(spec, "factory", None)
             if not steps and factory is not None:
                 steps = list(getattr(factory, "steps", factory))
-            builders[spec.name] = Builder(spec.name, await self._builder_id(spec), list(spec.workernames), steps)
+            builders[spec.name] = Builder(spec.name, await self._builder_id(spec), list(spec.workernames), steps,
+                                          getattr(spec, "locks", None))
         self.builders = builders  # running builds keep the Builder (and steps) they started with
         wanted = {scheduler.name: scheduler for scheduler in getattr(config, "schedulers", None) or []}
         for name, running in list(self.schedulers.items()):

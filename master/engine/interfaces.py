@@ -24,6 +24,7 @@ class Command:
     workdir: str = "build"
     timeout: float | None = 1200.0
     max_time: float | None = None
+    shown: str | None = None  # how the worker's own log shows the command (secrets redacted), if not as it is
 
 
 @dataclass

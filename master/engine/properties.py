@@ -23,6 +23,9 @@ starts:
       the build's source stamp of *codebase*; ``%(src::revision)s`` is the default (empty)
       codebase's.  Unset when the build has no such source stamp or the attribute is null.
 
+  ``%(secret:name)s``
+      secret *name* (see :mod:`master.secrets`): in the command only, never stored.
+
   Any ``%`` conversion may follow the parentheses (``%(prop:jobs)d``); a literal ``%`` is
   written ``%%``, as in Python's ``%`` formatting, which this uses.
 
@@ -145,6 +148,12 @@ class _Lookup(Mapping[str, Any]):
 
     def __getitem__(self, key: str) -> Any:
         kind, sep, rest = key.partition(":")
+        if kind == "secret" and sep:
+            # read when the build started (master.secrets); never a property
+            secrets = getattr(self.props, "secrets", None) or {}
+            if rest not in secrets:
+                raise KeyError(f"Interpolate: secret {rest!r} was not read when the build started")
+            return secrets[rest]
         if not sep or kind not in ("prop", "kw", "src"):
             raise KeyError(f"Interpolate: unknown placeholder %({key})s: use prop:NAME, kw:NAME or src:CODEBASE:ATTR")
         codebase = ""

@@ -22,6 +22,7 @@ Master -> worker, to run a command::
       + "builder": "name"         (the builder: the worker runs in <worker dir>/<builder>/<workdir>)
       + "timeout": 1200           (seconds without output before the command is interrupted; null: none)
       + "max_time": null          (seconds in all before it is interrupted; null: none)
+      + "shown": "echo <secret:x>" (optional: how the worker's log shows the command; secrets hidden)
 
 Worker -> master while it runs (output is batched: at most ``OUTPUT_CHUNK`` bytes of text per
 message, sent at least every ``OUTPUT_INTERVAL`` seconds while there is some; text is decoded

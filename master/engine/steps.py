@@ -26,6 +26,7 @@ from master.data.resources.common import CANCELLED, FAILURE, RESULTS, SKIPPED, S
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.config import Configured
 from master.engine.interfaces import Command, CommandResult, WorkerLost
+from master.engine.locks import check_locks
 from master.engine.properties import render
 from master.metrics import metrics_of
 
@@ -42,9 +43,10 @@ class StepLog:
     batched into the next one, so a chatty command costs few database writes.
     """
 
-    def __init__(self, data: Any, logid: int) -> None:
+    def __init__(self, data: Any, logid: int, redact: Callable[[str], str] | None = None) -> None:
         self.data = data
         self.logid = logid
+        self.redact = redact or str  # whole lines only: a secret split across chunks is joined first
         self._partial: dict[str, str] = {}
         self._pending: list[str] = []
         self._writing = False
@@ -57,7 +59,7 @@ class StepLog:
         lines = text.split("\n")
         if lines[-1]:
             self._partial[stream] = lines[-1]
-        self._pending.extend(stream + line + "\n" for line in lines[:-1])
+        self._pending.extend(stream + self.redact(line) + "\n" for line in lines[:-1])
         self._kick()
 
     def add_header(self, text: str) -> None:
@@ -105,7 +107,7 @@ class StepLog:
         if self._finished and not self._partial and not self._pending:
             return
         for stream, rest in list(self._partial.items()):
-            self._pending.append(stream + rest + "\n")
+            self._pending.append(stream + self.redact(rest) + "\n")
         self._partial.clear()
         await self.flush()
         await self.data.updates.finish_log(self.logid)
@@ -130,8 +132,10 @@ class BuildStep(Configured):
         hideStepIf: bool = False,  # noqa: N803
         description: str | None = None,
         descriptionDone: str | None = None,  # noqa: N803
+        locks: Sequence[Any] | None = None,
     ) -> None:
         self.name = name or self.default_name
+        self.locks = check_locks(locks, f"{type(self).__name__}.locks")
         self.haltOnFailure = haltOnFailure
         self.flunkOnFailure = flunkOnFailure
         self.warnOnFailure = warnOnFailure
@@ -162,13 +166,14 @@ class BuildStep(Configured):
     async def add_log(self, name: str, type: str = "s") -> StepLog:
         """Add a log to this step."""
         logid = await self.data.updates.add_log(self.stepid, name, type)
-        step_log = StepLog(self.data, logid)
+        step_log = StepLog(self.data, logid, getattr(self.build, "redact", None))
         self.logs.append(step_log)
         return step_log
 
     async def set_state(self, text: str) -> None:
         """Say in words what the step is doing."""
-        await self.data.updates.set_step_state_string(self.stepid, text)
+        redact = getattr(self.build, "redact", None)
+        await self.data.updates.set_step_state_string(self.stepid, redact(text) if redact else text)
 
     def describe(self, done: bool) -> str:
         """The state string shown while running and when done."""
@@ -296,6 +301,9 @@ class ShellCommand(RunsCommands):
             "env": env, "builder": self.build.builder.name, "workdir": str(self.render(self.workdir)),
             "timeout": self.timeout, "max_time": self.max_time,
         }
+        redact = getattr(self.build, "redact", None)
+        if redact:  # the worker's own log (the master's, for a LocalWorker) shows no secret
+            kwargs["shown"] = redact(command if isinstance(command, str) else " ".join(str(p) for p in command))
         if isinstance(command, str):
             return Command(shell=command, **kwargs)
         return Command(argv=[str(part) for part in command], **kwargs)
@@ -438,7 +446,10 @@ class Trigger(BuildStep):
     async def run(self) -> int:
         """Submit a buildset to each scheduler, then wait for them if asked to."""
         engine = self.build.engine
-        props = {name: value for name, value in self.render(self.set_properties).items()}
+        # a secret rendered here would become a property of the triggered builds: never its value
+        redact = getattr(self.build, "redact", None)
+        props = {name: redact.value(value) if redact is not None else value
+                 for name, value in self.render(self.set_properties).items()}
         for name in self.copy_properties:
             if self.build.props.has(name):
                 props[name] = self.build.props.get(name)

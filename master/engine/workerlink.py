@@ -263,6 +263,8 @@ class WorkerConnection:
             message["shell"] = command.shell
         message.update(env=dict(command.env), workdir=command.workdir, builder=command.builder,
                        timeout=command.timeout, max_time=command.max_time)
+        if command.shown is not None:
+            message["shown"] = command.shown
         self._send(message)
         return running
 

@@ -15,6 +15,7 @@ def core_resource_types() -> list[ResourceType]:
         buildsets,
         changes,
         forceschedulers,
+        locks,
         logs,
         masters,
         projects,
@@ -22,6 +23,7 @@ def core_resource_types() -> list[ResourceType]:
         schedulers,
         sourcestamps,
         steps,
+        testresults,
         workers,
     )
 
@@ -42,4 +44,7 @@ def core_resource_types() -> list[ResourceType]:
         logs.LogChunks(),
         properties.Properties(),
         artifacts.Artifacts(),
+        locks.LockClaims(),
+        testresults.TestResultSets(),
+        testresults.TestResults(),
     ]

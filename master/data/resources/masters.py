@@ -96,6 +96,8 @@ class Masters(ResourceType):
                     await txn.execute(sa.update(sched).where(sched.c.masterid == masterid).values(masterid=None))
                 else:
                     await txn.execute(sa.delete(table).where(table.c.masterid == masterid))
+            # the locks its builds held (MasterLock, WorkerLock) go with it
+            await txn.execute(sa.delete(schema.lock_claims).where(schema.lock_claims.c.masterid == masterid))
             return bool(changed), released
 
         stopped, released = await self.data.storage.transaction(work)
