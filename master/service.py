@@ -174,6 +174,8 @@ class MasterService(service.MultiService):
             self.basedir, self._local_workers(config), f"ws://{local_host}:{host.port}/worker"
         )
         self.local_workers.setServiceParent(self)
+        self.engine.latent.set_master_url(f"ws://{local_host}:{host.port}/worker")
+        self.engine.distributor.activity()  # requests for latent workers waited for the URL
         self.retention = RetentionService(data, config)
         self.retention.setServiceParent(self)
         self.heartbeat = Heartbeat(data, self.engine, self.masterid, config)
@@ -201,8 +203,8 @@ class MasterService(service.MultiService):
     def _worker_passwords(self, config: MasterConfig) -> dict[str, WorkerConfig]:
         """Each allowed worker with its password; a local worker's is read from (or made in) its directory."""
         return {
-            worker.name: worker if isinstance(worker, WorkerConfig)
-            else WorkerConfig(worker.name, worker.password_for(self.basedir))
+            worker.name: WorkerConfig(worker.name, worker.password_for(self.basedir))
+            if isinstance(worker, LocalWorker) else worker  # WorkerConfig, or a latent worker with its password
             for worker in config.workers
         }
 

@@ -26,6 +26,7 @@ from master.data.resources.common import EXCEPTION, RETRY
 from master.engine.build import Build
 from master.engine.builder import Builder, BuildRequestDistributor
 from master.engine.interfaces import IWorkerConnection, IWorkerListener
+from master.engine.latent import LatentWorkers
 from master.engine.schedulers import BaseScheduler, ForceScheduler, Triggerable
 
 log = Logger()
@@ -59,6 +60,7 @@ class Engine:
         self._poller: task.LoopingCall | None = None
         self._subscriptions: list[Any] = []
         self._build_waiters: list[defer.Deferred] = []
+        self.latent = LatentWorkers(self)  # latent workers (master.engine.latent): started for builds
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -70,6 +72,8 @@ class Engine:
         self.distributor.stopped = False
         await self.recover()
         await self._apply(config)
+        master = await data.get(("masters", str(masterid)), query={"field": ["name"]})
+        await self.latent.start(master["name"] if master else str(masterid), masterid)
         events = data.events
         for pattern in (("buildrequests", "*", "new"), ("buildrequests", "*", "unclaimed"),
                         ("workers", "*", "state_updated")):
@@ -104,6 +108,7 @@ class Engine:
         for build in list(self.builds.values()):
             build.stop("master stopping", RETRY)
         await self._wait_builds(self.stop_timeout)
+        await self.latent.stop()
         if getattr(self.data, "engine", None) is self:
             self.data.engine = None
 
@@ -217,6 +222,7 @@ class Engine:
             self.schedulers[name] = scheduler
             if scheduler.runs_alone:
                 await scheduler.try_claim()
+        await self.latent.configure(config)
         self.config = config
 
     # -- workers (IWorkerListener) --------------------------------------------------------------
@@ -224,6 +230,7 @@ class Engine:
     def worker_attached(self, connection: IWorkerConnection) -> None:
         """A worker connected: it may take builds (a graceful stop asked before is over)."""
         self.workers[connection.name] = connection
+        self.latent.worker_attached(connection)
         d = defer.ensureDeferred(self._set_graceful(connection.workerid, False))
         d.addCallback(lambda _: self.distributor.activity())
         d.addErrback(lambda failure: log.failure("could not record worker {name}", failure, name=connection.name))
@@ -240,6 +247,7 @@ class Engine:
         if self.workers.get(connection.name) is connection:
             del self.workers[connection.name]
         self.shutting_down.discard(connection)
+        self.latent.worker_detached(connection)
         for build in list(self.builds.values()):
             if build.conn is connection:
                 build.worker_lost()
@@ -262,6 +270,7 @@ class Engine:
 
     def build_ended(self, build: Build) -> None:
         """A build ended (called by the distributor)."""
+        self.latent.build_ended(build.slot)
         waiters, self._build_waiters = self._build_waiters, []
         for waiter in waiters:
             if not waiter.called:
