@@ -60,3 +60,104 @@ def test_twenty_builds_over_three_docker_workers(tmp_path: Path) -> None:
         wait_until(lambda: containers(name) == [], timeout=60)  # every container removed
     finally:
         master.stop()
+
+
+FAILURES = """
+config = MasterConfig(
+    www={{"interface": "127.0.0.1", "port": {port}}},
+    workers=[
+        DockerLatentWorker("missing", "pw", image="ci-master-no-such-image:0"),
+        DockerLatentWorker("quits", "pw", image="{image}",
+                           hostconfig={{"entrypoint": ["sh", "-c", "echo boom from the entry point; exit 3"]}}),
+        DockerLatentWorker("silent", "pw", image="{image}", missing_timeout=3,
+                           hostconfig={{"entrypoint": ["sleep", "600"]}}),
+        DockerLatentWorker("good", "pw", image="{image}"),
+    ],
+    builders=[BuilderConfig(name=n, workernames=[n], steps=[SHOW]) for n in ("missing", "quits", "silent", "good")],
+    schedulers=[ForceScheduler(name="force", builderNames=["missing", "quits", "silent", "good"])],
+)
+"""
+
+
+def _build_of(master: Master, brid: int) -> dict:
+    def done() -> dict | None:
+        request = master.get(f"/api/v2/buildrequests/{brid}?field=complete")["buildrequests"][0]
+        return request if request["complete"] else None
+
+    wait_until(done, timeout=90)
+    builds = master.get(f"/api/v2/buildrequests/{brid}/builds?field=buildid&field=results&field=state_string")
+    assert len(builds["builds"]) == 1, builds  # no retry: the request ended with its one build
+    return builds["builds"][0]
+
+
+def test_failing_containers_end_the_build_exception_with_the_reason(tmp_path: Path) -> None:
+    master = Master(tmp_path, FAILURES)
+    master.start()
+    try:
+        name = master.name
+        expected = {
+            "missing": ["Docker image 'ci-master-no-such-image:0' not found"],
+            "quits": ["exited with code 3 before its worker connected", "boom from the entry point"],
+            "silent": ["did not connect within 3s (missing_timeout)"],
+        }
+        for builder, reasons in expected.items():
+            build = _build_of(master, master.force(master.builder_id(builder)))
+            assert build["results"] == EXCEPTION, (builder, build)
+            text = master.log_text(build["buildid"], "worker_preparation")
+            for reason in reasons:
+                assert reason in text, (builder, text)
+            steps = master.get(f"/api/v2/builds/{build['buildid']}/steps?field=name")["steps"]
+            assert [s["name"] for s in steps] == ["worker_preparation"]  # SHOW never ran
+        # the next build works, and a failed worker is not stuck: it fails again the same way
+        assert _build_of(master, master.force(master.builder_id("good")))["results"] == SUCCESS
+        again = _build_of(master, master.force(master.builder_id("quits")))
+        assert again["results"] == EXCEPTION
+        assert "boom from the entry point" in master.log_text(again["buildid"], "worker_preparation")
+        wait_until(lambda: containers(name) == [], timeout=60)
+    finally:
+        master.stop()
+
+
+KILL = """
+config = MasterConfig(
+    www={{"interface": "127.0.0.1", "port": {port}}},
+    workers=[DockerLatentWorker(f"k{{n}}", "pw", image="{image}") for n in range(2)],
+    builders=[BuilderConfig(name="slow", workernames=["k0", "k1"], steps=[
+        ShellCommand(name="sleep", command=["sleep", "4"]), SHOW])],
+    schedulers=[ForceScheduler(name="force", builderNames=["slow"])],
+)
+"""
+
+
+def test_a_restarted_master_removes_the_containers_a_killed_one_left(tmp_path: Path) -> None:
+    master = Master(tmp_path, KILL)
+    master.start()
+    try:
+        name = master.name
+        builderid = master.builder_id("slow")
+        brids = [master.force(builderid), master.force(builderid)]
+
+        def both_sleeping() -> bool:
+            builds = master.get("/api/v2/builds?complete=false&field=buildid")["builds"]
+            steps = [s for b in builds for s in master.get(
+                f"/api/v2/builds/{b['buildid']}/steps?name=sleep&field=started_at&field=complete")["steps"]]
+            return len(steps) == 2 and all(s["started_at"] and not s["complete"] for s in steps)
+
+        wait_until(both_sleeping, timeout=60)
+        left = containers(name)
+        assert len(left) == 2
+        master.kill()
+        assert sorted(containers(name)) == sorted(left)  # still there: nobody removed them
+        master.start()
+        assert not set(containers(name)) & set(left)  # removed while the master started
+        for brid in brids:
+            wait_until(lambda b=brid: master.get(f"/api/v2/buildrequests/{b}?field=complete")["buildrequests"][0]
+                       ["complete"], timeout=90)
+        for brid in brids:
+            request = master.get(f"/api/v2/buildrequests/{brid}?field=results")["buildrequests"][0]
+            assert request["results"] == SUCCESS
+            builds = master.get(f"/api/v2/buildrequests/{brid}/builds?field=results&order=buildid")["builds"]
+            assert [b["results"] for b in builds] == [EXCEPTION, SUCCESS]  # lost with the master, then run again
+        wait_until(lambda: containers(name) == [], timeout=60)
+    finally:
+        master.stop()
