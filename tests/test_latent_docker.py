@@ -8,6 +8,7 @@ to it over the host network.
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 from dockerutil import MARKER, Master, containers
@@ -101,7 +102,12 @@ def test_failing_containers_end_the_build_exception_with_the_reason(tmp_path: Pa
             "silent": ["did not connect within 3s (missing_timeout)"],
         }
         for builder, reasons in expected.items():
-            build = _build_of(master, master.force(master.builder_id(builder)))
+            brid = master.force(master.builder_id(builder))
+            if builder == "silent":  # 3 s of waiting for its worker: the build says so meanwhile
+                states = f"/api/v2/buildrequests/{brid}/builds?field=state_string"
+                wait_until(lambda q=states: [b["state_string"] for b in master.get(q)["builds"]]
+                           == ["preparing worker"])
+            build = _build_of(master, brid)
             assert build["results"] == EXCEPTION, (builder, build)
             text = master.log_text(build["buildid"], "worker_preparation")
             for reason in reasons:
@@ -159,5 +165,36 @@ def test_a_restarted_master_removes_the_containers_a_killed_one_left(tmp_path: P
             builds = master.get(f"/api/v2/buildrequests/{brid}/builds?field=results&order=buildid")["builds"]
             assert [b["results"] for b in builds] == [EXCEPTION, SUCCESS]  # lost with the master, then run again
         wait_until(lambda: containers(name) == [], timeout=60)
+    finally:
+        master.stop()
+
+
+UNREACHABLE = """
+config = MasterConfig(
+    www={{"interface": "127.0.0.1", "port": {port}}},
+    workers=[DockerLatentWorker("far", "pw", image="{image}", docker_host="unix://{socket}")],
+    builders=[BuilderConfig(name="far", workernames=["far"], steps=[SHOW])],
+    schedulers=[ForceScheduler(name="force", builderNames=["far"])],
+)
+"""
+
+
+def test_requests_wait_while_the_docker_daemon_is_unreachable(tmp_path: Path) -> None:
+    socket = tmp_path / "docker.sock"  # no daemon there until the test links the real one
+    master = Master(tmp_path, UNREACHABLE.replace("{socket}", str(socket)))
+    master.start()
+    try:
+        brid = master.force(master.builder_id("far"))
+        worker = "/api/v2/workers/far?field=latent_state"
+        wait_until(lambda: master.get(worker)["workers"][0]["latent_state"] == "unreachable", timeout=30)
+        time.sleep(6)  # more than a probe interval: still no build, the request waits unclaimed
+        assert master.get(f"/api/v2/buildrequests/{brid}/builds?field=buildid")["builds"] == []
+        request = master.get(f"/api/v2/buildrequests/{brid}?field=claimed&field=complete")["buildrequests"][0]
+        assert (request["claimed"], request["complete"]) == (False, False)
+        lines = [line for line in (master.dir / "twistd.log").read_text().splitlines() if "unreachable" in line]
+        assert len(lines) == 1, lines  # one line a minute, not one per attempt
+        socket.symlink_to("/var/run/docker.sock")  # the daemon comes back
+        assert _build_of(master, brid)["results"] == SUCCESS
+        assert master.get(worker)["workers"][0]["latent_state"] in ("stopped", "stopping")
     finally:
         master.stop()

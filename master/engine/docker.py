@@ -127,7 +127,7 @@ class DockerLatentWorker(Configured):
             return function(self._docker_client(docker), *args)
         except docker.errors.DockerException as e:
             if _unreachable(e):
-                raise LatentHostUnreachable(f"Docker daemon at {self.docker_host} unreachable: {e}") from None
+                raise LatentHostUnreachable(f"Docker daemon unreachable: {e}") from None
             raise
 
     def _docker_client(self, docker: Any) -> Any:

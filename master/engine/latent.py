@@ -456,9 +456,9 @@ class LatentWorkers:
             if key in self.unreachable or key not in self._cleaned:
                 defer.ensureDeferred(self._remove_leftovers(spec))
 
-    def state_of(self, name: str) -> str | None:
-        """``stopped``, ``starting``, ``running``, ``stopping`` or ``unreachable``; None if not latent."""
-        runtime = self.workers.get(name)
+    def state_of_id(self, workerid: int) -> str | None:
+        """``stopped``, ``starting``, ``running``, ``stopping`` or ``unreachable``; None if not latent here."""
+        runtime = next((r for r in self.workers.values() if r.slot.workerid == workerid), None)
         if runtime is None:
             return None
         if runtime.state == "stopped" and runtime.spec.host_key() in self.unreachable:
