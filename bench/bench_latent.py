@@ -28,6 +28,8 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,52 +93,46 @@ def _one(master: Master, builderid: int) -> tuple[float, float]:
     return started, done
 
 
-def _master(tmp: Path, wait: float, workers: int) -> Master:
-    body = CONFIG.replace("WAIT", repr(wait)).replace("WORKERS", str(workers))
-    master = Master(tmp, body)
-    master.start()
-    return master
+@contextmanager
+def _master(wait: float, workers: int) -> Iterator[Master]:
+    """A master with *workers* latent workers, stopped at the end (it must leave no container)."""
+    with tempfile.TemporaryDirectory(prefix="bench-latent-") as tmp:
+        master = Master(Path(tmp), CONFIG.replace("WAIT", repr(wait)).replace("WORKERS", str(workers)))
+        master.start()
+        try:
+            yield master
+        finally:
+            name = master.name
+            master.stop()
+            if containers(name):
+                raise RuntimeError(f"containers left after the master stopped: {containers(name)}")
 
 
 def latency(label: str, wait: float, samples: int) -> None:
     """Sequential builds on one worker."""
-    with tempfile.TemporaryDirectory(prefix="bench-latent-") as tmp:
-        master = _master(Path(tmp), wait, 1)
-        try:
-            builderid = master.builder_id("b0")
-            if wait > 0:
-                _one(master, builderid)  # starts the container that the measured builds find up
-            runs = [_one(master, builderid) for _ in range(samples)]
-            print(f"{label:6} force -> started  {_percentiles([r[0] for r in runs])}")
-            print(f"{label:6} force -> done     {_percentiles([r[1] for r in runs])}")
-        finally:
-            name = master.name
-            master.stop()
-            if containers(name):
-                raise RuntimeError(f"containers left after the master stopped: {containers(name)}")
+    with _master(wait, 1) as master:
+        builderid = master.builder_id("b0")
+        if wait > 0:
+            _one(master, builderid)  # starts the container that the measured builds find up
+        runs = [_one(master, builderid) for _ in range(samples)]
+        print(f"{label:6} force -> started  {_percentiles([r[0] for r in runs])}")
+        print(f"{label:6} force -> done     {_percentiles([r[1] for r in runs])}")
 
 
 def throughput(label: str, wait: float, builds: int) -> None:
     """*builds* forced at once over 3 workers."""
-    with tempfile.TemporaryDirectory(prefix="bench-latent-") as tmp:
-        master = _master(Path(tmp), wait, 3)
-        try:
-            ids = [master.builder_id(f"b{n}") for n in range(3)]
-            t0 = time.monotonic()
-            for n in range(builds):
-                master.force(ids[n % 3])
-            done = "/api/v2/buildrequests?complete=true&field=buildrequestid&limit=1"
-            _until(lambda: master.get(done)["meta"]["total"] == builds)
-            elapsed = time.monotonic() - t0
-            results = master.get(f"/api/v2/builds?field=results&limit={builds}")["builds"]
-            if len(results) != builds or {b["results"] for b in results} != {0}:
-                raise RuntimeError(f"expected {builds} successful builds, got {results}")
-            print(f"{label:6} {builds} builds over 3 containers: {elapsed:6.1f} s, {builds / elapsed:5.2f} builds/s")
-        finally:
-            name = master.name
-            master.stop()
-            if containers(name):
-                raise RuntimeError(f"containers left after the master stopped: {containers(name)}")
+    with _master(wait, 3) as master:
+        ids = [master.builder_id(f"b{n}") for n in range(3)]
+        t0 = time.monotonic()
+        for n in range(builds):
+            master.force(ids[n % 3])
+        done = "/api/v2/buildrequests?complete=true&field=buildrequestid&limit=1"
+        _until(lambda: master.get(done)["meta"]["total"] == builds)
+        elapsed = time.monotonic() - t0
+        results = master.get(f"/api/v2/builds?field=results&limit={builds}")["builds"]
+        if len(results) != builds or {b["results"] for b in results} != {0}:
+            raise RuntimeError(f"expected {builds} successful builds, got {results}")
+        print(f"{label:6} {builds} builds over 3 containers: {elapsed:6.1f} s, {builds / elapsed:5.2f} builds/s")
 
 
 def main() -> int:

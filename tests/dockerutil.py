@@ -102,15 +102,19 @@ class Master:
         """The master's name (its containers' label)."""
         return self.get("/api/v2/masters?field=name")["masters"][0]["name"]
 
-    def force(self, builderid: int) -> int:
-        """Force a build of *builderid*; the id of its build request."""
-        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "force", "params": {"builderid": builderid}}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/v2/forceschedulers/force", body,
+    def call(self, path: str, method: str, params: dict) -> object:
+        """Call JSON-RPC *method* on *path*; its result."""
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}/api/v2/{path}", body,
                                          {"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = json.load(response)
         assert "result" in answer, answer
-        return int(next(iter(answer["result"][1].values())))
+        return answer["result"]
+
+    def force(self, builderid: int) -> int:
+        """Force a build of *builderid*; the id of its build request."""
+        return int(next(iter(self.call("forceschedulers/force", "force", {"builderid": builderid})[1].values())))
 
     def builder_id(self, name: str) -> int:
         """The id of builder *name*."""

@@ -108,6 +108,9 @@ class FakeEngine:
     def load(self, slot: Any) -> int:
         return self.loads.get(slot, 0)
 
+    async def set_graceful(self, workerid: int, graceful: bool) -> None:
+        self.graceful = (workerid, graceful)
+
 
 class Config:
     def __init__(self, workers: list[Any], max_latent_workers: int | None = None) -> None:
@@ -164,6 +167,7 @@ async def test_substantiate_then_insubstantiate_after_the_build() -> None:
     latent.build_ended(slot)  # build_wait_timeout=0: removed at once
     await _until(lambda: spec.stopped)
     assert spec.stopped == [instance] and conn.shutdowns == [False]
+    assert engine.graceful == (slot.workerid, False)  # a 'stop' asked of it ends with the instance
     assert latent.state_of_id(slot.workerid) == "stopped"
 
 

@@ -198,3 +198,36 @@ def test_requests_wait_while_the_docker_daemon_is_unreachable(tmp_path: Path) ->
         assert master.get(worker)["workers"][0]["latent_state"] in ("stopped", "stopping")
     finally:
         master.stop()
+
+
+WARM = """
+config = MasterConfig(
+    www={{"interface": "127.0.0.1", "port": {port}}},
+    workers=[DockerLatentWorker("warm", "pw", image="{image}", build_wait_timeout=120)],
+    builders=[BuilderConfig(name="warm", workernames=["warm"], steps=[SHOW])],
+    schedulers=[ForceScheduler(name="force", builderNames=["warm"])],
+)
+"""
+
+
+def test_a_warm_container_serves_the_next_build_until_the_worker_is_stopped(tmp_path: Path) -> None:
+    master = Master(tmp_path, WARM)
+    master.start()
+    try:
+        name, builderid = master.name, master.builder_id("warm")
+        first = _build_of(master, master.force(builderid))
+        second = _build_of(master, master.force(builderid))
+        ran_in = [CONTAINER_ID.findall(master.log_text(b["buildid"], "show")) for b in (first, second)]
+        assert ran_in[0] == ran_in[1] and len(ran_in[0]) == 1  # build_wait_timeout > 0: the same container
+        assert containers(name) == ran_in[0]
+        worker = master.get("/api/v2/workers/warm?field=workerid&field=latent_state")["workers"][0]
+        assert worker["latent_state"] == "running"
+        master.call(f"workers/{worker['workerid']}", "stop", {})  # the worker's 'stop' action: leave when idle
+        wait_until(lambda: containers(name) == [], timeout=60)
+        wait_until(lambda: master.get("/api/v2/workers/warm?field=latent_state")["workers"][0]["latent_state"]
+                   == "stopped")
+        third = _build_of(master, master.force(builderid))  # a stopped latent worker starts again
+        assert third["results"] == SUCCESS
+        assert CONTAINER_ID.findall(master.log_text(third["buildid"], "show")) != ran_in[0]
+    finally:
+        master.stop()

@@ -73,6 +73,11 @@ class DockerLatentWorker(Configured):
                 raise ValueError(f"DockerLatentWorker {key}: expected a number of seconds >= 0, got {value!r}")
         if isinstance(max_builds, bool) or not isinstance(max_builds, int) or max_builds < 1:
             raise ValueError(f"DockerLatentWorker max_builds: expected an integer >= 1, got {max_builds!r}")
+        try:
+            import docker  # noqa: F401 (here, so that master.cfg says what is missing)
+        except ImportError:
+            raise ValueError("DockerLatentWorker needs the 'docker' Python library:"
+                             " pip install 'ci-master[docker]'") from None
         self.name = name
         self.password = password
         self.image = image
@@ -138,7 +143,9 @@ class DockerLatentWorker(Configured):
 
     def _start(self, client: Any, context: LaunchContext) -> str:
         docker = _docker()
-        environment = {**self.environment, **context.environment}
+        # the site's environment last: with a network_mode other than host, CI_MASTER_URL set there
+        # names the master's address as the container reaches it
+        environment = {**context.environment, **self.environment}
         options = dict(self.hostconfig)
         try:
             container = client.containers.create(

@@ -231,11 +231,11 @@ class Engine:
         """A worker connected: it may take builds (a graceful stop asked before is over)."""
         self.workers[connection.name] = connection
         self.latent.worker_attached(connection)
-        d = defer.ensureDeferred(self._set_graceful(connection.workerid, False))
+        d = defer.ensureDeferred(self.set_graceful(connection.workerid, False))
         d.addCallback(lambda _: self.distributor.activity())
         d.addErrback(lambda failure: log.failure("could not record worker {name}", failure, name=connection.name))
 
-    async def _set_graceful(self, workerid: int, graceful: bool) -> None:
+    async def set_graceful(self, workerid: int, graceful: bool) -> None:
         """Record whether the worker is on its way out, keeping its paused state."""
         fields = {"field": ["paused", "pause_reason", "graceful"]}
         worker = await self.data.get(("workers", str(workerid)), query=fields)
@@ -364,7 +364,7 @@ class Engine:
             if conn.workerid == workerid:
                 if graceful:
                     self.shutting_down.add(conn)  # no new build meanwhile
-                    await self._set_graceful(workerid, True)
+                    await self.set_graceful(workerid, True)
                 conn.shutdown(graceful)
 
     async def force(self, schedulername: str, params: Mapping[str, Any], user: Any = None) -> list[Any]:

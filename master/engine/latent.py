@@ -428,6 +428,12 @@ class LatentWorkers:
             runtime.conn = None
             await self._remove_instance(runtime)
             log.info("latent worker {name} stopped", name=runtime.slot.name)
+            # a graceful stop asked of the worker (its 'stop' action) ends with its instance:
+            # the next build starts a new one
+            try:
+                await self.engine.set_graceful(runtime.slot.workerid, False)
+            except Exception:
+                log.failure("latent worker {name}: could not record it stopped", name=runtime.slot.name)
         finally:
             runtime.state = "stopped"
             runtime.stopped = None
