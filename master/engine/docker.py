@@ -19,7 +19,8 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from twisted.internet import threads
+from twisted.internet import reactor, threads
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from master.engine.config import Configured
@@ -27,7 +28,19 @@ from master.engine.latent import ILatentWorker, LatentHostUnreachable, LatentWor
 
 API_TIMEOUT = 60  # seconds one call to the daemon may take
 LOG_LINES = 50  # of a container that ended before its worker connected, in the build's log
-STOP_TIMEOUT = 5  # seconds a container has to exit on SIGTERM before SIGKILL
+POOL_THREADS = 4  # calls to Docker daemons at once, in a pool of their own: a slow daemon cannot
+# hold the reactor's pool, which checks workers' passwords
+
+_pool: list[ThreadPool] = []
+
+
+def _thread_pool() -> ThreadPool:
+    if not _pool:
+        pool = ThreadPool(minthreads=0, maxthreads=POOL_THREADS, name="docker")
+        pool.start()
+        reactor.addSystemEventTrigger("during", "shutdown", pool.stop)
+        _pool.append(pool)
+    return _pool[0]
 
 
 def _docker() -> Any:
@@ -124,7 +137,7 @@ class DockerLatentWorker(Configured):
     # -- in a thread ----------------------------------------------------------------------------
 
     def _call(self, function: Any, *args: Any) -> Any:
-        return threads.deferToThread(self._guarded, function, *args)
+        return threads.deferToThreadPool(reactor, _thread_pool(), self._guarded, function, *args)
 
     def _guarded(self, function: Any, *args: Any) -> Any:
         docker = _docker()
