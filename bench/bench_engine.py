@@ -49,8 +49,8 @@ for _path in (str(ROOT / "tests"), str(ROOT)):  # master/, and tests/pgserver.py
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-MASTER_CLI = [sys.executable, "-m", "master.cli"]
-WORKER_CLI = [sys.executable, "-m", "worker.cli"]
+MASTER_CLI = [sys.executable, "-P", "-m", "master.cli"]
+WORKER_CLI = [sys.executable, "-P", "-m", "worker.cli"]
 PASSWORD = "bench-secret"
 POLL = 0.05  # seconds between two REST polls while waiting for builds
 CLI_TIMEOUT = 90.0  # seconds any one ci-master / ci-worker command may take

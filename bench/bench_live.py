@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/bench_live.py [--clients 1000] [--builds 40] [--spacing 0.25]
+    python bench/bench_live.py [--clients 1000] [--builds 40] [--spacing 0.25] [--held 20000]
 
 A real master (``ci-master create-master`` + ``start``, SQLite, a local worker, a builder whose
 one step runs ``true``) serves ``/ws``.  This process opens the clients (Autobahn, one reactor),
@@ -16,7 +16,12 @@ that each build's events are out before the next force.  It reports:
 * the master's RSS (``/proc/<pid>/status``) before the clients connect, with them connected,
   and after the run.
 
-Targets (issue 5): p99 under 100 ms on loopback, 0 events missed, RSS growth under 100 MB.
+With ``--held N`` (default 20,000; 0 for none) more connections hold N subscriptions
+``builds/<id>/*`` of builds that do not exist, 1,000 per connection (``ws_max_subscriptions``),
+beside the clients, for the whole run: what one abusive client could do to the master (issue 16).
+Matching an event must not cost more for them, so the targets stay the same.
+
+Targets (issues 5 and 16): p99 under 100 ms on loopback, 0 events missed, RSS growth under 100 MB.
 """
 
 from __future__ import annotations
@@ -40,10 +45,12 @@ import orjson
 from twisted.internet import defer, protocol, reactor, task
 
 ROOT = Path(__file__).resolve().parent.parent
-MASTER_CLI = [sys.executable, "-m", "master.cli"]
+MASTER_CLI = [sys.executable, "-P", "-m", "master.cli"]
 CLIENTS = [0]  # how many clients the run has
 FINISHED: dict[int, list[Any]] = {}  # brid -> [clients still to see it finish, Deferred]
 CONNECT_BATCH = 50  # connections opened at once (the listen backlog is 50)
+HELD_PER_CONNECTION = 1000  # the default ws_max_subscriptions
+HELD_FIRST_ID = 10_000_000  # held subscriptions name builds from this id on (none of the run's)
 TARGET_P99_MS = 100.0
 TARGET_RSS_MB = 100.0
 
@@ -54,7 +61,7 @@ from master.engine.schedulers import ForceScheduler
 from master.engine.steps import ShellCommand
 
 config = MasterConfig(
-    www={{"interface": "127.0.0.1", "port": {port}}},
+    www={{"interface": "127.0.0.1", "port": {port}, "ws_max_connections_per_ip": {max_connections}}},
     workers=[LocalWorker("local")],
     builders=[BuilderConfig(name="quick", workernames=["local"], steps=[ShellCommand(name="true", command=["true"])])],
     schedulers=[ForceScheduler(name="force", builderNames=["quick"])],
@@ -133,10 +140,13 @@ class Subscriber(protocol.Protocol):
                 raise RuntimeError(f"handshake refused: {head[:100]!r}")
             self._open = True
             buffer = rest
-            command = {"cmd": "startConsuming", "path": self.factory.path, "_id": 1}
-            if self.factory.since is not None:
-                command["since"] = self.factory.since
-            self.send_frame(orjson.dumps(command))
+            paths = self.factory.path if isinstance(self.factory.path, list) else [self.factory.path]
+            self._unanswered = len(paths)
+            for n, path in enumerate(paths, 1):
+                command = {"cmd": "startConsuming", "path": path, "_id": n}
+                if self.factory.since is not None:
+                    command["since"] = self.factory.since
+                self.send_frame(orjson.dumps(command))
         position = 0
         while True:
             if len(buffer) - position < 2:
@@ -166,7 +176,10 @@ class Subscriber(protocol.Protocol):
 
     def _message(self, now: float, message: dict[str, Any]) -> None:
         if "k" not in message:
-            if not self.factory.ready.called:
+            if message.get("code") != 200:
+                raise RuntimeError(f"startConsuming refused: {message}")
+            self._unanswered -= 1
+            if self._unanswered == 0 and not self.factory.ready.called:
                 self.factory.ready.callback(self)
             return
         brid = message["m"].get("buildrequestid")
@@ -184,7 +197,7 @@ class Subscriber(protocol.Protocol):
         self.transport.loseConnection()
 
 
-async def connect(port: int, path: str = "builds/*/*", since: int | None = None) -> Subscriber:
+async def connect(port: int, path: str | list[str] = "builds/*/*", since: int | None = None) -> Subscriber:
     """One subscribed client."""
     factory = protocol.ClientFactory()
     factory.protocol = Subscriber
@@ -201,7 +214,9 @@ async def run(args: argparse.Namespace) -> int:
     master_dir = workdir / "master"
     port = free_port()
     subprocess.run([*MASTER_CLI, "create-master", str(master_dir)], check=True, capture_output=True)
-    (master_dir / "master.cfg").write_text(CONFIG.format(port=port))
+    holders = -(-args.held // HELD_PER_CONNECTION)
+    max_connections = args.clients + holders + 10
+    (master_dir / "master.cfg").write_text(CONFIG.format(port=port, max_connections=max_connections))
     subprocess.run([*MASTER_CLI, "start", str(master_dir)], check=True, capture_output=True)
     pid = int((master_dir / "twistd.pid").read_text())
     try:
@@ -215,6 +230,11 @@ async def run(args: argparse.Namespace) -> int:
             batch = range(first, min(first + CONNECT_BATCH, args.clients))
             clients += await defer.gatherResults([defer.ensureDeferred(connect(port)) for _ in batch])
         connect_s = time.monotonic() - started
+        held: list[Subscriber] = []
+        for first in range(0, args.held, HELD_PER_CONNECTION):
+            # builds that will not exist: held, never matched, as an abusive client would hold them
+            paths = [f"builds/{HELD_FIRST_ID + n}/*" for n in range(first, min(first + HELD_PER_CONNECTION, args.held))]
+            held.append(await connect(port, paths))
         rss_connected = rss_mb(pid)
         forced: dict[int, float] = {}
         for _ in range(args.builds):
@@ -256,6 +276,7 @@ async def run(args: argparse.Namespace) -> int:
         print(f"== live updates: {args.clients} clients on builds/*/*, {args.builds} builds forced "
               f"{args.spacing:g}s apart; master on SQLite with a local worker ==")
         print(f"clients connected and subscribed in {connect_s:.1f}s")
+        print(f"subscriptions held beside them: {args.held:,} builds/<id>/* on {len(held)} connections")
         print(f"events per client: {len(expected)} ({len(expected) // max(1, args.builds)} per build);"
               f" deliveries: {len(expected) * args.clients:,}")
         print(f"latency force -> 'new' at every client: p50 {p50:.1f} ms, p99 {p99:.1f} ms,"
@@ -273,7 +294,7 @@ async def run(args: argparse.Namespace) -> int:
         ]
         for name, ok, value in checks:
             print(f"  {'PASS' if ok else 'FAIL'}  {name}: {value}")
-        for client in clients:
+        for client in clients + held:
             client.close()
         if not all(ok for _, ok, _ in checks):
             raise SystemExit(1)
@@ -295,6 +316,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--builds", type=int, default=40)
     parser.add_argument("--spacing", type=float, default=0.25, help="seconds between two forces")
+    parser.add_argument("--held", type=int, default=20_000, help="subscriptions held beside the clients")
     args = parser.parse_args()
     task.react(lambda _reactor: defer.ensureDeferred(run(args)))
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from master import daemon
+from master import daemon, filemodes
 from master import sendchange as sendchange_cli
 from master import twistd_process as proc
 from master.config import ConfigError, MasterConfig, load_config
@@ -42,12 +42,18 @@ def create_master(args: argparse.Namespace) -> int:
     config_path = basedir / "master.cfg"
     if config_path.exists():
         raise CommandError(f"{config_path} already exists; not overwriting it")
-    basedir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SAMPLE, config_path)
-    shutil.copyfile(SAMPLE, basedir / "master.cfg.sample")
-    config = load_config(basedir)
-    migrate.create(config.db_url)
-    migrate.prepare_plugin_tables(config.db_url, _plugin_schemas(config))
+    # the directory 0700 and its files 0600: master.cfg and the database hold secrets
+    previous_umask = os.umask(filemodes.PRIVATE_UMASK)
+    try:
+        basedir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(SAMPLE, config_path)
+        shutil.copyfile(SAMPLE, basedir / "master.cfg.sample")
+        config = load_config(basedir)
+        migrate.create(config.db_url)
+        migrate.prepare_plugin_tables(config.db_url, _plugin_schemas(config))
+    finally:
+        os.umask(previous_umask)
+    filemodes.make_private(basedir, config.db_url)
     print(f"created master in {basedir} (database {migrate.masked_url(config.db_url)})")
     print(f"start it with: ci-master start {args.dir}")
     return 0
@@ -58,6 +64,8 @@ def checkconfig(args: argparse.Namespace) -> int:
     basedir = master_dir(args.dir)
     config = load_config(basedir)
     print(f"{basedir / 'master.cfg'} is valid: {len(config.builders)} builder(s), {len(config.plugins)} plugin(s)")
+    for warning in filemodes.exposed(basedir, config.db_url):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
@@ -105,6 +113,7 @@ def _run_foreground(basedir: Path, config: MasterConfig) -> int:
 
     from master.service import MasterService, StartupError
 
+    os.umask(filemodes.PRIVATE_UMASK)  # as the daemon: what the master writes is its owner's only
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
     master = MasterService(basedir, config)
     failure_message: list[str] = []
@@ -211,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="empty the logs of builds completed more than DAYS ago (default: log_retention_days)")
     clean.add_argument("--builds-older-than", type=float, metavar="DAYS",
                        help="delete builds completed more than DAYS ago (default: build_retention_days)")
+    clean.add_argument("--artifacts-older-than", type=float, metavar="DAYS",
+                       help="delete the artifacts of builds completed more than DAYS ago (default: "
+                            "artifact_retention_days)")
     send = commands.add_parser(
         "sendchange", help="record a change on a running master (for scripts and VCS hooks)",
         description="record a change on a running master (for scripts and VCS hooks)",
@@ -256,10 +268,13 @@ def cleanup(args: argparse.Namespace) -> int:
     config = load_config(basedir)
     log_days = args.logs_older_than if args.logs_older_than is not None else config.log_retention_days
     build_days = args.builds_older_than if args.builds_older_than is not None else config.build_retention_days
-    if log_days is None and build_days is None:
-        raise CommandError("nothing to do: set log_retention_days or build_retention_days in master.cfg, "
-                           "or give --logs-older-than / --builds-older-than")
-    for name, days in (("--logs-older-than", log_days), ("--builds-older-than", build_days)):
+    artifact_days = (args.artifacts_older_than if args.artifacts_older_than is not None
+                     else config.artifact_retention_days)
+    if log_days is None and build_days is None and artifact_days is None:
+        raise CommandError("nothing to do: set log_retention_days, build_retention_days or artifact_retention_days"
+                           " in master.cfg, or give --logs-older-than / --builds-older-than / --artifacts-older-than")
+    for name, days in (("--logs-older-than", log_days), ("--builds-older-than", build_days),
+                       ("--artifacts-older-than", artifact_days)):
         if days is not None and days <= 0:
             raise CommandError(f"{name}: expected a positive number of days, got {days:g}")
     migrate.check(config.db_url)
@@ -269,9 +284,11 @@ def cleanup(args: argparse.Namespace) -> int:
         await storage.start()
         try:
             data = DataAPI(storage)
+            data.basedir = basedir
             for rtype in core_resource_types():
                 data.add_resource_type(rtype)
-            await clean_up(data, log_days, build_days, progress=lambda line: print(line, flush=True))
+            await clean_up(data, log_days, build_days, progress=lambda line: print(line, flush=True),
+                           artifact_days=artifact_days)
         finally:
             await storage.stop()
 

@@ -23,6 +23,7 @@ from master.plugin import PluginError, load_plugin
 from master.reporters import check_reporters
 from master.www.auth import Auth, ControlRule, ReadRule
 from master.www.changehooks import check_settings as check_change_hooks
+from master.www.httplimits import DEFAULT_MAX_BODY_BYTES
 
 
 class ConfigError(Exception):
@@ -38,6 +39,9 @@ class WWWConfig:
     base_url: str | None = None
     allowed_origins: list[str] = field(default_factory=list)
     access_log: str | None = None
+    ws_max_subscriptions: int = 1000
+    ws_max_connections_per_ip: int = 200
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     @property
     def url(self) -> str:
@@ -81,6 +85,7 @@ class MasterConfig:
     auth: Auth | None = None
     log_retention_days: float | None = None
     build_retention_days: float | None = None
+    artifact_retention_days: float | None = None
     api_default_limit: int = 100
     api_max_limit: int = 1000
     heartbeat_seconds: float = 10.0
@@ -88,6 +93,7 @@ class MasterConfig:
     event_retention_minutes: float = 60.0
     metrics_public: bool = False
     reporters: list[Any] = field(default_factory=list)
+    db_retry_seconds: float = 30.0
     max_latent_workers: int | None = None
 
     @property
@@ -98,13 +104,17 @@ class MasterConfig:
 
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):
-        known = ("interface", "port", "base_url", "allowed_origins", "access_log")
+        known = ("interface", "port", "base_url", "allowed_origins", "access_log",
+                 "ws_max_subscriptions", "ws_max_connections_per_ip", "max_body_bytes")
         unknown = set(config.www) - set(known)
         if unknown:
             raise ConfigError(f"www: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(known)})")
         config.www = WWWConfig(**config.www)
     if not isinstance(config.www.port, int) or not 0 <= config.www.port <= 65535:
         raise ConfigError(f"www.port: expected a port number, got {config.www.port!r}")
+    body = config.www.max_body_bytes
+    if isinstance(body, bool) or not isinstance(body, int) or body < 1:
+        raise ConfigError(f"www.max_body_bytes: expected a positive number of bytes, got {body!r}")
     if not isinstance(config.title, str):
         raise ConfigError(f"title: expected a string, got {config.title!r}")
     if not isinstance(config.db_url, str) or "://" not in config.db_url:
@@ -122,16 +132,20 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         raise ConfigError(f"www.access_log: expected a file name or None (off), got {config.www.access_log!r}")
     if not isinstance(config.metrics_public, bool):
         raise ConfigError(f"metrics_public: expected True or False, got {config.metrics_public!r}")
+    for key in ("ws_max_subscriptions", "ws_max_connections_per_ip"):
+        value = getattr(config.www, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"www.{key}: expected a positive integer, got {value!r}")
     _check_auth(config.auth)
     try:
         config.change_hooks = check_change_hooks(config.change_hooks)
     except ValueError as e:
         raise ConfigError(str(e)) from None
-    for key in ("log_retention_days", "build_retention_days"):
+    for key in ("log_retention_days", "build_retention_days", "artifact_retention_days"):
         value = getattr(config, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value <= 0):
             raise ConfigError(f"{key}: expected a positive number of days or None (keep forever), got {value!r}")
-    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes"):
+    for key in ("heartbeat_seconds", "master_expiry_seconds", "event_retention_minutes", "db_retry_seconds"):
         value = getattr(config, key)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"{key}: expected a positive number, got {value!r}")

@@ -8,6 +8,7 @@ it is serving, or why it could not start.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from twisted.application import service
@@ -30,6 +31,7 @@ def make_application(basedir: str) -> service.Application:
     """The twistd application of the master in *basedir*."""
     from master.service import MasterService
 
+    os.umask(0o077)  # twistd sets it too, but only once it has forked: files made before are private as well
     config = load_config(basedir)
     application = service.Application("ci-master")
     application.setComponent(ILogObserver, twistd_process.log_observer(basedir))

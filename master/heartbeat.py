@@ -4,7 +4,9 @@ and keeps the event journal to its window.
 Every ``heartbeat_seconds`` this master stamps its row in ``masters``.  A master whose stamp is
 older than ``master_expiry_seconds`` is taken for dead: the first master to mark it stopped
 (one conditional UPDATE decides) ends its running builds as exceptions and puts its claimed
-build requests back in the queue, where any master's builders take them.
+build requests back in the queue, where any master's builders take them.  After a database
+outage no master is expired until every one has had ``master_expiry_seconds`` to stamp its row
+again: they were all silent for the same reason, and each reconciles its own work.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
+
+from master.db.interfaces import DatabaseUnavailable
 
 log = Logger()
 
@@ -33,6 +37,13 @@ class Heartbeat(service.Service):
         self._loop: task.LoopingCall | None = None
         self._last_prune = 0.0
         self._beating = False
+        self._back_at: float | None = None  # when the database came back from its last outage
+        watch = getattr(getattr(data, "storage", None), "watch_availability", None)
+        self._unwatch = watch(self._availability) if watch is not None else None
+
+    def _availability(self, available: bool) -> None:
+        if available:
+            self._back_at = time.time()
 
     def reconfig(self, config: Any) -> None:
         """Apply new intervals (they take effect from the next beat)."""
@@ -50,6 +61,9 @@ class Heartbeat(service.Service):
         """Stop beating."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
         return super().stopService()
 
     async def beat(self) -> None:
@@ -65,6 +79,8 @@ class Heartbeat(service.Service):
                 pruned = await self.data.events.prune(self.retention)
                 if pruned:
                     log.debug("pruned {n} journaled events", n=pruned)
+        except DatabaseUnavailable:
+            pass  # the storage says when the database goes and comes back
         except Exception:
             log.failure("heartbeat failed; trying again in {s}s", s=self.interval)
         finally:
@@ -72,6 +88,8 @@ class Heartbeat(service.Service):
 
     async def expire_silent_masters(self) -> list[int]:
         """Mark stopped every other active master silent for longer than the expiry; recover its work."""
+        if self._back_at is not None and time.time() - self._back_at < self.expiry:
+            return []  # the others have not had the time to say they survived the outage
         cutoff = int(time.time() - self.expiry)
         query = {"active": ["true"], "last_active__lt": [str(cutoff)], "field": ["masterid", "name"]}
         expired = []

@@ -32,7 +32,7 @@ UNKNOWN = "(unknown)"
 """The label of a JSON-RPC method no endpoint offers: callers choose method names, the label set stays bounded."""
 
 RPC_OUTCOMES = {200: "ok", 400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-                409: "conflict", 500: "error", 501: "unknown_action"}
+                409: "conflict", 500: "error", 503: "unavailable"}
 
 
 class BuildTimer:
@@ -98,6 +98,10 @@ class MasterMetrics:
                                         "builder", ("builder",), buckets=BUILD_BUCKETS)
         self.workers_connected = gauge("workers_connected", "Workers connected to this master")
         self.log_lines = counter("log_lines_stored", "Log lines of steps stored")
+        self.database_available = gauge("database_available", "1 while the database answers, 0 during an outage "
+                                        "(PostgreSQL; SQLite is always 1)")
+        self.reporter_backlog = Gauge(PREFIX + "reporter_backlog", "Reports waiting for delivery, by reporter",
+                                      ["reporter"], registry=registry)
         self.db_duration = histogram(
             "db_statement_duration_seconds", "Time of a storage call (one statement, or one transaction), "
             "waiting for a connection included, by backend and operation", ("backend", "operation"),
@@ -123,7 +127,8 @@ class MasterMetrics:
             self.http_duration.labels(route, method).observe(time.monotonic() - started)
         action = getattr(request, "metrics_action", None)
         if action is not None:
-            self.rpc_actions.labels(action, RPC_OUTCOMES.get(status, str(status))).inc()
+            outcome = getattr(request, "metrics_outcome", None) or RPC_OUTCOMES.get(status, str(status))
+            self.rpc_actions.labels(action, outcome).inc()
 
     def journal_rows_read(self, rows: Iterable[Mapping[str, Any]], masterid: int | None) -> None:
         """Observe how late the events other masters journaled reach this one."""
@@ -159,6 +164,12 @@ class MasterMetrics:
             self.build_duration.labels(name)
             for result in RESULTS:
                 self.builds_finished.labels(name, result)
+        storage = getattr(master, "storage", None)
+        self.database_available.set(1 if getattr(storage, "database_available", True) else 0)
+        reporters = getattr(master, "reporters", None)
+        if reporters is not None:
+            for name, waiting in reporters.backlog().items():
+                self.reporter_backlog.labels(name).set(waiting)
         data = master.data
         if data is None:
             return

@@ -17,14 +17,22 @@ INTERVAL = DAY
 
 
 async def clean_up(
-    data: Any, log_days: float | None, build_days: float | None, progress: Callable[[str], None] = print
+    data: Any, log_days: float | None, build_days: float | None, progress: Callable[[str], None] = print,
+    artifact_days: float | None = None,
 ) -> tuple[int, int]:
-    """Empty logs of builds older than *log_days* and delete builds older than *build_days*.
+    """Empty old logs, delete old builds and old artifacts (by the days given: *log_days*, *build_days*...).
 
-    Either may be None to keep those forever.  Returns ``(logs emptied, builds deleted)``.
+    Any may be None to keep those forever.  Artifacts (rows and files) of builds about to be
+    deleted go too, so that no file outlives its build.  Returns ``(logs emptied, builds deleted)``.
     """
     emptied = deleted = 0
     now = time.time()
+    kept = [days for days in (artifact_days, build_days) if days is not None]
+    if kept:
+        days = min(kept)
+        progress(f"deleting the artifacts of builds that completed more than {days:g} day(s) ago")
+        removed = await data.updates.delete_artifacts_before(int(now - days * DAY))
+        progress(f"  {removed} artifact(s) deleted")
     if log_days is not None:
         progress(f"emptying the logs of builds that completed more than {log_days:g} day(s) ago")
         emptied = await data.updates.delete_log_contents_before(int(now - log_days * DAY))
@@ -45,11 +53,13 @@ class RetentionService(internet.TimerService):
         self.config = config
 
     def _run(self) -> defer.Deferred | None:
-        if self.config.log_retention_days is None and self.config.build_retention_days is None:
+        config = self.config
+        artifact_days = getattr(config, "artifact_retention_days", None)
+        if config.log_retention_days is None and config.build_retention_days is None and artifact_days is None:
             return None
         d = defer.ensureDeferred(clean_up(
-            self.data, self.config.log_retention_days, self.config.build_retention_days,
-            progress=lambda line: log.info("retention: {line}", line=line.strip()),
+            self.data, config.log_retention_days, config.build_retention_days,
+            progress=lambda line: log.info("retention: {line}", line=line.strip()), artifact_days=artifact_days,
         ))
         d.addErrback(lambda failure: log.failure("retention clean-up failed", failure))
         return d

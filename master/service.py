@@ -84,6 +84,11 @@ class MasterService(service.MultiService):
         self._reconfiguring = False
         self.accepting_builds = True
 
+    @property
+    def database_available(self) -> bool:
+        """Whether the database answers now (False during a PostgreSQL outage; for /metrics and health)."""
+        return bool(getattr(self.storage, "database_available", False))
+
     # -- start and stop ---------------------------------------------------------------------
 
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
@@ -124,11 +129,12 @@ class MasterService(service.MultiService):
         try:
             await threads.deferToThread(migrate.check, config.db_url)
             await self._create_plugin_tables(config.plugins)
-            self.storage = make_storage(config.db_url)
+            self.storage = make_storage(config.db_url, retry_seconds=config.db_retry_seconds)
             await self.storage.start()
         except StorageError as e:
             raise StartupError(str(e)) from None
         data = self.data = DataAPI(self.storage, config.limits)
+        data.basedir = self.basedir  # artifacts live in its artifacts/ directory
         for rtype in core_resource_types():
             data.add_resource_type(rtype)
         for plugin in config.plugins:
@@ -146,7 +152,10 @@ class MasterService(service.MultiService):
         self.auth.reconfigure(config.auth)
         data.auth = self.auth  # plugins check their APIs' users and tokens with the master's Authenticator
         self.rest = RestApi(data, config.www.url, self.auth)
-        self.live = LiveUpdates(data, self.auth)
+        self.live = LiveUpdates(
+            data, self.auth, max_subscriptions=config.www.ws_max_subscriptions,
+            max_connections_per_ip=config.www.ws_max_connections_per_ip,
+        )
         self.change_hooks = ChangeHooks(data, config.change_hooks)
         self.root = build_root({
             "api": self.rest.resource(),
@@ -157,7 +166,7 @@ class MasterService(service.MultiService):
         })
         # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
         self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
-        self.site = build_site(self.root, config.www.allowed_origins)
+        self.site = build_site(self.root, config.www.allowed_origins, config.www.max_body_bytes)
         try:
             self.site.set_access_log(config.www.access_log, self.basedir)
         except ValueError as e:
@@ -389,12 +398,16 @@ class MasterService(service.MultiService):
             changes.append(f"reporters {len(old.reporters)} -> {len(new.reporters)}")
         self.retention.config = new
         self.heartbeat.reconfig(new)
+        if hasattr(self.storage, "retry_seconds"):
+            self.storage.retry_seconds = new.db_retry_seconds
         self.data.limits = new.limits
         self.rest.base_url = new.www.url
         if self.root.ui is not None:
             self.root.ui.reconfigure(new.title, new.www.url)
         self.site.allowed_origins = list(new.www.allowed_origins)
         self.site.set_access_log(new.www.access_log, self.basedir)
+        self.live.set_limits(new.www.ws_max_subscriptions, new.www.ws_max_connections_per_ip)
+        self.site.max_body_bytes = new.www.max_body_bytes
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
             # open the new port first; open connections on the old one are left to finish
             port = self._listen(new)

@@ -50,7 +50,9 @@ def log_observer(basedir: str | Path) -> object:
     from twisted.logger import textFileLogObserver
     from twisted.python.logfile import LogFile
 
-    return textFileLogObserver(LogFile(LOGFILE, str(basedir), rotateLength=10_000_000, maxRotatedFiles=10))
+    # 0600: the log may quote secrets; twistd opens it before it sets the daemon's umask
+    return textFileLogObserver(LogFile(LOGFILE, str(basedir), rotateLength=10_000_000, maxRotatedFiles=10,
+                                       defaultMode=0o600))
 
 
 def read_pid(basedir: Path) -> int | None:

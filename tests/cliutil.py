@@ -10,7 +10,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
-CLI = [sys.executable, "-m", "master.cli"]
+CLI = [sys.executable, "-P", "-m", "master.cli"]  # -P: a directory named "master" in cwd is not the package
 
 
 def free_port() -> int:

@@ -225,6 +225,16 @@ class PostgresServer:
                                      "-l", self.logfile, "-o", self._options], timeout=self.start_timeout + 10)
         self._wait_ready()
 
+    def halt(self) -> None:
+        """Stop the server (fast shutdown: clients' connections are cut) but keep its cluster: an outage."""
+        self._run("pg_ctl stop", [self._pg_ctl, "stop", "-m", "fast", "-w", "-D", self.datadir], timeout=60)
+
+    def resume(self) -> None:
+        """Start a server stopped by :meth:`halt` again, on the same port, and wait until it accepts connections."""
+        self._run("pg_ctl start", [self._pg_ctl, "start", "-w", "-t", str(int(self.start_timeout)), "-D", self.datadir,
+                                   "-l", self.logfile, "-o", self._options], timeout=self.start_timeout + 10)
+        self._wait_ready()
+
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory."""
         try:

@@ -164,8 +164,10 @@ async def test_login_refuses_bad_bodies(api: Api) -> None:
         api.url + "/auth/login", data=b"{", headers={"Content-Type": "application/json"}, pool=api.pool
     )
     assert response.code == 400 and (await response.json()) == {"error": "the body is not JSON"}
-    response = await treq.post(api.url + "/auth/login", data={"username": "admin"}, pool=api.pool)
+    same_site = {"Origin": api.url.rstrip("/")}  # a form login must come from this site (CSRF)
+    response = await treq.post(api.url + "/auth/login", data={"username": "admin"}, headers=same_site,
+                               pool=api.pool)
     assert response.code == 401
     response = await treq.post(api.url + "/auth/login", data={"username": "admin", "password": "adminpw"},
-                               pool=api.pool)
+                               headers=same_site, pool=api.pool)
     assert response.code == 200

@@ -418,12 +418,14 @@ async def test_posts_need_the_site_token_or_an_allowed_ci_master_user(bileto: Bi
     response = await treq.post(bileto.api.url + "/auth/login", json={"username": "trainguard", "password": "tgpw"},
                                pool=bileto.api.pool)
     assert response.code == 200
-    cookie = {"Cookie": f"ci_master_session={response.cookies()['ci_master_session']}"}
+    cookie = {"Cookie": f"ci_master_session={response.cookies()['ci_master_session']}",
+              "Content-Type": "application/json"}  # a cookie's state change must be JSON (or same-origin)
     code, body = await bileto.post("/v1/comment", {"request_id": rid, "text": "from the web UI"}, token=None,
                                    headers=cookie)
     assert code == 201 and body["comments"][0]["author"] == "trainguard"
     code, body = await bileto.post("/v1/comment", {"request_id": rid, "text": "forged"}, token=None,
-                                   headers={"Cookie": "ci_master_session=bm9wZQ.AAAA"})
+                                   headers={"Cookie": "ci_master_session=bm9wZQ.AAAA",
+                                            "Content-Type": "application/json"})
     assert code == 401
 
     # the site's API token (Jenkins'): allowed whatever the rules

@@ -217,6 +217,8 @@ def test_upgrade_master_migrates_an_old_database(master_dir: Path) -> None:
     # every migration after 0001 is applied in order, however many later branches add
     assert "[1/" in done.stdout and "] 0002" in done.stdout and "[2/" in done.stdout and "] 0003" in done.stdout
     assert "backed up" in done.stdout
+    assert f"] {migrate.head_revision()}:" in done.stdout
+    assert "] 0005" in done.stdout and "indexing builds (0 rows)" in done.stdout  # a long step says how far
     assert migrate.current_revision(url) == migrate.head_revision()
     assert list(master_dir.glob("state.sqlite.*.bak"))
 

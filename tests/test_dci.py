@@ -46,6 +46,7 @@ class DciSite:
     remoteci: dict[str, Any]
     secret: str
     events: list[tuple[tuple[str, ...], dict[str, Any]]] = field(default_factory=list)
+    site: Any = None  # the twisted.web Site serving it (tests change its limits)
 
     @property
     def url(self) -> str:
@@ -108,7 +109,7 @@ async def dci_site(db_url: str, tmp_path: Path) -> AsyncIterator[DciSite]:
         team = await data.updates.dci_find_or_create_team("Red Hat")
         remoteci, secret = await data.updates.dci_create_remoteci("lab1", team["id"])
         async with serve(data, site) as api:
-            dci = DciSite(api, data, team, remoteci, secret)
+            dci = DciSite(api, data, team, remoteci, secret, site=site)
             subscription = data.events.subscribe(("dci_jobs", "*", "update"), lambda k, e: dci.events.append((k, e)))
             try:
                 yield dci

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from cliutil import free_port, http_get, run
 
-WORKER_CLI = ["-m", "worker.cli"]
+WORKER_CLI = ["-P", "-m", "worker.cli"]
 
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig, WorkerConfig
@@ -45,6 +45,17 @@ def worker(*args: str, cwd: Path) -> object:
     return subprocess.run([sys.executable, *WORKER_CLI, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
 
 
+def start_worker(root: Path, port: int, name: str = "w1", password: str = "s3cret") -> Path:
+    """Make and start a ci-worker in *root*/worker for the master on *port*; return its directory."""
+    worker_dir = root / "worker"
+    made = worker("create-worker", str(worker_dir), "--master", f"http://127.0.0.1:{port}", "--name", name,
+                  "--password", password, cwd=root)
+    assert made.returncode == 0, made.stderr
+    up = worker("start", str(worker_dir), cwd=root)
+    assert up.returncode == 0 and "connected" in up.stdout, (up.stdout, up.stderr)
+    return worker_dir
+
+
 def rpc(port: int, path: str, method: str, **params: object) -> dict:
     body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).encode()
     request = urllib.request.Request(
@@ -73,12 +84,7 @@ def site(tmp_path: Path) -> Iterator[dict]:
     (master_dir / "master.cfg").write_text(textwrap.dedent(CONFIG.format(port=port, pidfile=pidfile)))
     started = run("start", str(master_dir), cwd=tmp_path)
     assert started.returncode == 0, started.stderr
-    worker_dir = tmp_path / "worker"
-    made = worker("create-worker", str(worker_dir), "--master", f"http://127.0.0.1:{port}", "--name", "w1",
-                  "--password", "s3cret", cwd=tmp_path)
-    assert made.returncode == 0, made.stderr
-    up = worker("start", str(worker_dir), cwd=tmp_path)
-    assert up.returncode == 0 and "connected" in up.stdout, (up.stdout, up.stderr)
+    worker_dir = start_worker(tmp_path, port)
     try:
         yield {"port": port, "pidfile": pidfile, "master": master_dir, "worker": worker_dir}
     finally:

@@ -41,7 +41,7 @@ config = MasterConfig(
 
 def worker(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60
+        [sys.executable, "-P", "-m", "worker.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 

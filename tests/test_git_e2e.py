@@ -6,6 +6,11 @@ signed with the hook's secret) is posted to a real ``ci-master``, whose SingleBr
 runs on a real ``ci-worker``: the Git step checks out exactly that sha (``got_revision``) and the next
 step prints a file of that commit.  A failing commit makes a failed build, and a pull request's
 ``synchronize`` payload builds the pull request's head, found again by ``property.pr_number``.
+
+The payloads keep GitHub's clone URL (``https://github.com/Codertocat/Hello-World.git``): the Git
+step's ``insteadOf`` setting sends git to the local bare repository, so the GitHubStatusPush
+reporter finds the repository as it would on GitHub, and reports each build's ``pending`` and
+end state on its ``got_revision`` to the stand-in forge (``tests/forge.py``).
 """
 
 from __future__ import annotations
@@ -22,26 +27,36 @@ from typing import Any
 
 import pytest
 from cliutil import free_port, http_get, run
+from forge import Forge
 from gitrepo import Repo
 from test_end_to_end import wait_until, worker
 
 DATA = Path(__file__).parent / "data"
 SECRET = "a webhook secret"
+GITHUB_URL = "https://github.com/Codertocat/Hello-World.git"
 
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig, WorkerConfig
 from master.engine.properties import Interpolate
 from master.engine.schedulers import ChangeFilter, SingleBranchScheduler
 from master.engine.steps import Git, ShellCommand
+from master.reporters import GitHubStatusPush
+
+# git fetches GitHub's URL from the local bare repository (the forge cannot be reached from here)
+LOCAL_GITHUB = {{"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "url.{remote}.insteadOf",
+                "GIT_CONFIG_VALUE_0": {github_url!r}}}
 
 config = MasterConfig(
     db_url={db_url!r},
     www={{"interface": "127.0.0.1", "port": {port}}},
     change_hooks={{"github": {{"secret": {secret!r}}}}},
     workers=[WorkerConfig("w1", "s3cret")],
+    reporters=[GitHubStatusPush({token!r}, context=Interpolate("ci-master/%(prop:buildername)s"),
+                                base_url={forge_url!r}, retry_delay=0.2)],
     builders=[
         BuilderConfig(name="ci", workernames=["w1"], steps=[
-            Git(repourl=Interpolate("%(src::repository)s"), mode="full", method="fresh", retry=(1, 2)),
+            Git(repourl=Interpolate("%(src::repository)s"), mode="full", method="fresh", retry=(1, 2),
+                env=LOCAL_GITHUB),
             ShellCommand(name="show", command=["cat", "VERSION"]),
             ShellCommand(name="test", command=["sh", "check.sh"]),
         ]),
@@ -58,8 +73,12 @@ config = MasterConfig(
 def site(tmp_path: Path, db_url: str) -> Iterator[dict[str, Any]]:
     port = free_port()
     master_dir = tmp_path / "master"
+    repo = Repo(tmp_path / "remotes", "hello-world")
+    forge = Forge().start()
     assert run("create-master", str(master_dir), cwd=tmp_path).returncode == 0
-    (master_dir / "master.cfg").write_text(textwrap.dedent(CONFIG.format(db_url=db_url, port=port, secret=SECRET)))
+    (master_dir / "master.cfg").write_text(textwrap.dedent(CONFIG.format(
+        db_url=db_url, port=port, secret=SECRET, remote=repo.url, github_url=GITHUB_URL,
+        token=forge.github_token, forge_url=forge.url)))
     upgraded = run("upgrade-master", str(master_dir), cwd=tmp_path)
     assert upgraded.returncode == 0, upgraded.stderr
     started = run("start", str(master_dir), cwd=tmp_path)
@@ -71,10 +90,11 @@ def site(tmp_path: Path, db_url: str) -> Iterator[dict[str, Any]]:
         assert made.returncode == 0, made.stderr
         up = worker("start", str(worker_dir), cwd=tmp_path)
         assert up.returncode == 0 and "connected" in up.stdout, (up.stdout, up.stderr)
-        yield {"port": port, "repo": Repo(tmp_path / "remotes", "hello-world")}
+        yield {"port": port, "repo": repo, "forge": forge}
     finally:
         worker("stop", str(worker_dir), cwd=tmp_path)
         run("stop", str(master_dir), cwd=tmp_path)
+        forge.stop()
 
 
 def post_github(port: int, event: str, payload: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +112,7 @@ def push_payload(repo: Repo, sha: str, message: str) -> dict[str, Any]:
     payload = json.loads((DATA / "github_push.json").read_text())
     commit = {**payload["commits"][0], "id": sha, "message": message}
     payload.update(after=sha, commits=[commit], head_commit=commit)
-    payload["repository"]["clone_url"] = repo.url
+    assert payload["repository"]["clone_url"] == GITHUB_URL  # GitHub's, as the forge sends it
     return payload
 
 
@@ -111,8 +131,16 @@ def step_log(port: int, buildid: int, step: str) -> str:
         return response.read().decode()
 
 
+def reported(forge: Forge, sha: str, build: dict[str, Any], port: int, end: str) -> None:
+    """The forge got ``pending`` then *end* for *sha*, each once, with the build's context and page."""
+    wait_until(lambda: forge.states(sha, "github") == ["pending", end], timeout=30)
+    target = f"http://127.0.0.1:{port}/#/builders/{build['builderid']}/builds/{build['number']}"
+    for status in (s for s in forge.statuses if s.sha == sha):
+        assert (status.repo, status.context, status.target_url) == ("Codertocat/Hello-World", "ci-master/ci", target)
+
+
 def test_a_pushed_commit_is_built_at_exactly_that_sha(site: dict[str, Any]) -> None:
-    port, repo = site["port"], site["repo"]
+    port, repo, forge = site["port"], site["repo"], site["forge"]
     repo.commit({"VERSION": "version one\n", "check.sh": "exit 0\n"}, "first")
     good = repo.commit({"VERSION": "version two\n"}, "second")
     # the branch moves on before the build runs: the build must check out the pushed sha, not the head
@@ -127,6 +155,7 @@ def test_a_pushed_commit_is_built_at_exactly_that_sha(site: dict[str, Any]) -> N
     assert "version two\n" in step_log(port, build["buildid"], "show")
     git_log = step_log(port, build["buildid"], "git")
     assert f"got_revision: {good}" in git_log and f"checkout -f {good}" in git_log
+    reported(forge, good, build, port, "success")
 
     # a failing commit: a failed build, checked out at its own sha
     repo.commit({"VERSION": "version three\n", "check.sh": "echo the tests fail >&2; exit 1\n"}, "break it")
@@ -139,6 +168,7 @@ def test_a_pushed_commit_is_built_at_exactly_that_sha(site: dict[str, Any]) -> N
     assert "the tests fail" in step_log(port, build["buildid"], "test")
     steps = http_get(port, f"/api/v2/builds/{build['buildid']}/steps?order=number")["steps"]
     assert [(s["name"], s["results"]) for s in steps] == [("git", 0), ("show", 0), ("test", 2)]
+    reported(forge, bad, build, port, "failure")
 
     # a pull request: GitHub keeps its head at refs/pull/N/head of the base repository
     repo.commit({"VERSION": "from the pull request\n", "check.sh": "exit 0\n"}, "fix it")
@@ -149,7 +179,6 @@ def test_a_pushed_commit_is_built_at_exactly_that_sha(site: dict[str, Any]) -> N
     payload.update(number=7, after=head)
     pr.update(number=7, html_url="https://github.com/Codertocat/Hello-World/pull/7")
     pr["head"]["sha"] = head
-    pr["head"]["repo"]["clone_url"] = pr["base"]["repo"]["clone_url"] = repo.url
     (changeid,) = post_github(port, "pull_request", payload)["changeids"]
     build = finished_build(port, changeid)
     assert build["results"] == 0 and build["properties"]["got_revision"] == [head, "Git"]
@@ -158,6 +187,7 @@ def test_a_pushed_commit_is_built_at_exactly_that_sha(site: dict[str, Any]) -> N
     assert build["properties"]["pr_base_branch"] == ["main", "Change"]
     assert build["properties"]["pr_title"] == ["Update the README with new information.", "Change"]
     assert "pull request head\n" in step_log(port, build["buildid"], "show")
+    reported(forge, head, build, port, "success")
     # only the pull request scheduler took it; and its builds are found by their pr_number
     buildset = http_get(port, "/api/v2/buildsets?field=reason&order=-bsid&limit=1")["buildsets"][0]
     assert buildset == {"reason": "The SingleBranchScheduler scheduler named 'pull-requests' triggered this build"}

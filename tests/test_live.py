@@ -90,6 +90,8 @@ async def test_commands_and_their_errors(client: LiveClient) -> None:
     assert reply["code"] == 404 and "unknown command 'fly'" in reply["error"]
     reply = await client.command("startConsuming", path="builds/*/*", since="yesterday")
     assert reply["code"] == 400 and "since" in reply["error"]
+    reply = await client.command("startConsuming", path="builds/*/*", since=2**63)  # beyond what SQL binds
+    assert reply["code"] == 400 and "since" in reply["error"]
     # frames without an _id or a cmd, and frames that are not JSON objects
     for frame, error in ((b'{"cmd": "ping"}', "missing '_id'"), (b'{"_id": 99}', "missing 'cmd'"),
                          (b"not json", "the frame is not JSON"), (b"[1]", "the frame must be a JSON object")):

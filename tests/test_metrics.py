@@ -158,7 +158,7 @@ def test_unknown_actions_and_paths_keep_labels_bounded(tmp_path: Path, masters) 
     for method in ("no-such-action-1", "no-such-action-2"):
         with pytest.raises(urllib.error.HTTPError) as refused:
             rpc(port, "forceschedulers/force", method)
-        assert refused.value.code == 501
+        assert refused.value.code == 400
     for path in ("/no/such/thing/1", "/no/such/thing/2", "/api/v2/nosuch/7"):
         with pytest.raises(urllib.error.HTTPError) as missing:
             urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10)

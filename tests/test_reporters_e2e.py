@@ -190,6 +190,24 @@ def test_a_forge_failing_for_a_while_gets_each_status_once_it_recovers(make_site
     assert forge.statuses[1].target_url == site.url_of(build)
 
 
+def test_a_forge_down_for_30_seconds_gets_each_status_once_with_the_default_back_off(
+    make_site: Any, forge: Forge,
+) -> None:
+    # the defaults: retried after 1, 2, 4, 8, 16 s... (at most 12 times), so a 30 s outage is ridden out
+    site = make_site(f"GitHubStatusPush({GH_TOKEN!r}, context=Interpolate('ci/%(prop:buildername)s'), "
+                     f"base_url={forge.url!r}, tags=['ci'])")
+    outage = 30.0
+    forge.fail(500, seconds=outage)
+    began = time.monotonic()
+    build = site.build_of(site.force("pass", SHA_PASS))
+    assert build["results"] == 0
+    wait_until(lambda: forge.states(SHA_PASS) == ["pending", "success"], timeout=outage + 60)
+    # refused until the outage ended: at least five tries, then the two statuses
+    assert time.monotonic() - began >= outage and forge.attempts >= 7
+    settle(lambda: forge.states(SHA_PASS) == ["pending", "success"])
+    assert forge.statuses[1].target_url == site.url_of(build)
+
+
 def test_a_master_killed_with_reports_undelivered_delivers_them_after_restart(make_site: Any, forge: Forge) -> None:
     site = make_site(github(forge))
     forge.fail(500)

@@ -133,7 +133,7 @@ class Master:
 
 
 def _worker_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-P", "-m", "worker.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=60)
 
 

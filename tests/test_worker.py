@@ -24,7 +24,7 @@ from worker.client import Backoff, Worker
 from worker.config import WorkerConfig, WorkerConfigError, master_url
 from worker.runner import OutputBatcher
 
-CLI = [sys.executable, "-m", "worker.cli"]
+CLI = [sys.executable, "-P", "-m", "worker.cli"]
 PASSWORD = "s3cret"
 
 

@@ -242,8 +242,8 @@ WORKER_ACTION_ERRORS = [
     ("/api/v2/builders/3/workers/1", rpc("pause"), 404, -32600),  # w1 is not on c
     ("/api/v2/workers/1", rpc("pause", reason=5), 400, -32602),
     ("/api/v2/workers/1", rpc("unpause", reason="x"), 400, -32602),
-    ("/api/v2/workers/1", rpc("explode"), 501, -32601),
-    ("/api/v2/workers", rpc("pause"), 501, -32601),
+    ("/api/v2/workers/1", rpc("explode"), 400, -32601),
+    ("/api/v2/workers", rpc("pause"), 405, -32601),
 ]
 
 
@@ -384,7 +384,7 @@ async def test_enable_over_jsonrpc(api: Api) -> None:
         ("/api/v2/schedulers/1", {"enabled": True, "why": 1}, 400, -32602),
         ("/api/v2/schedulers/99", {"enabled": True}, 404, -32600),
         ("/api/v2/masters/2/schedulers/1", {"enabled": True}, 404, -32600),
-        ("/api/v2/schedulers", {"enabled": True}, 501, -32601),
+        ("/api/v2/schedulers", {"enabled": True}, 405, -32601),
     ]:
         http_code, answer = await api.rpc(path, rpc("enable", **params))
         assert (http_code, answer["error"]["code"]) == (status, code_), (path, answer)

@@ -34,7 +34,9 @@ from zope.interface import implementer
 import worker
 from master.engine import protocol
 from worker.config import WorkerConfig
+from worker.groups import ProcessGroups
 from worker.runner import CommandRejected, RunningCommand, parse_run, rejected
+from worker.transfer import WorkerTransfers
 
 log = Logger()
 
@@ -99,6 +101,7 @@ class WorkerClientProtocol(WebSocketClientProtocol):
     """One connection to the master; the :class:`Worker` does the talking."""
 
     throttle: _Throttle
+    transfers: WorkerTransfers
 
     def onOpen(self) -> None:  # noqa: N802 - Autobahn's name
         """The WebSocket handshake is done."""
@@ -159,6 +162,7 @@ class Worker(service.Service):
         self.first_outcome: defer.Deferred[str] = defer.Deferred()
         self.left: defer.Deferred[None] = defer.Deferred()
         self.active_commands: set[RunningCommand] = set()
+        self.groups = ProcessGroups(basedir)
         self._factory = WorkerClientFactory(self, config.master, ping_interval)
         self._proto: WorkerClientProtocol | None = None
         self._welcomed = False
@@ -179,6 +183,8 @@ class Worker(service.Service):
     def startService(self) -> None:  # noqa: N802 - Twisted's name
         """Connect (and keep connecting)."""
         super().startService()
+        # before anything runs: a previous instance killed with -9 must not have its commands running on
+        self.groups.start()
         log.info("ci-worker {name} (pid {pid}) connecting to {url}", name=self.config.name, pid=os.getpid(),
                  url=self.config.master)
         self._connect()
@@ -201,9 +207,11 @@ class Worker(service.Service):
         self._welcomed = False
         self._last_error = None
         proto.registerProducer(proto.throttle, True)
+        proto.transfers = WorkerTransfers(self.basedir, lambda m: self._send(proto, m))
         self._send(proto, {
             "type": protocol.HELLO, "protocol": protocol.PROTOCOL_VERSION, "name": self.config.name,
             "password": self.config.password, "info": worker_info(), "max_builds": self.config.max_builds,
+            "features": [protocol.TRANSFER_FEATURE],
         })
         self._welcome_call = self.reactor.callLater(protocol.HELLO_TIMEOUT, self._no_welcome, proto)
 
@@ -227,6 +235,8 @@ class Worker(service.Service):
             self._welcomed = False
         for command in list(getattr(proto, "throttle", _Throttle()).commands.values()):
             command.interrupt("the connection to the master was lost")
+        if getattr(proto, "transfers", None) is not None:
+            proto.transfers.close_all()  # their temporary files go; the master has counted them lost
         if self._stopping or self._leaving:
             return
         detail = self._last_error or reason or "no reason given"
@@ -304,6 +314,8 @@ class Worker(service.Service):
                 command.interrupt(str(message.get("reason") or "interrupted by the master"))
         elif kind == protocol.SHUTDOWN:
             defer.ensureDeferred(self._leave(proto, bool(message.get("graceful", True))))
+        elif kind in (protocol.UPLOAD, protocol.DOWNLOAD, *protocol.TRANSFER_MESSAGES):
+            proto.transfers.received(message)
         else:
             # a newer master's message: ignoring it keeps this worker usable
             log.warn("unknown message type {kind!r} from the master; ignored", kind=kind)
@@ -345,10 +357,14 @@ class Worker(service.Service):
         def ended(result: Any) -> Any:
             commands.pop(cmd, None)
             self.active_commands.discard(command)
+            if command.pid is not None:
+                self.groups.discard(command.pid)
             return result
 
         command.done.addBoth(ended)
         command.start()
+        if command.pid is not None and not command.ended:
+            self.groups.add(command.pid)
         if proto.throttle.paused:
             command.pauseProducing()
 
@@ -406,4 +422,5 @@ class Worker(service.Service):
         for command in list(self.active_commands):
             command.interrupt("the worker is stopping")
         await self._wait_for_commands(self.kill_grace + 5)
+        self.groups.stop()
         await self._close("the worker is stopping")

@@ -35,6 +35,7 @@ def make_application(basedir: str) -> Any:
     application = service.Application("ci-worker")
     application.setComponent(ILogObserver, twistd_process.log_observer(basedir))
     worker = Worker(Path(basedir), config, on_leave=reactor.stop)
+    worker.groups.log_file = Path(basedir) / twistd_process.LOGFILE
     log = Logger()
     worker.first_outcome.addCallback(
         lambda text: log.info(f"{STARTED} {{text}} (pid {{pid}})", text=text, pid=os.getpid())

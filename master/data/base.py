@@ -68,30 +68,49 @@ class Field:
 
 @dataclass
 class Collection:
-    """A page of a collection and the number of entities matching, whatever the page."""
+    """A page of a collection and the number of entities matching, whatever the page.
+
+    *total_is_lower_bound*: more entities match than were counted (a filtered query counts at
+    most ``master.data.query.COUNT_CAP``); *total* is then the cap, or the end of this page.
+    """
 
     items: list[dict[str, Any]]
     total: int
+    total_is_lower_bound: bool = False
+    last_id: Any = None
+    """The id of the page's last entity (also when not selected), for keyset links."""
 
 
 @dataclass
 class RawContent:
-    """Raw content for download: a media type, an optional file name and the body in chunks."""
+    """Raw content for download: a media type, an optional file name and the body in chunks.
+
+    Content of a known *length* that can be read from any offset gives *read_range(start, end)*
+    (bytes start..end-1), so that the REST layer can answer byte-range requests; *etag*, when
+    set, identifies the content (e.g. its sha256).
+    """
 
     content_type: str
     chunks: AsyncIterator[bytes]
     filename: str | None = None
     length: int | None = None
+    read_range: Callable[[int, int], AsyncIterator[bytes]] | None = None
+    etag: str | None = None
 
 
 @dataclass
 class Param:
-    """A parameter of an action."""
+    """A parameter of an action.
+
+    *anonymous_required*: the handler defaults it to the logged-in user, so only callers who
+    are not logged in must give it; the API description lists it as required.
+    """
 
     type: FieldType
     required: bool = False
     default: Any = None
     doc: str = ""
+    anonymous_required: bool = False
 
 
 @dataclass
@@ -196,6 +215,8 @@ class ResourceType:
     id_field: str = ""
     event_paths: tuple[str, ...] = ()
     doc: str = ""
+    counted_table: str | None = None
+    """The table of ``source`` whose maintained row counters (master.db.counters) give exact totals."""
 
     def __init__(self) -> None:
         self.source: FromClause

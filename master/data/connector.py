@@ -13,7 +13,9 @@ from master.data.errors import InvalidParams, InvalidPath, NotFound, UnknownActi
 from master.data.events import EventHub
 from master.data.interfaces import IEndpoint, IPlugin, IResourceType
 from master.data.pathmatch import Matcher, split_path
+from master.data.readscope import check_read
 from master.data.resultspec import Limits, ResultSpec, parse_result_spec
+from master.data.types import check_free_value, check_text
 from master.db.interfaces import IStorage
 
 
@@ -31,6 +33,7 @@ class DataAPI:
         self.rtypes: dict[str, ResourceType] = {}
         self.events = EventHub(storage, self.rtypes)
         self.auth: Any = None  # the master's Authenticator (set by the master), for plugins' own APIs
+        self.basedir: Any = None  # the master directory (set by the master): artifacts live under it
         self.plugins: list[Any] = []
         self._matcher: Matcher[Endpoint] = Matcher()
 
@@ -138,9 +141,12 @@ class DataAPI:
         """Read *path*: an entity or None (single), a Collection, or RawContent.
 
         Give either a parsed *spec* or raw *query* arguments (or neither, for defaults).
-        A collection under a parent that does not exist raises NotFound.
+        A collection under a parent that does not exist raises NotFound.  Inside a plugin
+        route's read scope (:mod:`master.data.readscope`) the caller must be allowed to read
+        the resource type first.
         """
         endpoint, args = self.resolve(path)
+        check_read(endpoint.rtype.plural)
         if spec is None:
             spec = self.parse_spec(endpoint, query or {})
         return await self.get_resolved(endpoint, args, spec, path)
@@ -200,10 +206,16 @@ def check_params(action: Any, params: Mapping[str, Any]) -> dict[str, Any]:
             checked[name] = param.default
     for name, value in params.items():
         if name not in action.params:
-            if action.open_params:
-                checked[name] = value
-            else:
+            if not action.open_params:
                 errors[name] = "unknown parameter"
+                continue
+            try:  # no declared type checks it: nothing neither backend can store, at any depth
+                check_text(name)
+                check_free_value(value)
+                checked[name] = value
+            except ValueError as e:
+                errors[name] = str(e)
     if errors:
         raise InvalidParams(errors)
     return checked
+

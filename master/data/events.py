@@ -52,6 +52,98 @@ def split_key(path: str) -> Key:
     return tuple(path.strip("/").split("/"))
 
 
+class _Node:
+    """One segment position of :class:`PatternIndex`: its literal children, its ``*`` child, and what ends here."""
+
+    __slots__ = ("literal", "members", "pattern", "wild")
+
+    def __init__(self) -> None:
+        self.pattern: Key = ()
+        self.literal: dict[str, _Node] = {}
+        self.wild: _Node | None = None
+        self.members: set[Any] = set()
+
+
+class PatternIndex:
+    """Key patterns and their members, indexed segment by segment (a tree of literal segments and ``*``).
+
+    Matching a key walks at most two branches per segment (the literal one and ``*``), so its
+    cost depends on the key's length and on how many patterns actually match, not on how many
+    patterns are held: a client holding 20,000 ``builds/<id>/*`` costs an event of build 12
+    one dictionary look-up, not 20,000 comparisons.
+    """
+
+    def __init__(self) -> None:
+        self._roots: dict[int, _Node] = {}  # by key length: keys only ever match patterns of their length
+        self._patterns: dict[Key, _Node] = {}
+
+    def __len__(self) -> int:
+        return len(self._patterns)
+
+    def add(self, pattern: Key, member: Any) -> None:
+        """Add *member* under *pattern*."""
+        node = self._patterns.get(pattern)
+        if node is None:
+            node = self._roots.setdefault(len(pattern), _Node())
+            for segment in pattern:
+                if segment == "*":
+                    node.wild = node = node.wild or _Node()
+                else:
+                    node = node.literal.setdefault(segment, _Node())
+            node.pattern = pattern
+            self._patterns[pattern] = node
+        node.members.add(member)
+
+    def discard(self, pattern: Key, member: Any) -> None:
+        """Remove *member* from *pattern*; a pattern left without members is pruned from the tree."""
+        node = self._patterns.get(pattern)
+        if node is None:
+            return
+        node.members.discard(member)
+        if node.members:
+            return
+        del self._patterns[pattern]
+        path = [self._roots[len(pattern)]]
+        for segment in pattern:
+            parent = path[-1]
+            path.append(parent.wild if segment == "*" else parent.literal[segment])
+        for depth in range(len(pattern), 0, -1):
+            node, parent, segment = path[depth], path[depth - 1], pattern[depth - 1]
+            if node.members or node.literal or node.wild is not None:
+                break
+            if segment == "*":
+                parent.wild = None
+            else:
+                del parent.literal[segment]
+        root = self._roots[len(pattern)]
+        if not root.literal and root.wild is None and not root.members:
+            del self._roots[len(pattern)]
+
+    def members(self, pattern: Key) -> set[Any]:
+        """The members of *pattern* (empty when it is not held)."""
+        node = self._patterns.get(pattern)
+        return node.members if node is not None else set()
+
+    def match(self, key: Key) -> list[tuple[Key, set[Any]]]:
+        """Each pattern matching *key* (``*`` matches any one segment), with its members."""
+        root = self._roots.get(len(key))
+        if root is None:
+            return []
+        level = [root]
+        for segment in key:
+            following = []
+            for node in level:
+                child = node.literal.get(segment)
+                if child is not None:
+                    following.append(child)
+                if node.wild is not None:
+                    following.append(node.wild)
+            if not following:
+                return []
+            level = following
+        return [(node.pattern, node.members) for node in level if node.members]
+
+
 @dataclass(frozen=True, slots=True)
 class Event:
     """One published change: its journal id, the resource type's plural, its keys and the entity."""
@@ -72,7 +164,7 @@ class Subscription:
 
     def cancel(self) -> None:
         """Stop receiving events."""
-        self.hub._subscriptions.discard(self)
+        self.hub._subscriptions.discard(self.pattern, self)
 
 
 class TooOld(Exception):
@@ -89,7 +181,7 @@ class EventHub:
     def __init__(self, storage: Any = None, resource_types: Mapping[str, ResourceType] | None = None) -> None:
         self._storage = storage
         self._rtypes = resource_types if resource_types is not None else {}
-        self._subscriptions: set[Subscription] = set()
+        self._subscriptions = PatternIndex()
         self._listeners: list[Callable[[Event], None]] = []
         self.masterid: int | None = None
         self.delivered: int | None = None  # the id of the last event delivered here
@@ -108,7 +200,7 @@ class EventHub:
         if isinstance(pattern, str):
             pattern = split_key(pattern)
         subscription = Subscription(self, tuple(pattern), callback)
-        self._subscriptions.add(subscription)
+        self._subscriptions.add(subscription.pattern, subscription)
         return subscription
 
     def add_listener(self, listener: Callable[[Event], None]) -> Callable[[], None]:
@@ -227,15 +319,14 @@ class EventHub:
                 except Exception:
                     log.failure("event listener failed on event {id}", id=event.id)
             for key in event.keys:
-                for subscription in list(self._subscriptions):
-                    if key_matches(subscription.pattern, key):
-                        try:
-                            result = subscription.callback(key, event.entity)
-                        except Exception:
-                            log.failure("event subscriber failed on {key}", key="/".join(key))
-                            continue
-                        if result is not None:
-                            pending.append((key, result))
+                for subscription in [s for _, members in self._subscriptions.match(key) for s in members]:
+                    try:
+                        result = subscription.callback(key, event.entity)
+                    except Exception:
+                        log.failure("event subscriber failed on {key}", key="/".join(key))
+                        continue
+                    if result is not None:
+                        pending.append((key, result))
         return pending
 
     @staticmethod

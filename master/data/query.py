@@ -14,8 +14,12 @@ import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
 from master.data.base import Collection, Endpoint, Field, Kind
+from master.data.errors import InvalidQuery
 from master.data.resultspec import Filter, ResultSpec
-from master.db.interfaces import Prepared
+from master.data.types import check_int64, check_text
+from master.db import schema
+from master.db.counters import counter_name
+from master.db.interfaces import Prepared, page_total
 
 if TYPE_CHECKING:
     from master.data.connector import DataAPI
@@ -25,12 +29,27 @@ def _escape_like(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
+def _check_values(flt: Filter) -> None:
+    """InvalidQuery for a value neither backend can bind: filters parsed from a query are checked
+    already, but plugins build some of theirs from their own APIs' parameters.
+    """
+    for value in flt.values:
+        try:
+            if isinstance(value, str):
+                check_text(value)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                check_int64(value)
+        except ValueError as e:
+            raise InvalidQuery(f"invalid filter value for {flt.field!r}: {e}", flt.field) from None
+
+
 def _bind_filter(field: Field, flt: Filter, index: int, params: dict[str, Any]) -> tuple[Any, ...]:
     """Put one filter's values in *params*; return the part of the shape key it adds.
 
     This runs on every request, so it only binds values: the SQL clause is made by
     :func:`_filter_clause`, once per shape, when the statement is compiled.
     """
+    _check_values(flt)
     if field.filter_sql is not None:
         # custom filters may vary their SQL with the values, so the values join the key
         return (flt.field, flt.op, flt.values)
@@ -93,6 +112,35 @@ def _order_by(endpoint: Endpoint, spec: ResultSpec) -> list[ColumnElement]:
     return terms
 
 
+COUNT_CAP = 10_000
+"""Filtered collections count at most this many rows; beyond it ``meta.total`` is a lower bound."""
+
+_COUNTER = Prepared(("row-counter",), lambda: sa.select(sa.func.coalesce(
+    sa.select(schema.row_counts.c.n).where(schema.row_counts.c.name == sa.bindparam("counter_name"))
+    .scalar_subquery(), 0).label("total")))
+
+
+def _counter(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]) -> str | None:
+    """The maintained counter that is this collection's exact total, or None (see master.db.counters).
+
+    It applies to a resource type that names its ``counted_table``, when the path arguments and
+    the filters (one value each, ``eq``) are exactly the dimensions of one of its counters.
+    """
+    table = getattr(endpoint.rtype, "counted_table", None)
+    if table is None:
+        return None
+    values: dict[str, Any] = {}
+    for name, value in args.items():
+        if name in endpoint.arg_columns or name not in endpoint.rtype.fields:
+            return None  # reached through a join or a name: not a column of the table
+        values[name] = value
+    for flt in spec.filters:
+        if flt.op != "eq" or len(flt.values) != 1 or flt.field in values:
+            return None
+        values[flt.field] = flt.values[0]
+    return counter_name(table, values)
+
+
 def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
     """Return ``(page query, count query or None, params, selected fields)`` for a getter."""
     rtype = endpoint.rtype
@@ -126,12 +174,21 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
         return query
 
     def build_count() -> sa.Select:
-        return sa.select(sa.func.count().label("total")).select_from(rtype.source).where(*where())
+        # at most COUNT_CAP + 1 rows are counted: one more than the cap says "more than the cap"
+        capped = sa.select(sa.literal_column("1").label("one")).select_from(rtype.source).where(*where())
+        capped = capped.limit(sa.bindparam("count_cap")).subquery("capped")
+        return sa.select(sa.func.count().label("total")).select_from(capped)
 
     if collection:
         params["page_limit"] = spec.limit
         params["page_offset"] = spec.offset
-        count = Prepared(("count", endpoint.pattern, tuple(filter_key)), build_count)
+        counter = _counter(endpoint, spec, args)
+        if counter is not None:
+            params["counter_name"] = counter
+            count = _COUNTER
+        else:
+            params["count_cap"] = COUNT_CAP + 1
+            count = Prepared(("count", endpoint.pattern, tuple(filter_key)), build_count)
     else:
         count = None
     return Prepared(("page", *shape), build_page), count, params, selected
@@ -147,7 +204,12 @@ async def read(data: DataAPI, endpoint: Endpoint, spec: ResultSpec, args: dict[s
         items = await encode(data, endpoint, spec, rows, selected)
         return items[0]
     rows, total = await data.storage.fetch_page(page, count, params, spec.limit, spec.offset)
-    return Collection(await encode(data, endpoint, spec, rows, selected), total)
+    last_id = rows[-1][endpoint.rtype.id_field] if rows else None
+    items = await encode(data, endpoint, spec, rows, selected)
+    if "count_cap" in params and total > COUNT_CAP and page_total(len(rows), spec.limit, spec.offset) is None:
+        # the count stopped at the cap; a page past the cap shows there are at least that many
+        return Collection(items, max(COUNT_CAP, spec.offset + len(rows)), True, last_id)
+    return Collection(items, total, last_id=last_id)
 
 
 async def encode(

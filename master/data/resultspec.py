@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from master.data.errors import InvalidQuery
+from master.data.types import INT64_MAX, check_text
 
 if TYPE_CHECKING:
     from master.data.base import ResourceType
@@ -65,9 +66,9 @@ def one_int(name: str, values: Sequence[str], low: int, high: int | None) -> int
         number = int(values[0])
     except ValueError:
         raise InvalidQuery(f"invalid {name} {values[0]!r}: expected an integer", name) from None
-    if number < low or (high is not None and number > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise InvalidQuery(f"invalid {name} {number}: must be {bound}", name)
+    high = INT64_MAX if high is None else high  # what the databases can hold
+    if not low <= number <= high:
+        raise InvalidQuery(f"invalid {name} {number}: must be between {low} and {high}", name)
     return number
 
 
@@ -93,17 +94,21 @@ def parse_result_spec(
             selected: list[str] = []
             for value in values:
                 for part in value.split(","):
+                    if not part:
+                        continue  # an empty field= (as generated clients send) selects nothing more
                     if part not in fields:
                         raise InvalidQuery(f"no such field {part!r} in field=", "field")
                     if part not in selected:
                         selected.append(part)
-            spec.fields = tuple(selected)
+            spec.fields = tuple(selected) or None  # no field named: all of them
         elif not collection:
             raise InvalidQuery(f"{name!r} applies only to collections, and this path is a single {rtype.name}", name)
         elif name == "order":
             order: list[str] = []
             for value in values:
                 for part in value.split(","):
+                    if not part:
+                        continue  # as for field=: an empty order= adds no key
                     bare = part[1:] if part.startswith("-") else part
                     if bare not in fields:
                         raise InvalidQuery(f"no such field {bare!r} in order=", "order")
@@ -140,7 +145,10 @@ def _parse_filter(rtype: ResourceType, name: str, values: Sequence[str]) -> Filt
     if op in _SINGLE_VALUE_OPS and len(raw) != 1:
         raise InvalidQuery(f"operator {op!r} takes one value, {name!r} has {len(raw)}", name)
     if op == "contains":
-        parsed = tuple(raw)
+        try:
+            parsed = tuple(check_text(v) for v in raw)
+        except ValueError as e:
+            raise InvalidQuery(f"invalid filter value for {name!r}: {e}", name) from None
         if not declared.containable:
             raise InvalidQuery(f"{name!r}: operator 'contains' needs a text field, {field_name!r} is not one", name)
     else:

@@ -10,6 +10,40 @@ import orjson
 _TRUE = {"on", "true", "yes", "1"}
 _FALSE = {"off", "false", "no", "0"}
 
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+"""Integers are stored as signed 64-bit on both backends: anything outside is refused where it comes in."""
+
+
+def check_int64(number: int) -> int:
+    """*number* if it fits a signed 64-bit integer, else ValueError (SQLite and PostgreSQL hold no more)."""
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{number} is out of range (a 64-bit integer, at most {INT64_MAX})")
+    return number
+
+
+def check_text(text: str) -> str:
+    """*text* if it holds no NUL character, else ValueError (PostgreSQL cannot store one in text)."""
+    if "\x00" in text:
+        raise ValueError("must not contain a NUL character (\\u0000)")
+    return text
+
+
+def check_free_value(value: Any) -> None:
+    """ValueError if decoded JSON *value* holds, at any depth, a string with a NUL character.
+
+    For values of no declared type (free-form action parameters), which may end up in text
+    columns or in commands; values stored as JSON text may hold anything JSON does.
+    """
+    if isinstance(value, str):
+        check_text(value)
+    elif isinstance(value, dict):
+        for item in value.values():
+            check_free_value(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_free_value(item)
+
 
 class FieldType:
     """A value type.  Subclasses parse URL strings, check JSON values and describe themselves."""
@@ -43,23 +77,24 @@ class FieldType:
 
 
 class Integer(FieldType):
-    """A whole number."""
+    """A whole number (64 bits)."""
 
-    openapi_type = {"type": "integer"}
+    openapi_type = {"type": "integer", "format": "int64", "minimum": INT64_MIN, "maximum": INT64_MAX}
 
     def from_string(self, text: str) -> int:
-        """Parse a decimal integer."""
+        """Parse a decimal integer that fits 64 bits."""
         try:
-            return int(text)
+            number = int(text)
         except ValueError:
             raise ValueError(f"expected an integer, got {text!r}") from None
+        return check_int64(number)
 
     def from_json(self, value: Any) -> int:
         """Accept an integer, or a string holding one (HTML forms send strings)."""
         if isinstance(value, bool):
             raise ValueError("expected an integer, got a boolean")
         if isinstance(value, int):
-            return value
+            return check_int64(value)
         if isinstance(value, str):
             return self.from_string(value.strip())
         raise ValueError(f"expected an integer, got {type(value).__name__}")
@@ -68,19 +103,36 @@ class Integer(FieldType):
 class DateTime(Integer):
     """A time as integer seconds since the epoch (UTC)."""
 
-    openapi_type = {"type": "integer", "format": "unix-time"}
+    openapi_type = {**Integer.openapi_type, "format": "unix-time"}
 
 
 class String(FieldType):
-    """Text."""
+    """Text (without NUL characters, which PostgreSQL cannot store)."""
 
     openapi_type = {"type": "string"}
 
+    def from_string(self, text: str) -> str:
+        """Accept text without NUL characters."""
+        return check_text(text)
+
     def from_json(self, value: Any) -> str:
-        """Accept a string."""
+        """Accept a string without NUL characters."""
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {type(value).__name__}")
-        return value
+        return check_text(value)
+
+
+class NonBlank(String):
+    """Text with something besides white space."""
+
+    openapi_type = {"type": "string", "pattern": r"^[^\u0000]*[^\s\u0000][^\u0000]*$"}
+
+    def from_json(self, value: Any) -> str:
+        """Accept a string that is not empty once stripped."""
+        text = super().from_json(value)
+        if not text.strip():
+            raise ValueError("must not be empty")
+        return text
 
 
 class Identifier(String):

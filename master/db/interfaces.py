@@ -94,5 +94,13 @@ class StorageError(Exception):
     """The database could not be reached or used; the message is meant for a user."""
 
 
+class DatabaseUnavailable(StorageError):
+    """The database server has been unreachable for longer than the backend's retry window.
+
+    Work that fails so failed for the infrastructure, not for itself: the engine ends such a
+    build ``retry`` and queues its request again once the database is back.
+    """
+
+
 class IntegrityError(StorageError):
     """A write broke a constraint (a unique key, a foreign key, a NOT NULL)."""

@@ -12,18 +12,28 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
+from master.db import counters
 from master.db.interfaces import StorageError
 from master.db.schema import metadata
 
+if TYPE_CHECKING:
+    from alembic.config import Config
+
 MIGRATIONS = str(Path(__file__).parent / "migrations")
+
+
+def _alembic() -> Any:
+    """Alembic, imported when schema work runs: a process that only serves never loads it (memory)."""
+    import alembic.command
+    import alembic.config
+    import alembic.runtime.migration
+    import alembic.script
+
+    return alembic
 
 
 def masked_url(url: str) -> str:
@@ -53,10 +63,13 @@ def _engine(url: str) -> sa.engine.Engine:
         raise StorageError(f"bad database URL {masked_url(url)}: {e}") from None
 
 
-def _alembic_config(connection: sa.engine.Connection, plugin: PluginSchema | None = None) -> Config:
-    config = Config()
+def _alembic_config(
+    connection: sa.engine.Connection, plugin: PluginSchema | None = None, progress: Callable[[str], None] = print
+) -> Config:
+    config = _alembic().config.Config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
+    config.attributes["progress"] = progress  # revisions that take long say how far they are
     if plugin is not None:
         config.set_main_option("path_separator", "os")
         config.set_main_option("version_locations", str(plugin.versions))
@@ -86,11 +99,11 @@ class PluginSchema:
         """The newest revision of this plugin's migrations, or None without migrations."""
         if self.versions is None:
             return None
-        config = Config()
+        config = _alembic().config.Config()
         config.set_main_option("script_location", MIGRATIONS)
         config.set_main_option("path_separator", "os")
         config.set_main_option("version_locations", str(self.versions))
-        return ScriptDirectory.from_config(config).get_current_head()
+        return _alembic().script.ScriptDirectory.from_config(config).get_current_head()
 
 
 def plugin_schemas(plugins: Iterable[Any]) -> list[PluginSchema]:
@@ -107,7 +120,7 @@ def plugin_schemas(plugins: Iterable[Any]) -> list[PluginSchema]:
 
 def head_revision() -> str:
     """The newest schema revision this version of ci-master knows."""
-    return ScriptDirectory(MIGRATIONS).get_current_head()
+    return _alembic().script.ScriptDirectory(MIGRATIONS).get_current_head()
 
 
 def _connect(url: str) -> sa.engine.Connection:
@@ -121,7 +134,7 @@ def _connect(url: str) -> sa.engine.Connection:
 def current_revision(url: str) -> str | None:
     """The revision a database is stamped at, or None for an empty database."""
     with _connect(url) as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision()
 
 
 def _copy(source: sa.MetaData) -> sa.MetaData:
@@ -141,13 +154,15 @@ def _copy(source: sa.MetaData) -> sa.MetaData:
 def create(url: str, extra_metadata: Iterable[sa.MetaData] = ()) -> None:
     """Create the schema in an empty database and stamp it at the newest revision."""
     with _connect(url) as connection:
-        if MigrationContext.configure(connection).get_current_revision() is not None:
+        if _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision() is not None:
             raise StorageError(f"database {masked_url(url)} already has a schema; use upgrade-master")
         _copy(metadata).create_all(connection)
+        for statement in counters.trigger_ddl(connection.dialect.name):
+            connection.exec_driver_sql(statement)
         for extra in extra_metadata:
             extra.create_all(connection)
         connection.commit()
-        command.stamp(_alembic_config(connection), "head")
+        _alembic().command.stamp(_alembic_config(connection), "head")
         connection.commit()
 
 
@@ -160,7 +175,8 @@ def create_plugin_tables(url: str, extra_metadata: Iterable[sa.MetaData]) -> Non
 
 
 def _plugin_revision(connection: sa.engine.Connection, schema: PluginSchema) -> str | None:
-    context = MigrationContext.configure(connection, opts={"version_table": schema.version_table})
+    opts = {"version_table": schema.version_table}
+    context = _alembic().runtime.migration.MigrationContext.configure(connection, opts=opts)
     return context.get_current_revision()
 
 
@@ -177,7 +193,7 @@ def prepare_plugin_tables(url: str, schemas: Iterable[PluginSchema]) -> None:
             if head and current is None and not _any_table_exists(connection, schema.metadata):
                 schema.metadata.create_all(connection)
                 connection.commit()
-                command.stamp(_alembic_config(connection, schema), "head")
+                _alembic().command.stamp(_alembic_config(connection, schema), "head")
                 connection.commit()
             elif head and current != head:
                 raise StorageError(
@@ -207,7 +223,7 @@ def upgrade_plugin_tables(url: str, schemas: Iterable[PluginSchema], progress: C
             config = _alembic_config(connection, schema)
             progress(f"plugin {schema.name}: {current or 'unversioned'} -> {head}")
             began = time.monotonic()
-            command.upgrade(config, "head")
+            _alembic().command.upgrade(config, "head")
             connection.commit()
             progress(f"plugin {schema.name}: done in {time.monotonic() - began:.1f}s")
     prepare_plugin_tables(url, schemas)
@@ -237,14 +253,14 @@ def upgrade(url: str, progress: Callable[[str], None] = print, target: str = "he
         shutil.copy2(db_url.database, backup)
         progress(f"backed up {db_url.database} to {backup}")
     with _connect(url) as connection:
-        start = MigrationContext.configure(connection).get_current_revision()
-        script = ScriptDirectory(MIGRATIONS)
+        start = _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision()
+        script = _alembic().script.ScriptDirectory(MIGRATIONS)
         steps = [rev for rev in script.iterate_revisions(target, start)][::-1]
-        config = _alembic_config(connection)
+        config = _alembic_config(connection, progress=progress)
         for number, rev in enumerate(steps, 1):
             began = time.monotonic()
             progress(f"[{number}/{len(steps)}] {rev.revision}: {rev.doc}")
-            command.upgrade(config, rev.revision)
+            _alembic().command.upgrade(config, rev.revision)
             connection.commit()
             progress(f"[{number}/{len(steps)}] done in {time.monotonic() - began:.1f}s")
         if not steps:

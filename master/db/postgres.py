@@ -10,6 +10,14 @@ server is away: a restart of PostgreSQL is a pause for the master, not an error.
 statement that fails on a lost connection did not commit, unless the connection was lost
 between the server's COMMIT and its answer: that one rare case may run twice.)
 
+Availability: ``database_available`` turns false at the first call that finds the server
+unreachable (REST then answers 503 at once instead of waiting) and true again at the first
+call or probe that reaches it; while it is false a probe connects every ``PROBE_INTERVAL``
+seconds.  Once the server has been away for longer than the retry window, calls fail at once
+with :class:`DatabaseUnavailable` instead of each waiting out a window of its own.  Watchers
+(:meth:`PostgresStorage.watch_availability`) hear of each change: the engine stops its builds
+when an outage outlasts the window and reconciles when the database is back.
+
 Events: :meth:`PostgresStorage.append_events` journals events and NOTIFYs every master's
 :meth:`PostgresStorage.listen` connection, which reconnects by itself.
 """
@@ -25,11 +33,13 @@ from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
 from sqlalchemy.engine import make_url
 from twisted.internet import defer, error, main
 from twisted.internet.task import deferLater
+from twisted.logger import Logger
 from txpostgres import txpostgres
 from zope.interface import implementer
 
 from master.db.compiler import StatementCompiler
 from master.db.interfaces import (
+    DatabaseUnavailable,
     IntegrityError,
     IStorage,
     ITransaction,
@@ -41,6 +51,7 @@ from master.db.interfaces import (
 from master.db.migrate import masked_url
 
 T = TypeVar("T")
+log = Logger()
 
 DEFAULT_CONNECT_TIMEOUT = 10.0
 
@@ -59,7 +70,10 @@ _KEEPALIVE = {
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
 
 RETRY_SECONDS = 30.0
-"""How long a call keeps retrying while the server cannot be reached."""
+"""How long a call keeps retrying while the server cannot be reached (``db_retry_seconds``)."""
+
+PROBE_INTERVAL = 1.0
+"""Seconds between two connection attempts while the server is unreachable."""
 
 EVENTS_CHANNEL = "ci_master_events"
 
@@ -343,9 +357,17 @@ class PostgresStorage:
 
     dialect_name = "postgresql"
 
-    def __init__(self, url: str, pool_size: int = 4, connect_timeout: float | None = None) -> None:
+    def __init__(
+        self, url: str, pool_size: int = 4, connect_timeout: float | None = None,
+        retry_seconds: float = RETRY_SECONDS,
+    ) -> None:
         if pool_size < 1:
             raise StorageError(f"PostgreSQL pool size must be at least 1, got {pool_size}")
+        self.retry_seconds = retry_seconds
+        self.database_available = True
+        self.unavailable_since: float | None = None  # reactor time of the first failure of this outage
+        self._watchers: list[Callable[[bool], Any]] = []
+        self._probe: Any = None
         self.url = masked_url(url)
         kwargs, timeout = connect_kwargs(url)
         if connect_timeout is not None:
@@ -385,28 +407,109 @@ class PostgresStorage:
         semaphore = self._pool._semaphore
         for _ in range(self.pool_size):
             await semaphore.acquire()
+        self._stop_probe()
         self._pool.close()
         self._running = False
+
+    # -- availability -----------------------------------------------------------------------
+
+    def watch_availability(self, watcher: Callable[[bool], Any]) -> Callable[[], None]:
+        """Call *watcher(available)* whenever the server becomes unreachable or reachable again."""
+        self._watchers.append(watcher)
+        return lambda: self._watchers.remove(watcher) if watcher in self._watchers else None
+
+    @property
+    def outage_outlasted_retries(self) -> bool:
+        """Whether the server has been unreachable for longer than the retry window."""
+        from twisted.internet import reactor
+
+        since = self.unavailable_since
+        return since is not None and reactor.seconds() - since >= self.retry_seconds
+
+    def _unreachable(self, e: BaseException) -> None:
+        if not self.database_available or self._stopping:
+            return
+        from twisted.internet import reactor, task
+
+        self.database_available = False
+        self.unavailable_since = reactor.seconds()
+        log.warn("PostgreSQL at {url} is unreachable ({e}); REST answers 503 until it is back", url=self.url,
+                 e=_message(e))
+        self._probe = task.LoopingCall(lambda: defer.ensureDeferred(self._probe_once()))
+        self._probe.start(PROBE_INTERVAL, now=False)
+        self._tell(False)
+
+    def _reachable(self) -> None:
+        if self.database_available:
+            return
+        from twisted.internet import reactor
+
+        away = reactor.seconds() - (self.unavailable_since or reactor.seconds())
+        self.database_available = True
+        self.unavailable_since = None
+        self._stop_probe()
+        log.info("PostgreSQL at {url} is reachable again after {s:.1f}s", url=self.url, s=away)
+        self._tell(True)
+
+    def _tell(self, available: bool) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher(available)
+            except Exception:
+                log.failure("a database availability watcher failed")
+
+    def _stop_probe(self) -> None:
+        if self._probe is not None and self._probe.running:
+            self._probe.stop()
+        self._probe = None
+
+    async def _probe_once(self) -> None:
+        """Try a connection of its own (the pool's may all be busy retrying); reachable if it answers."""
+        conn = _Connection()
+        try:
+            await self._pool.connect_standalone(conn)
+            await conn.runOperation("SELECT 1")
+        except Exception:
+            return
+        finally:
+            _Pool.discard(conn)
+        if not self._stopping:
+            self._reachable()
 
     async def _call(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> T:
         from twisted.internet import reactor
 
         if self._stopping or not self._running:
             raise StorageError(f"storage for {self.url} is not running")
-        deadline = reactor.seconds() + RETRY_SECONDS
+        if self.outage_outlasted_retries:
+            raise self._unavailable()
+        deadline = reactor.seconds() + self.retry_seconds
         pause = 0.1
         while True:
             try:
-                return await _shielded(self._pool.run_with_connection(fn))
+                result = await _shielded(self._pool.run_with_connection(fn))
             except Exception as e:
-                if _is_connection_error(e) and not self._stopping and reactor.seconds() + pause < deadline:
-                    await deferLater(reactor, pause, lambda: None)
-                    pause = min(pause * 2, 2.0)
-                    continue
+                if _is_connection_error(e):
+                    self._unreachable(e)
+                    if not self._stopping and reactor.seconds() + pause < deadline:
+                        await deferLater(reactor, pause, lambda: None)
+                        pause = min(pause * 2, 2.0)
+                        continue
+                    if not self._stopping:
+                        raise self._unavailable(e) from None
                 mapped = self.storage_error(e)
                 if mapped is e:
                     raise
                 raise mapped from None
+            if not self.database_available:
+                self._reachable()
+            return result
+
+    def _unavailable(self, e: BaseException | None = None) -> DatabaseUnavailable:
+        why = f": {_message(e)}" if e is not None else ""
+        return DatabaseUnavailable(
+            f"the database (PostgreSQL at {self.url}) has been unreachable for over {self.retry_seconds:g}s{why}"
+        )
 
     async def append_events(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
         """Journal event rows (at, masterid, keys, rtype, entity) in order, NOTIFY listeners; return their ids.
@@ -556,10 +659,13 @@ class EventListener:
                 await pool.connect_standalone(conn)
                 conn.addNotifyObserver(self._notified)
                 await conn.runOperation(f"LISTEN {EVENTS_CHANNEL}")
-            except Exception:
+            except Exception as e:
                 _Pool.discard(conn)
                 self._conn = None
+                if _is_connection_error(e):
+                    self._storage._unreachable(e)  # said at once, even by a master with nothing to write
                 return  # the next check tries again
+            self._storage._reachable()
             self._callback()  # catch up on what was appended while not listening
         finally:
             self._checking = False

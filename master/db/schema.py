@@ -245,8 +245,8 @@ builds = sa.Table(
     sa.Column("results", sa.SmallInteger),
     # builder pages: builders/N/builds?order=-number, by number and by completion
     sa.UniqueConstraint("builderid", "number"),
-    # builds?builderid=X&results=R
-    sa.Index(None, "builderid", "results"),
+    # builds?builderid=X&results=R, ordered by id (PostgreSQL's indexes do not end with the row id)
+    sa.Index(None, "builderid", "results", "id"),
     sa.Index(None, "buildrequestid"),
     sa.Index(None, "workerid"),
     sa.Index(None, "started_at"),
@@ -347,4 +347,34 @@ reporter_reports = sa.Table(
     sa.UniqueConstraint("reporter", "buildid", "state"),
     # a reporter's undelivered reports on its master, and its catch-up point
     sa.Index(None, "reporter", "masterid", "delivered_at"),
+)
+
+# Row counters kept by triggers (master/db/counters.py), so that big collections know their
+# size without a COUNT: ``builds``, ``builds/builderid=3``, ``builds/builderid=3/complete=1``...
+row_counts = sa.Table(
+    "row_counts",
+    metadata,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("n", sa.BigInteger, nullable=False, server_default="0"),
+)
+
+# Files builds uploaded to the master (FileUpload, DirectoryUpload...), kept on the disk of the master
+# that received them under <master dir>/artifacts/<buildid>/<name>; a row per file.
+artifacts = sa.Table(
+    "artifacts",
+    metadata,
+    _id(),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey("builds.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("stepid", sa.Integer, sa.ForeignKey("steps.id", ondelete="SET NULL")),
+    # the path under the build's artifacts directory ("dist/app.tar.gz"), the masterdest of the step
+    sa.Column("name", sa.String(1024), nullable=False),
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("sha256", sa.String(64), nullable=False),
+    sa.Column("content_type", sa.String(255), nullable=False),
+    sa.Column("masterid", sa.Integer, sa.ForeignKey("masters.id", ondelete="SET NULL")),
+    sa.Column("created_at", sa.Integer, nullable=False),
+    # builds/N/artifacts/NAME; a second upload to the same name replaces the row
+    sa.UniqueConstraint("buildid", "name"),
+    # retention: the artifacts of old builds
+    sa.Index(None, "created_at"),
 )

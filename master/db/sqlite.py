@@ -149,6 +149,7 @@ class SQLiteStorage:
     """:class:`IStorage` on a SQLite file, for single-master sites and tests."""
 
     dialect_name = "sqlite"
+    database_available = True  # a local file: there is no outage to report (see PostgresStorage)
 
     def __init__(self, url: str) -> None:
         self.url = url

@@ -5,7 +5,9 @@ Every state change goes through the data API (``add_build``, ``add_step``, ``sta
 worst of what its steps make of it (see ``BuildStep.contribution``); a step with
 ``haltOnFailure`` that fails stops the build, after which only ``alwaysRun`` steps run.
 ``stop(reason)`` interrupts the running command and ends the build CANCELLED; a worker lost
-ends it RETRY (the builder then gives its request back to the queue).
+ends it RETRY (the builder then gives its request back to the queue), and so does a database
+unavailable for longer than the storage's retry window (:class:`DatabaseUnavailable`): the
+infrastructure failed, not the build.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from twisted.logger import Logger
 
 from master.data.resources.buildsets import worst_result
 from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
+from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
 from master.engine.latent import LatentSlot, WorkerPreparation
 from master.engine.properties import Properties
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 log = Logger()
 
 SOURCESTAMP_PROPERTIES = ("branch", "revision", "repository", "codebase", "project")
+
+DATABASE_LOST = "the database was unavailable"
 
 
 class Build:
@@ -134,6 +139,8 @@ class Build:
             if not loaded:
                 raise RuntimeError(f"the buildset of request {self.brid} could not be read")
             await self._run_steps()
+        except DatabaseUnavailable:
+            self.stop(DATABASE_LOST, RETRY)
         except Exception:
             log.failure("build {buildid} of {builder} failed", buildid=self.buildid, builder=self.builder.name)
             self.results = EXCEPTION
@@ -190,6 +197,10 @@ class Build:
             result = await step.run()
         except WorkerLost:
             self.lost = True
+            result = RETRY
+        except DatabaseUnavailable:
+            # the command (if one ran) has ended: what failed is recording it
+            self.stop(DATABASE_LOST, RETRY)
             result = RETRY
         except Exception:
             log.failure("step {name} of build {buildid} failed", name=step.name, buildid=self.buildid)

@@ -22,7 +22,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from master.data.resources.common import EXCEPTION, RETRY
-from master.engine.build import Build
+from master.db.interfaces import DatabaseUnavailable
+from master.engine.build import DATABASE_LOST, Build
 from master.engine.interfaces import IWorkerConnection
 from master.engine.steps import BuildStep
 
@@ -72,6 +73,8 @@ class BuildRequestDistributor:
                 self._again = False
                 try:
                     progress = await self._round()
+                except DatabaseUnavailable:
+                    progress = False  # said once by the storage; the engine is told when it is back
                 except Exception:
                     log.failure("build request distribution failed")
                     progress = False
@@ -169,6 +172,11 @@ class BuildRequestDistributor:
         try:
             try:
                 results = await build.run()
+            except DatabaseUnavailable:
+                # nothing can be recorded now: the engine reconciles (RETRY) once the database is back
+                engine.needs_reconcile = True
+                log.warn("build of request {brid} ended retry: {reason}", brid=build.brid, reason=DATABASE_LOST)
+                return
             except Exception:
                 log.failure("build of request {brid} failed", brid=build.brid)
                 results = EXCEPTION
@@ -181,6 +189,9 @@ class BuildRequestDistributor:
                 await data.updates.unclaim_buildrequests([build.brid], engine.masterid)
             else:
                 await data.updates.complete_buildrequests([build.brid], results)
+        except DatabaseUnavailable:
+            engine.needs_reconcile = True
+            log.warn("the end of the build of request {brid} is recorded once the database is back", brid=build.brid)
         except Exception:
             log.failure("could not record the end of the build of request {brid}", brid=build.brid)
         finally:

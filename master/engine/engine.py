@@ -7,6 +7,12 @@ starts distributing requests.  ``reconfig(config)`` applies a new config (runnin
 keep the steps they started with; unchanged schedulers keep running).  ``stop()`` stops the
 schedulers and the running builds, whose requests go back to the queue (RETRY).
 
+A database outage (PostgreSQL unreachable for longer than the storage's retry window) stops
+the running builds: they end ``retry``, since the infrastructure failed and not they.  Whatever
+could not be recorded meanwhile (builds left incomplete, requests left claimed) is reconciled as
+soon as the database is back, without a restart: :meth:`Engine.reconcile` finishes those builds
+``retry`` and completes or queues again their requests, as the restart path does.
+
 The engine is the worker link's IWorkerListener, and the data API's controls reach it as
 ``data.engine`` (set by ``start``, cleared by ``stop``): build ``stop``/``rebuild``,
 buildrequest ``cancel`` of a claimed request, worker ``stop``/``kill``, forcescheduler ``force``.
@@ -23,7 +29,8 @@ from zope.interface import implementer
 
 from master.data.errors import Conflict, NotFound
 from master.data.resources.common import EXCEPTION, RETRY
-from master.engine.build import Build
+from master.db.interfaces import DatabaseUnavailable
+from master.engine.build import DATABASE_LOST, Build
 from master.engine.builder import Builder, BuildRequestDistributor
 from master.engine.interfaces import IWorkerConnection, IWorkerListener
 from master.engine.latent import LatentWorkers
@@ -32,6 +39,7 @@ from master.engine.schedulers import BaseScheduler, ForceScheduler, Triggerable
 log = Logger()
 
 PAGE = 1000
+
 
 
 @implementer(IWorkerListener)
@@ -60,6 +68,10 @@ class Engine:
         self._poller: task.LoopingCall | None = None
         self._subscriptions: list[Any] = []
         self._build_waiters: list[defer.Deferred] = []
+        self.needs_reconcile = False  # something could not be recorded while the database was away
+        self._reconciling = False
+        self._outage_call: Any = None
+        self._unwatch: Any = None
         self.latent = LatentWorkers(self)  # latent workers (master.engine.latent): started for builds
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -78,6 +90,9 @@ class Engine:
         for pattern in (("buildrequests", "*", "new"), ("buildrequests", "*", "unclaimed"),
                         ("workers", "*", "state_updated")):
             self._subscriptions.append(events.subscribe(pattern, lambda key, entity: self.distributor.activity()))
+        watch = getattr(data.storage, "watch_availability", None)
+        if watch is not None:
+            self._unwatch = watch(self._database_availability)
         self.accepting = True
         self._poller = task.LoopingCall(self._poll)
         self._poller.start(self.poll_interval, now=True)
@@ -97,6 +112,11 @@ class Engine:
         if self._poller is not None and self._poller.running:
             self._poller.stop()
         self._poller = None
+        if self._unwatch is not None:
+            self._unwatch()
+            self._unwatch = None
+        if self._outage_call is not None and self._outage_call.active():
+            self._outage_call.cancel()
         for subscription in self._subscriptions:
             subscription.cancel()
         self._subscriptions.clear()
@@ -126,6 +146,8 @@ class Engine:
             log.warn("{n} build(s) still running after {t} s of stopping", n=len(self.builds), t=timeout)
 
     def _poll(self) -> None:
+        if self.needs_reconcile:
+            defer.ensureDeferred(self.reconcile())
         self.distributor.activity()
         for scheduler in self.schedulers.values():
             if scheduler.runs_alone and not scheduler.running:
@@ -135,46 +157,109 @@ class Engine:
 
     # -- recovery -----------------------------------------------------------------------------
 
-    async def recover(self, masterid: int | None = None) -> None:
+    async def recover(
+        self, masterid: int | None = None, results: int = EXCEPTION, why: str = "its master stopped while it ran"
+    ) -> None:
         """End the builds a master left running (EXCEPTION) and give back or complete its requests.
 
         *masterid* is this master's own (after a crash) by default, or that of a master whose
-        heartbeat stopped (see master.heartbeat).
+        heartbeat stopped (see master.heartbeat).  The builds and requests this engine is running
+        now are left alone (:meth:`reconcile` runs while it builds); the others end *results*.
         """
         owner = self.masterid if masterid is None else masterid
         data, me = self.data, str(owner)
+        mine = owner == self.masterid
         ended: set[int] = set()
+        after = 0
         while True:
-            query = {"masterid": [me], "complete": ["false"], "field": ["buildid"], "limit": [str(PAGE)]}
+            query = {"masterid": [me], "complete": ["false"], "buildid__gt": [str(after)], "order": ["buildid"],
+                     "field": ["buildid"], "limit": [str(PAGE)]}
             builds = (await data.get("builds", query=query)).items
             if not builds:
                 break
+            after = builds[-1]["buildid"]
             for build in builds:
-                await self._end_lost_build(build["buildid"])
+                if mine and self._running_build(build["buildid"]) is not None:
+                    continue
+                await self._end_lost_build(build["buildid"], results, why)
                 ended.add(build["buildid"])
+        after = 0
+        requeued = completed = 0
         while True:
-            query = {"claimed_by_masterid": [me], "complete": ["false"], "field": ["buildrequestid"],
-                     "limit": [str(PAGE)]}
+            query = {"claimed_by_masterid": [me], "complete": ["false"], "buildrequestid__gt": [str(after)],
+                     "order": ["buildrequestid"], "field": ["buildrequestid"], "limit": [str(PAGE)]}
             requests = (await data.get("buildrequests", query=query)).items
             if not requests:
                 break
+            after = requests[-1]["buildrequestid"]
             requeue = []
             for request in requests:
                 brid = request["buildrequestid"]
+                if mine and brid in self.builds:
+                    continue
                 query = {"complete": ["true"], "field": ["buildid", "results"], "order": ["buildid"]}
                 done = [b for b in (await data.get(("buildrequests", str(brid), "builds"), query=query)).items
                         if b["buildid"] not in ended and b["results"] != RETRY]
                 if done:
                     # its build finished before the crash: it must not run a second time
                     await data.updates.complete_buildrequests([brid], done[-1]["results"])
+                    completed += 1
                 else:
                     requeue.append(brid)
             if requeue:
                 await data.updates.unclaim_buildrequests(requeue, owner)
-        if ended:
-            log.info("recovered: {n} build(s) left running by master {id} ended as exception", n=len(ended), id=owner)
+                requeued += len(requeue)
+        if ended or requeued or completed:
+            log.info("recovered the work of master {id}: {n} build(s) ended ({why}), {q} request(s) queued again,"
+                     " {c} completed", n=len(ended), id=owner, why=why, q=requeued, c=completed)
 
-    async def _end_lost_build(self, buildid: int) -> None:
+    # -- database outages -----------------------------------------------------------------------
+
+    def _database_availability(self, available: bool) -> None:
+        """The storage says the database went away or came back."""
+        if self._outage_call is not None and self._outage_call.active():
+            self._outage_call.cancel()
+        self._outage_call = None
+        if available:
+            self.needs_reconcile = True
+            defer.ensureDeferred(self.reconcile())
+            return
+        # a short outage (a PostgreSQL restart) is a pause: builds wait for their writes; a longer one
+        # than the storage retries for ends them, since nothing they do can be recorded any more
+        window = getattr(self.data.storage, "retry_seconds", 30.0)
+        self._outage_call = reactor.callLater(window, self._outage_outlasted_retries)
+
+    def _outage_outlasted_retries(self) -> None:
+        self._outage_call = None
+        if getattr(self.data.storage, "database_available", True):
+            return
+        if self.builds:
+            log.warn("the database has been unavailable for too long: stopping {n} build(s); they end retry"
+                     " and their requests run again once it is back", n=len(self.builds))
+        self.needs_reconcile = True
+        for build in list(self.builds.values()):
+            build.stop(DATABASE_LOST, RETRY)
+
+    async def reconcile(self) -> None:
+        """Record what a database outage kept from being recorded: builds this master left unfinished end
+        RETRY, their requests are queued again (or completed, if a build of theirs had finished).
+        """
+        if self._reconciling or self.data is None:
+            return
+        self._reconciling = True
+        try:
+            self.needs_reconcile = False
+            await self.recover(self.masterid, RETRY, DATABASE_LOST)
+        except Exception as e:
+            self.needs_reconcile = True  # the next poll tries again
+            if not isinstance(e, DatabaseUnavailable):
+                log.failure("reconciling after a database outage failed; trying again at the next poll")
+        finally:
+            self._reconciling = False
+        self.distributor.activity()
+
+    async def _end_lost_build(self, buildid: int, results: int = EXCEPTION,
+                              why: str = "its master stopped while it ran") -> None:
         data = self.data
         steps = (await data.get(("builds", str(buildid), "steps"),
                                 query={"complete": ["false"], "field": ["stepid"], "limit": [str(PAGE)]})).items
@@ -183,9 +268,9 @@ class Engine:
                                    query={"complete": ["false"], "field": ["logid"]})).items
             for log_entity in logs:
                 await data.updates.finish_log(log_entity["logid"])
-            await data.updates.finish_step(step["stepid"], EXCEPTION)
-        await data.updates.set_build_state_string(buildid, "lost: its master stopped while it ran")
-        await data.updates.finish_build(buildid, EXCEPTION)
+            await data.updates.finish_step(step["stepid"], results)
+        await data.updates.set_build_state_string(buildid, f"lost: {why}")
+        await data.updates.finish_build(buildid, results)
 
     # -- configuration ------------------------------------------------------------------------
 

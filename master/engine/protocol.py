@@ -6,7 +6,8 @@ Keep-alive is the WebSocket's own ping/pong.  Version 1:
 Worker -> master, first message, within ``HELLO_TIMEOUT`` seconds of connecting::
 
     {"type": "hello", "protocol": 1, "name": "w1", "password": "...",
-     "info": {"os": "...", "python": "...", "hostname": "...", ...}, "max_builds": 2}
+     "info": {"os": "...", "python": "...", "hostname": "...", ...}, "max_builds": 2,
+     "features": ["transfer"]}      # optional: what the worker can do beyond running commands
 
 Master -> worker: ``{"type": "welcome", "workerid": 7}``; or ``{"type": "error", "message": ...}``
 followed by a close with code ``CLOSE_BAD_CREDENTIALS`` (unknown name, wrong password: the
@@ -44,6 +45,35 @@ master's limit (1 MiB) are refused by the WebSocket layer itself with close code
 Master -> worker, to make the worker leave: ``{"type": "shutdown", "graceful": true}``:
 graceful lets running commands end first; otherwise they are interrupted.  The worker then
 closes with ``CLOSE_NORMAL`` and, if it was asked to, does not reconnect.
+
+File transfers (workers saying ``"features": ["transfer"]`` in their hello).  A transfer has an
+id (``"xfer"``) of the master's; its bytes go in ``data`` messages of at most ``TRANSFER_CHUNK``
+bytes (base64 in ``data``), numbered by ``seq`` from 0; the receiver ``ack``s each chunk once
+it is written, and the sender never has more than ``TRANSFER_WINDOW`` chunks unacknowledged,
+so neither side holds more than a window of a file in memory, whatever its size::
+
+    {"type": "data", "xfer": "t1", "seq": 0, "data": "<base64>"}
+    {"type": "ack", "xfer": "t1", "seq": 0}
+    {"type": "end", "xfer": "t1", "size": 1234, "sha256": "<hex>", "kind": "file" | "dir", "mode": 420}
+    {"type": "failed", "xfer": "t1", "message": "..."}   # either side: the transfer is over, unfinished
+
+Master -> worker, to upload (worker to master) a file, or a directory as a tar stream::
+
+    {"type": "upload", "xfer": "t1", "builder": "b", "workdir": "build", "path": "dist/app.tar.gz",
+     "kind": "file" | "dir" | "any", "maxsize": null, "compress": null | "gz" | "bz2"}
+
+The worker sends the data, then ``end`` (``kind`` what it sent, ``mode`` the source's permission
+bits), or ``failed`` (no such file, bigger than ``maxsize``...).  ``path`` is relative to the
+working directory (or absolute).  The master may send ``failed`` to stop an upload.
+
+Master -> worker, to download (master to worker) a file::
+
+    {"type": "download", "xfer": "t2", "builder": "b", "workdir": "build", "path": "conf/app.ini",
+     "mode": null | 420}
+
+The master sends the data and ``end``; the worker writes to a temporary name beside the
+destination, checks size and sha256, renames it and answers ``{"type": "done", "xfer": "t2"}``
+(or ``failed``).  The destination must be inside the worker directory, like a ``workdir``.
 """
 
 from __future__ import annotations
@@ -63,3 +93,10 @@ CLOSE_SHUTDOWN = 4004
 
 HELLO, WELCOME, ERROR = "hello", "welcome", "error"
 RUN, OUTPUT, EXIT, INTERRUPT, SHUTDOWN = "run", "output", "exit", "interrupt", "shutdown"
+
+# file transfers
+TRANSFER_FEATURE = "transfer"
+TRANSFER_CHUNK = 256 * 1024  # raw bytes per data message: about 350 KB of base64, under the 1 MiB limit
+TRANSFER_WINDOW = 8  # unacknowledged chunks a sender may have out: 2 MiB
+UPLOAD, DOWNLOAD, DATA, ACK, END, FAILED, DONE = "upload", "download", "data", "ack", "end", "failed", "done"
+TRANSFER_MESSAGES = (DATA, ACK, END, FAILED, DONE)

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 
 from master.data.resources.buildsets import worst_result
 from master.data.resources.common import CANCELLED, FAILURE, RESULTS, SKIPPED, SUCCESS, WARNINGS
+from master.db.interfaces import DatabaseUnavailable
 from master.engine.config import Configured
 from master.engine.interfaces import Command, CommandResult, WorkerLost
 from master.engine.properties import render
@@ -76,6 +77,8 @@ class StepLog:
                 try:
                     await self.data.updates.append_log(self.logid, text)
                     metrics_of(self.data).log_lines.inc(text.count("\n"))
+                except DatabaseUnavailable:
+                    log.warn("lines of log {logid} lost: the database is unavailable", logid=self.logid)
                 except Exception:
                     # lines lost are better than a build stuck on its log
                     log.failure("could not append to log {logid}", logid=self.logid)

@@ -31,6 +31,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from master.engine import protocol as P
+from master.engine.filelink import FileTransfers, TransferProtocolError
 from master.engine.interfaces import (
     Command,
     CommandResult,
@@ -230,7 +231,7 @@ class WorkerConnection:
     """A worker connected and authenticated: runs commands on it (``IWorkerConnection``)."""
 
     def __init__(self, protocol: WorkerProtocol, name: str, workerid: int, info: dict[str, Any],
-                 max_builds: int) -> None:
+                 max_builds: int, features: tuple[str, ...] = ()) -> None:
         self.name = name
         self.workerid = workerid
         self.info = info
@@ -240,6 +241,8 @@ class WorkerConnection:
         self._protocol = protocol
         self._ids = itertools.count(1)
         self._on_disconnect: list[Callable[[], Any]] = []
+        # file transfers (master/engine/filelink.py): steps call conn.files.upload / download
+        self.files = FileTransfers(self._send, name, P.TRANSFER_FEATURE in features)
 
     def __repr__(self) -> str:
         return f"<WorkerConnection {self.name} workerid={self.workerid}{'' if self.connected else ' (lost)'}>"
@@ -305,6 +308,7 @@ class WorkerConnection:
     def _lost(self) -> None:
         """The worker is gone: fail what runs, then tell whoever asked."""
         self.connected = False
+        self.files.lost()
         commands, self.commands = self.commands, {}
         for command in commands.values():
             command._finish(Failure(WorkerLost(f"worker {self.name} disconnected while command {command.id} ran")))
@@ -339,6 +343,7 @@ class WorkerProtocol(WebSocketServerProtocol):
         self.phase = "hello"  # ours; Autobahn uses self.state for the WebSocket
         self.closing = False
         self.name: str | None = None
+        self.features: tuple[str, ...] = ()
         self.connection: WorkerConnection | None = None
         self._hello_timer: Any = None
         self._finished = False
@@ -432,6 +437,8 @@ class WorkerProtocol(WebSocketServerProtocol):
             if kind != P.HELLO:
                 raise _ProtocolError(f"expected a hello, got {kind!r}")
             name, password, info, max_builds = _check_hello(message)
+            features = message.get("features")
+            self.features = tuple(f for f in features if isinstance(f, str)) if isinstance(features, list) else ()
             self._hello_timer.cancel()
             self._hello_timer = None
             self.phase, self.name = "auth", name
@@ -443,7 +450,12 @@ class WorkerProtocol(WebSocketServerProtocol):
             self.connection._output(message)
         elif kind == P.EXIT:
             self.connection._exit(message)
-        elif kind in (P.HELLO, P.WELCOME, P.ERROR, P.RUN, P.INTERRUPT, P.SHUTDOWN):
+        elif kind in P.TRANSFER_MESSAGES:
+            try:
+                self.connection.files.received(message)
+            except TransferProtocolError as e:
+                raise _ProtocolError(str(e)) from None
+        elif kind in (P.HELLO, P.WELCOME, P.ERROR, P.RUN, P.INTERRUPT, P.SHUTDOWN, P.UPLOAD, P.DOWNLOAD):
             raise _ProtocolError(f"a worker does not send {kind!r} now")
         else:
             raise _ProtocolError(f"unknown message type {kind!r}")
@@ -483,7 +495,7 @@ class WorkerProtocol(WebSocketServerProtocol):
                 self.phase = "auth"  # so that the close below goes through the ordinary path
                 self.refuse(P.CLOSE_SHUTDOWN, "the master could not record the connection; try again later")
             return
-        self.connection = WorkerConnection(self, name, workerid, info, max_builds)
+        self.connection = WorkerConnection(self, name, workerid, info, max_builds, self.features)
         if self.phase == "closed":  # the peer left (or stop() closed it) while we wrote to the database
             await self._detach(attached=False)
             return

@@ -9,7 +9,12 @@ One model that every API maps its own scheme onto:
   the file never holds a usable token.  A token is sent as ``Authorization: Bearer``.
   Each has an id, to revoke it without knowing it.
 * **Sessions**: a login (``/auth/login``, with a password) sets a cookie signed with a
-  per-master secret (HMAC-SHA256), valid for ``session_hours``.
+  per-master secret (HMAC-SHA256), valid for ``session_hours``.  The master can end one
+  before then: ``/auth/logout`` records the session's id as ended (``sessions_ended.json``
+  in the master directory, kept until the session would have expired), and each user has a
+  session generation in the users file, renewed when their password is set (``ci-master
+  user add``), so that a password change, or ``ci-master user remove``, ends all of that
+  user's sessions at once.
 * **Rules** (``Auth.rules`` in master.cfg) say which roles may call which actions on which
   resource types.  Reads are public; a control that no rule allows is refused: 401 when
   nobody is logged in, 403 when the user lacks the role.
@@ -33,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from twisted.web.iweb import IRequest
+
+from master.data.readscope import open_read_scope
 
 SESSION_COOKIE = b"ci_master_session"
 TOKEN_PREFIX = "cim_"
@@ -216,6 +223,7 @@ class UserStore:
         entry = self._users.setdefault(name, {"tokens": []})
         entry["roles"] = sorted(set(roles))
         entry["password"] = hash_password(password) if password else None
+        entry["sessions"] = secrets.token_hex(8)  # a new password (or none) ends the sessions opened before
         self._save()
 
     def remove_user(self, name: str) -> None:
@@ -251,6 +259,15 @@ class UserStore:
         entry = self._users.get(name)
         return User(name, frozenset(entry.get("roles", []))) if entry is not None else None
 
+    def session_generation(self, name: str) -> str | None:
+        """The current session generation of user *name* (a session of another one has ended); None if no such user."""
+        self.reload_if_changed()
+        entry = self._users.get(name)
+        if entry is None:
+            return None
+        # a users file written before generations existed: the password hash stands in for one
+        return entry.get("sessions") or entry.get("password") or ""
+
     def by_password(self, name: str, password: str) -> User | None:
         """The user if *password* is theirs, else None."""
         self.reload_if_changed()
@@ -282,6 +299,7 @@ class Authenticator:
         self.config = config
         self.users = UserStore(self.basedir / config.users_file) if config else None
         self._secret = _session_secret(self.basedir) if config else b""
+        self.ended = EndedSessions(self.basedir / "sessions_ended.json")
 
     @property
     def enabled(self) -> bool:
@@ -342,14 +360,28 @@ class Authenticator:
             raise AuthError(401, f"authentication required to read {resource}")
         raise AuthError(403, f"user {user.name!r} may not read {resource}")
 
+    def scope_reads(self, user: User | None) -> None:
+        """Check every later ``data.get`` of the running coroutine against the read rules, as *user*.
+
+        Plugins' web routes call this (inside their coroutine) once they know who the caller
+        is, so that every resource type they read needs the rule a REST read of it needs.
+        Nothing is checked when reads are not restricted.
+        """
+        if not self.restricts_reads:
+            open_read_scope(None)
+            return
+        open_read_scope(lambda plural: self.authorize_read(user, plural))
+
     def make_session(self, user: User) -> str:
         """A signed cookie value naming *user* until the session expires."""
         expires = int(time.time() + self.config.session_hours * 3600)
-        payload = _b64(json.dumps({"u": user.name, "exp": expires}).encode())
+        content = {"u": user.name, "exp": expires, "sid": secrets.token_hex(16),
+                   "gen": _generation_tag(self.users.session_generation(user.name))}
+        payload = _b64(json.dumps(content).encode())
         return f"{payload}.{_b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())}"
 
-    def session_user(self, value: str) -> User | None:
-        """The user of a session cookie, or None if it is forged, expired or the user is gone."""
+    def _session(self, value: str) -> dict[str, Any] | None:
+        """The content of a genuine, unexpired session cookie, else None."""
         payload, _, signature = value.partition(".")
         expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
         if not hmac.compare_digest(signature, expected):
@@ -358,9 +390,25 @@ class Authenticator:
             content = json.loads(_unb64(payload))
         except ValueError:
             return None
-        if content.get("exp", 0) < time.time():
+        if not isinstance(content, dict) or not isinstance(content.get("exp"), int) or content["exp"] < time.time():
             return None
-        return self.users.user(content.get("u", ""))
+        return content
+
+    def session_user(self, value: str) -> User | None:
+        """The user of a session cookie, or None if it is forged, expired or ended, or the user is gone."""
+        content = self._session(value)
+        if content is None or not isinstance(content.get("sid"), str) or content["sid"] in self.ended:
+            return None
+        name = content.get("u", "")
+        if content.get("gen") != _generation_tag(self.users.session_generation(name)):
+            return None  # the user's password changed, or the user was removed, since the login
+        return self.users.user(name)
+
+    def end_session(self, value: str) -> None:
+        """End the session of cookie *value* for good (logout); a forged or expired one needs no ending."""
+        content = self._session(value)
+        if content is not None and isinstance(content.get("sid"), str):
+            self.ended.add(content["sid"], content["exp"])
 
 
 def _session_secret(basedir: Path) -> bytes:
@@ -378,3 +426,71 @@ def _session_secret(basedir: Path) -> bytes:
     with os.fdopen(fd, "w") as handle:
         handle.write(secret.hex())
     return secret
+
+
+def scope_plugin_reads(data: Any, request: IRequest, user: User | None | type[Ellipsis] = ...) -> None:
+    """Open the read scope of a plugin's GET route for its caller: *user*, or whoever *request* authenticates as.
+
+    *data* carries the master's Authenticator as ``data.auth`` (the master service sets it);
+    without one, or without read rules, reads stay public.  Raises AuthError(401) for bad
+    credentials; the reads themselves raise AuthError(401/403) when a rule is missing.
+    """
+    auth = getattr(data, "auth", None)
+    if auth is None or not auth.restricts_reads:
+        open_read_scope(None)
+        return
+    auth.scope_reads(auth.authenticate(request) if user is ... else user)
+
+
+def _generation_tag(generation: str | None) -> str | None:
+    # a digest, so that the cookie does not carry a password hash (the stand-in for old files)
+    return hashlib.sha256(generation.encode()).hexdigest()[:16] if generation is not None else None
+
+
+class EndedSessions:
+    """Ids of sessions ended before they expire (logout), kept in a file of the master directory.
+
+    An id is dropped once its session would have expired anyway, so the file stays small.
+    It is re-read when it changes, so that a restarted master still refuses the cookies.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._ids: dict[str, int] = {}
+        self._stamp: tuple[int, int] | None = None
+
+    def _reload(self) -> None:
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            self._ids, self._stamp = {}, None
+            return
+        stamp = (st.st_mtime_ns, st.st_size)
+        if stamp == self._stamp:
+            return
+        try:
+            loaded = json.loads(self.path.read_text())
+            self._ids = {str(k): int(v) for k, v in loaded.items()}
+        except (ValueError, TypeError, AttributeError):
+            self._ids = {}  # unreadable: the signed cookies' expiry still bounds every session
+        self._stamp = stamp
+
+    def __contains__(self, sid: object) -> bool:
+        self._reload()
+        return sid in self._ids
+
+    def add(self, sid: str, expires: int) -> None:
+        """Record session *sid* as ended (until *expires*, when it would have ended anyway)."""
+        self._reload()
+        now = time.time()
+        self._ids = {k: v for k, v in self._ids.items() if v >= now}
+        self._ids[sid] = expires
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(self._ids, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.path)
+        st = self.path.stat()
+        self._stamp = (st.st_mtime_ns, st.st_size)

@@ -50,7 +50,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-from master.www.responses import json_body, json_error
+from master.www.responses import json_body, json_error, json_routing_errors
 
 if TYPE_CHECKING:
     from master.data.connector import DataAPI
@@ -456,7 +456,7 @@ _PARSERS = {"github": github, "gitlab": gitlab}
 class ChangeHooks:
     """The ``/change_hook/<provider>`` routes over one DataAPI, with the ``change_hooks`` settings."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
 
     def __init__(self, data: DataAPI, settings: Mapping[str, Any] | None = None) -> None:
         self.data = data

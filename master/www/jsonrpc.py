@@ -11,9 +11,11 @@ code        HTTP    when
 -32600      404     no such path, or no such resource at it
 -32001      401     the action needs a logged-in user (or the credentials are bad)
 -32003      403     the user's roles do not allow the action
--32601      501     the endpoint has no such action
+-32601      400     the endpoint has no such action
+-32601      405     the endpoint has no action at all (read-only; with ``Allow``)
 -32602      400     bad parameters; ``error.data`` maps each bad one to a message
 -32000      409     the action does not apply in the resource's present state
+-32004      503     the database is unreachable (with ``Retry-After``): try again shortly
 -32603      500     a fault of ours (logged on the master; no detail in the body)
 ==========  ======  =============================================================
 """
@@ -29,9 +31,11 @@ from twisted.web.iweb import IRequest
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.data.types import INT64_MAX, INT64_MIN
+from master.db.interfaces import DatabaseUnavailable
 from master.metrics import note_action
 from master.www.auth import Authenticator, AuthError
-from master.www.responses import json_body
+from master.www.responses import DATABASE_UNAVAILABLE, RETRY_AFTER, database_available, json_body
 
 log = Logger()
 
@@ -39,6 +43,7 @@ PARSE_ERROR = -32700
 INVALID_REQUEST = -32600
 METHOD_NOT_FOUND = -32601
 INVALID_PARAMS = -32602
+UNAVAILABLE = -32004
 INTERNAL_ERROR = -32603
 CONFLICT = -32000
 UNAUTHENTICATED = -32001
@@ -71,12 +76,19 @@ def _parse(request: IRequest) -> dict[str, Any]:
         raise RpcError(INVALID_REQUEST, 400, "'method' must be a string")
     if "id" not in body:
         raise RpcError(INVALID_REQUEST, 400, "'id' is required: notifications are not supported")
-    if body["id"] is not None and (isinstance(body["id"], bool) or not isinstance(body["id"], str | int)):
-        raise RpcError(INVALID_REQUEST, 400, "'id' must be a string, an integer or null")
+    if body["id"] is not None and not _valid_id(body["id"]):
+        raise RpcError(INVALID_REQUEST, 400, "'id' must be a string, a 64-bit integer or null")
     params = body.get("params", {})
     if not isinstance(params, dict):
         raise RpcError(INVALID_REQUEST, 400, "'params' must be an object (positional parameters are not supported)")
     return body
+
+
+def _valid_id(candidate: Any) -> bool:
+    """Whether *candidate* may be a request id: a string, or an integer a 64-bit client can read back."""
+    if isinstance(candidate, bool):
+        return False
+    return isinstance(candidate, str) or (isinstance(candidate, int) and INT64_MIN <= candidate <= INT64_MAX)
 
 
 def _request_id(request: IRequest) -> Any:
@@ -85,9 +97,16 @@ def _request_id(request: IRequest) -> Any:
         request.content.seek(0)
         body = orjson.loads(request.content.read())
         candidate = body.get("id") if isinstance(body, dict) else None
-        return candidate if isinstance(candidate, str | int) and not isinstance(candidate, bool) else None
+        return candidate if _valid_id(candidate) else None
     except Exception:
         return None
+
+
+def read_only(request: IRequest, path: str) -> bytes:
+    """The answer to a POST where the endpoint has no action: HTTP 405 (the caller sets ``Allow``)."""
+    message = f"/{path.strip('/')} has no actions: it is read-only (GET)"
+    error = {"code": METHOD_NOT_FOUND, "message": message}
+    return json_body(request, {"jsonrpc": "2.0", "error": error, "id": _request_id(request)}, 405)
 
 
 async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticator | None = None) -> bytes:
@@ -102,6 +121,8 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         request_id = body["id"]
         note_action(request, data, path, body["method"])
         try:
+            if not database_available(data.storage):
+                raise DatabaseUnavailable(DATABASE_UNAVAILABLE)
             user = None
             if auth is not None and auth.enabled:
                 endpoint, _ = data.resolve(path)
@@ -115,11 +136,15 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         except (InvalidPath, NotFound) as e:
             raise RpcError(INVALID_REQUEST, 404, e.message) from None
         except UnknownAction as e:
-            raise RpcError(METHOD_NOT_FOUND, 501, e.message) from None
+            request.metrics_outcome = "unknown_action"  # a 400 like bad params, but counted apart
+            raise RpcError(METHOD_NOT_FOUND, 400, e.message) from None  # the caller's error: no 5xx
         except InvalidParams as e:
             raise RpcError(INVALID_PARAMS, 400, e.message, e.errors) from None
         except Conflict as e:
             raise RpcError(CONFLICT, 409, e.message) from None
+        except DatabaseUnavailable:
+            request.setHeader(b"Retry-After", RETRY_AFTER)
+            raise RpcError(UNAVAILABLE, 503, DATABASE_UNAVAILABLE) from None
     except RpcError as e:
         error: dict[str, Any] = {"code": e.code, "message": e.message}
         if e.data is not None:

@@ -20,7 +20,7 @@ from klein import Klein
 from twisted.web.iweb import IRequest
 
 from master.www.auth import SESSION_COOKIE, Authenticator, AuthError, User
-from master.www.responses import json_body, json_error
+from master.www.responses import json_body, json_error, json_routing_errors
 
 ANONYMOUS = {"anonymous": True}
 
@@ -28,7 +28,7 @@ ANONYMOUS = {"anonymous": True}
 class LoginPages:
     """The routes of ``/auth`` over one Authenticator."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
 
     def __init__(self, auth: Authenticator) -> None:
         self.auth = auth
@@ -64,7 +64,10 @@ class LoginPages:
 
     @app.route("/logout", methods=["GET", "POST"])
     def logout(self, request: IRequest) -> bytes:
-        """Close the session."""
+        """Close the session: the cookie is ended on the master, not only dropped by the browser."""
+        cookie = request.getCookie(SESSION_COOKIE)
+        if cookie and self.auth.enabled:
+            self.auth.end_session(cookie.decode("latin-1"))
         self._set_cookie(request, "", 0)
         target = ui_redirect(request)
         if target is not None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from klein import Klein
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
 
 JSON = b"application/json; charset=utf-8"
 
@@ -35,3 +38,40 @@ def json_body(request: IRequest, body: Any, status: int = 200) -> bytes:
 def json_error(request: IRequest, status: int, message: str) -> bytes:
     """A REST error: ``{"error": message}`` with *status*."""
     return json_body(request, {"error": message}, status)
+
+
+DATABASE_UNAVAILABLE = "the database is unavailable; the master carries on once it is back: try again shortly"
+RETRY_AFTER = b"5"
+
+
+def database_available(storage: Any) -> bool:
+    """Whether *storage* can be reached now (backends without outages have no such state: always)."""
+    return getattr(storage, "database_available", True)
+
+
+def unavailable_error(request: IRequest) -> bytes:
+    """A REST 503 saying the database is away, with ``Retry-After``."""
+    request.setHeader(b"Retry-After", RETRY_AFTER)
+    return json_error(request, 503, DATABASE_UNAVAILABLE)
+
+
+def json_routing_errors(app: Klein) -> Klein:
+    """Have *app* answer its router's own errors in JSON: a path no route matches (even one holding a
+    newline, which no ``<path:...>`` route takes), a method a route does not take (with ``Allow``).
+    """
+    app.handle_errors(HTTPException)(_routing_error)
+    return app
+
+
+def _routing_error(_instance: Any, request: IRequest, failure: Failure) -> bytes:
+    error = failure.value
+    allowed = getattr(error, "valid_methods", None)
+    if error.code == 405 and allowed:
+        allowed = sorted(allowed)
+        request.setHeader(b"Allow", ", ".join(allowed).encode())
+        message = f"method {request.method.decode(errors='replace')} is not allowed here; use {', '.join(allowed)}"
+    elif error.code == 404:
+        message = f"no such path: {request.path.decode(errors='replace')}"
+    else:
+        message = error.description or error.name
+    return json_error(request, error.code, message)

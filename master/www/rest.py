@@ -4,8 +4,9 @@ Routes (Klein, mounted at ``/api/v2``; ``/api`` itself lists the versions mounte
 serve other versions beside it, e.g. ``/api/v1``):  ``/api/v2`` lists the root collections and every
 endpoint pattern; ``/api/v2/openapi.json`` describes the API; ``/api/v2/<path>`` reads
 (GET, HEAD) or controls (POST, JSON-RPC 2.0).  Status codes: 400 bad query, 404 unknown
-path or resource, 405 other methods (with ``Allow``), 500 only for a fault of ours, with
-no detail in the body (it is logged).
+path or resource, 405 other methods, and POST where the endpoint has no action (with ``Allow``),
+503 (with ``Retry-After``) while the database is unreachable, 500 only for a fault of ours, with no
+detail in the body (it is logged).
 """
 
 from __future__ import annotations
@@ -25,15 +26,20 @@ from master.data.base import Collection, Kind, RawContent
 from master.data.connector import DataAPI
 from master.data.errors import DataError, InvalidPath, InvalidQuery, NotFound
 from master.data.openapi import application_spec, openapi_document
+from master.db.interfaces import DatabaseUnavailable
 from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
-from master.www.responses import json_body, json_error
+from master.www.conditional import json_conditional, next_link
+from master.www.ranges import UNSATISFIABLE, parse_range, path_segments
+from master.www.responses import database_available, json_error, json_routing_errors, unavailable_error
 from master.www.site import NotFoundResource
 
 log = Logger()
 
 ALLOW = b"GET, HEAD, POST, OPTIONS"
+READ_ONLY_ALLOW = b"GET, HEAD, OPTIONS"
+"""What an endpoint without actions takes: a POST there is a 405, not a JSON-RPC error."""
 
 
 def query_args(request: IRequest) -> dict[str, list[str]]:
@@ -88,7 +94,7 @@ class ApiVersions(resource.Resource):
     def render_GET(self, request: IRequest) -> bytes:  # noqa: N802
         """The versions served and where."""
         versions = {name.decode(): f"{self.base_url}api/{name.decode()}" for name in sorted(self.children)}
-        return json_body(request, {"api_versions": versions})
+        return json_conditional(request, {"api_versions": versions})
 
     render_HEAD = render_GET  # noqa: N815
 
@@ -96,7 +102,7 @@ class ApiVersions(resource.Resource):
 class RestApi:
     """The REST and JSON-RPC routes over one DataAPI."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
 
     def __init__(
         self, data: DataAPI, base_url: str = "http://127.0.0.1:8010/", auth: Authenticator | None = None
@@ -119,17 +125,17 @@ class RestApi:
             {"path": e.pattern, "kind": e.kind.value, "type": e.rtype.plural, "actions": sorted(e.actions)}
             for e in self.data.endpoints()
         ]
-        return json_body(request, {"rootlinks": links, "endpoints": endpoints, "meta": {"total": len(links)}})
+        return json_conditional(request, {"rootlinks": links, "endpoints": endpoints, "meta": {"total": len(links)}})
 
     @app.route("/openapi.json", methods=["GET", "HEAD"])
     def openapi(self, request: IRequest) -> bytes:
         """The OpenAPI 3 document generated from the registry."""
-        return json_body(request, openapi_document(self.data, f"{self.base_url}api/v2"))
+        return json_conditional(request, openapi_document(self.data, f"{self.base_url}api/v2"))
 
     @app.route("/application.spec", methods=["GET", "HEAD"])
     def spec(self, request: IRequest) -> bytes:
         """Every endpoint with its fields, in the shape Buildbot's web UI shows on its About page."""
-        return json_body(request, application_spec(self.data))
+        return json_conditional(request, application_spec(self.data))
 
     @app.route("/<path:path>", methods=None)
     def dispatch(self, request: IRequest, path: str) -> Any:
@@ -137,23 +143,40 @@ class RestApi:
         method = request.method
         if method in (b"GET", b"HEAD"):
             return defer.ensureDeferred(self._get(request, path))
+        allow = self._allow(path)
         if method == b"POST":
+            if allow is READ_ONLY_ALLOW:
+                request.setHeader(b"Allow", allow)
+                return jsonrpc.read_only(request, path)
             return defer.ensureDeferred(jsonrpc.handle(self.data, request, path, self.auth))
         if method == b"OPTIONS":
             request.setResponseCode(204)
-            request.setHeader(b"Allow", ALLOW)
+            request.setHeader(b"Allow", allow)
             return b""
-        request.setHeader(b"Allow", ALLOW)
+        request.setHeader(b"Allow", allow)
         return json_error(request, 405, f"method {method.decode(errors='replace')} is not allowed; use GET or POST")
 
-    async def _get(self, request: IRequest, path: str) -> bytes | None:
+    def _allow(self, path: str) -> bytes:
+        """The methods *path* takes: POST only where its endpoint has actions (all, for unknown paths)."""
         try:
-            endpoint, args = self.data.resolve(path)
+            endpoint, _ = self.data.resolve(path)
+        except DataError:
+            return ALLOW  # a POST gets JSON-RPC's 404, other methods a 405
+        return ALLOW if endpoint.actions else READ_ONLY_ALLOW
+
+    async def _get(self, request: IRequest, path: str) -> bytes | None:
+        if not database_available(self.data.storage):
+            return unavailable_error(request)  # at once: not after the storage's retry window
+        # split the path as received, so that an encoded slash (%2F) stays in its segment
+        segments = path_segments(request.path, b"/api/v2/")
+        try:
+            endpoint, args = self.data.resolve(path if segments is None else segments)
             note_route(request, endpoint.pattern)
             if self.auth is not None and self.auth.restricts_reads:
                 self.auth.authorize_read(self.auth.authenticate(request), endpoint.rtype.plural)
-            spec = self.data.parse_spec(endpoint, query_args(request))
-            result = await self.data.get_resolved(endpoint, args, spec, path)
+            query = query_args(request)
+            spec = self.data.parse_spec(endpoint, query)
+            result = await self.data.get_resolved(endpoint, args, spec, path if segments is None else segments)
         except (InvalidPath, NotFound) as e:
             return json_error(request, 404, e.message)
         except DataError as e:
@@ -162,21 +185,52 @@ class RestApi:
             if e.status == 401:
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="ci-master"')
             return json_error(request, e.status, e.message)
+        except DatabaseUnavailable:
+            return unavailable_error(request)
         except defer.CancelledError:
             raise  # the client went away: nothing to answer, nothing to log
         except Exception:
+            if not database_available(self.data.storage):
+                return unavailable_error(request)  # it went away during the request
             log.failure("GET /api/v2/{path} failed", path=path)
             return json_error(request, 500, "internal error (logged on the master)")
         rtype = endpoint.rtype
         if endpoint.kind is Kind.RAW:
             return await self._stream(request, result)
         if isinstance(result, Collection):
-            return json_body(request, {rtype.plural: result.items, "meta": {"total": result.total}})
+            meta: dict[str, Any] = {"total": result.total}
+            if result.total_is_lower_bound:
+                meta["total_is_lower_bound"] = True
+            if result.last_id is not None and len(result.items) == spec.limit:
+                link = next_link(f"{self.base_url}api/v2/", path, query, rtype.id_field, spec.order, result.last_id)
+                if link is not None:
+                    request.setHeader(b"Link", f'<{link}>; rel="next"'.encode())
+            return json_conditional(request, {rtype.plural: result.items, "meta": meta})
         if result is None:
             return json_error(request, 404, f"not found: {path.strip('/')}")
-        return json_body(request, {rtype.plural: [result], "meta": {}})
+        return json_conditional(request, {rtype.plural: [result], "meta": {}})
 
-    async def _stream(self, request: IRequest, raw: RawContent) -> None:
+    async def _stream(self, request: IRequest, raw: RawContent) -> bytes | None:
+        chunks, length = raw.chunks, raw.length
+        if raw.read_range is not None and length is not None:
+            request.setHeader(b"Accept-Ranges", b"bytes")
+            etag = f'"{raw.etag}"' if raw.etag else None
+            if etag:
+                request.setHeader(b"ETag", etag.encode())
+            wanted, if_range = (
+                (value or b"").decode("latin-1") or None for value in (request.getHeader(b"range"),
+                                                                       request.getHeader(b"if-range"))
+            )
+            if wanted is not None and (if_range is None or if_range.strip() == etag):
+                asked = parse_range(wanted, length)
+                if asked == UNSATISFIABLE:
+                    request.setHeader(b"Content-Range", f"bytes */{length}".encode())
+                    return json_error(request, 416, f"range {wanted!r} is outside the content ({length} bytes)")
+                if asked is not None:
+                    start, end = asked
+                    request.setResponseCode(206)
+                    request.setHeader(b"Content-Range", f"bytes {start}-{end - 1}/{length}".encode())
+                    chunks, length = raw.read_range(start, end), end - start
         request.setHeader(b"Content-Type", raw.content_type.encode())
         if raw.filename:
             # filename= for clients that read only it (curl -J), filename*= for names beyond ASCII
@@ -185,8 +239,8 @@ class RestApi:
             request.setHeader(
                 b"Content-Disposition", f"attachment; filename=\"{plain}\"; filename*=UTF-8''{name}".encode()
             )
-        if raw.length is not None:
-            request.setHeader(b"Content-Length", str(raw.length).encode())
+        if length is not None:
+            request.setHeader(b"Content-Length", str(length).encode())
         if request.method == b"HEAD":
             return None
         gone = []
@@ -194,7 +248,7 @@ class RestApi:
         pacer = _Pacer()
         request.registerProducer(pacer, True)
         try:
-            async for chunk in raw.chunks:
+            async for chunk in chunks:
                 if gone:
                     break
                 request.write(chunk)

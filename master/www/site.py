@@ -10,6 +10,8 @@ from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
 from master.www.accesslog import AccessLogSite
+from master.www.csrf import forgery_refusal
+from master.www.httplimits import DEFAULT_MAX_BODY_BYTES, LimitedChannel
 from master.www.responses import json_error
 
 
@@ -46,7 +48,35 @@ class Root(resource.Resource):
 
 
 class CorsRequest(server.Request):
-    """A request that gets CORS headers when its Origin is one the site allows (``www.allowed_origins``)."""
+    """A request that gets CORS headers when its Origin is one the site allows (``www.allowed_origins``).
+
+    A state change riding on the session cookie from another site is refused here (403), for
+    the whole site (:mod:`master.www.csrf`). Its body may not pass ``max_body_bytes`` (set by
+    :class:`master.www.httplimits.LimitedChannel` from its route), and a fault nothing else caught
+    is answered in JSON, not Twisted's HTML.
+    """
+
+    max_body_bytes: int | None = None
+    _body_bytes = 0
+
+    def handleContentChunk(self, data: bytes) -> None:  # noqa: N802 (Twisted's name)
+        """Store a piece of the body; a body of unannounced length (chunked) is refused once too large."""
+        self._body_bytes += len(data)
+        if self.max_body_bytes is not None and self._body_bytes > self.max_body_bytes:
+            refuse = getattr(self.channel, "refuse", None)
+            if refuse is not None:
+                refuse(413, f"the request body is larger than the {self.max_body_bytes} bytes allowed here")
+                return
+        super().handleContentChunk(data)
+
+    def processingFailed(self, reason: Any) -> Any:  # noqa: N802
+        """Log the fault and answer a JSON 500 without detail (Twisted would answer HTML)."""
+        self._log.failure("{method} {uri} failed", failure=reason, method=self.method, uri=self.uri)
+        if not self.startedWriting:
+            body = json_error(self, 500, "internal error (logged on the master)")
+            self.write(body)
+        self.finish()
+        return reason
 
     def process(self) -> None:
         """Add the CORS headers, then dispatch as usual."""
@@ -59,18 +89,31 @@ class CorsRequest(server.Request):
             self.setHeader(b"Access-Control-Allow-Methods", b"GET, HEAD, POST, OPTIONS")
             self.setHeader(b"Access-Control-Allow-Headers", b"Content-Type, Authorization")
             self.setHeader(b"Vary", b"Origin")
+        refusal = forgery_refusal(self, allowed)
+        if refusal is not None:
+            # refused before any resource sees it: no plugin or core route can forget this check
+            self.site = self.channel.site
+            self.write(json_error(self, 403, refusal))
+            self.finish()
+            return
         super().process()
 
 
-def build_site(mounts: Mapping[str, resource.Resource] | Root, allowed_origins: list[str] = ()) -> server.Site:
+def build_site(
+    mounts: Mapping[str, resource.Resource] | Root,
+    allowed_origins: list[str] = (),
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> server.Site:
     """A Site serving a root built by :func:`build_root`, or built here from *mounts*.
 
-    ``site.allowed_origins`` may be changed while it runs (reconfig does).
+    ``site.allowed_origins`` and ``site.max_body_bytes`` may be changed while it runs (reconfig does).
     """
     root = mounts if isinstance(mounts, Root) else build_root(mounts)
     site = AccessLogSite(root, requestFactory=CorsRequest)
+    site.protocol = LimitedChannel  # JSON answers to oversized requests (HTTP/1.1 only: no HTTP/2 here)
     site.displayTracebacks = False
     site.allowed_origins = list(allowed_origins)
+    site.max_body_bytes = max_body_bytes
     return site
 
 

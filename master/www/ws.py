@@ -13,7 +13,13 @@ Client frames are JSON objects ``{"cmd": ..., "_id": n, ...}``:
 Replies: ``{"msg": "OK", "code": 200, "_id": n}``; errors ``{"error": text, "code": c, "_id": n}``
 with 400 (not JSON, missing ``_id``, ``cmd`` or ``path``, a path that is neither an event path nor
 a REST path, stopping what was not started, a bad ``since``), 401/403 (auth is on and the user
-may not read that resource type), 404 (unknown command) and 410 (``since`` too old).
+may not read that resource type), 404 (unknown command), 410 (``since`` too old) and 429 (the
+connection already holds ``ws_max_subscriptions`` subscriptions).
+
+Limits (``www`` keys): each connection holds at most ``ws_max_subscriptions`` subscriptions, and
+one client address at most ``ws_max_connections_per_ip`` connections; the handshake of one more
+is answered HTTP 429 with a JSON body.  Matching an event costs the same however many
+subscriptions are held (:class:`master.data.events.PatternIndex`).
 
 Events: ``{"k": "builds/12/finished", "m": {the whole resource}, "id": 1234}``; a log's
 ``append`` event carries the appended lines in ``m.appended``.  Each event is encoded once
@@ -37,7 +43,8 @@ from zope.interface import implementer
 
 from master.data.base import Kind
 from master.data.connector import DataAPI
-from master.data.events import Event, Key, TooOld, key_matches, split_key
+from master.data.events import Event, Key, PatternIndex, TooOld, key_matches, split_key
+from master.data.types import INT64_MAX
 from master.www.auth import Authenticator, AuthError
 
 log = Logger()
@@ -54,6 +61,12 @@ SLOW_CLOSE_GRACE = 10.0
 MAX_QUEUED = 2000
 """Events queued for one connection while its socket is full, before it is closed."""
 
+MAX_SUBSCRIPTIONS = 1000
+"""Subscriptions one connection may hold (``www["ws_max_subscriptions"]``)."""
+
+MAX_CONNECTIONS_PER_IP = 200
+"""Connections one client address may hold (``www["ws_max_connections_per_ip"]``)."""
+
 PING_INTERVAL = 30.0
 PING_TIMEOUT = 60.0
 
@@ -63,6 +76,22 @@ class LiveProtocol(WebSocketServerProtocol):
     """One browser or client: its subscriptions and its queue of events to send."""
 
     factory: LiveFactory
+    peer_host: str | None = None
+
+    def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
+        """Count the connection against its client address (before the handshake: a refusal must be cheap)."""
+        self.peer_host = getattr(self.transport.getPeer(), "host", None)
+        self.factory.per_host[self.peer_host] = self.factory.per_host.get(self.peer_host, 0) + 1
+        super().connectionMade()
+
+    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+        """Stop counting the connection."""
+        count = self.factory.per_host.get(self.peer_host, 0) - 1
+        if count > 0:
+            self.factory.per_host[self.peer_host] = count
+        else:
+            self.factory.per_host.pop(self.peer_host, None)
+        super().connectionLost(reason)
 
     def onConnect(self, request: Any) -> None:  # noqa: N802 (Autobahn's name)
         """Remember who connects (auth is checked per subscription)."""
@@ -206,11 +235,19 @@ class LiveProtocol(WebSocketServerProtocol):
             self._reply(msg_id, e.status, e.message)
             return
         since = frame.get("since")
-        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or since < 0):
-            self._reply(msg_id, 400, "'since' must be an event id (an integer >= 0)")
+        if since is not None and (not isinstance(since, int) or isinstance(since, bool) or not 0 <= since <= INT64_MAX):
+            self._reply(msg_id, 400, "'since' must be an event id (a 64-bit integer >= 0)")
             return
         if pattern in self.patterns:
             self._reply(msg_id, 200)  # already consuming: nothing to do
+            return
+        if len(self.patterns) >= self.factory.max_subscriptions:
+            self._reply(
+                msg_id, 429,
+                f"too many subscriptions: this connection holds {len(self.patterns)}, the limit"
+                f" (www ws_max_subscriptions) is {self.factory.max_subscriptions}; stopConsuming some"
+                " or subscribe with '*' patterns",
+            )
             return
         if since is None:
             self.patterns.add(pattern)
@@ -273,32 +310,33 @@ class LiveFactory(WebSocketServerFactory):
 
     protocol = LiveProtocol
 
-    def __init__(self, data: DataAPI, auth: Authenticator | None, max_queued: int) -> None:
+    def __init__(
+        self,
+        data: DataAPI,
+        auth: Authenticator | None,
+        max_queued: int,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
+    ) -> None:
         super().__init__()
         self.data = data
         self.auth = auth
         self.max_queued = max_queued
+        self.max_subscriptions = max_subscriptions
+        self.max_connections_per_ip = max_connections_per_ip
         self.connections: set[LiveProtocol] = set()
-        # pattern -> its connections; patterns by length, so a key is matched only against its peers
-        self._by_pattern: dict[Key, set[LiveProtocol]] = {}
-        self._by_length: dict[int, set[Key]] = {}
+        self.per_host: dict[str | None, int] = {}  # client address -> its open connections
+        # matching an event costs the same however many patterns are held (issue 16: one client
+        # subscribing 20,000 times must not slow every event down)
+        self._index = PatternIndex()
 
     def subscribe(self, pattern: Key, connection: LiveProtocol) -> None:
         """Add *connection* to the receivers of *pattern*."""
-        if pattern not in self._by_pattern:
-            self._by_pattern[pattern] = set()
-            self._by_length.setdefault(len(pattern), set()).add(pattern)
-        self._by_pattern[pattern].add(connection)
+        self._index.add(pattern, connection)
 
     def unsubscribe(self, pattern: Key, connection: LiveProtocol) -> None:
         """Remove *connection* from the receivers of *pattern*."""
-        receivers = self._by_pattern.get(pattern)
-        if receivers is None:
-            return
-        receivers.discard(connection)
-        if not receivers:
-            del self._by_pattern[pattern]
-            self._by_length[len(pattern)].discard(pattern)
+        self._index.discard(pattern, connection)
 
     def prepare(self, key: Key, event: Event) -> Any:
         """The event's message for *key*, encoded once for every receiver."""
@@ -308,18 +346,18 @@ class LiveFactory(WebSocketServerFactory):
     def on_event(self, event: Event) -> None:
         """Fan one event out: each key's message encoded once, sent once to each connection matching it."""
         for key in event.keys:
-            matching = [p for p in self._by_length.get(len(key), ()) if key_matches(p, key)]
+            matching = self._index.match(key)
             if not matching:
                 continue
             prepared = self.prepare(key, event)
             if len(matching) == 1:  # the common case: no connection can be reached twice
-                pattern = matching[0]
-                for connection in self._by_pattern[pattern]:
+                pattern, receivers = matching[0]
+                for connection in list(receivers):
                     connection.deliver(pattern, event, prepared)
                 continue
             sent: set[LiveProtocol] = set()
-            for pattern in matching:
-                for connection in self._by_pattern[pattern]:
+            for pattern, receivers in matching:
+                for connection in list(receivers):
                     if connection not in sent:
                         sent.add(connection)
                         connection.deliver(pattern, event, prepared)
@@ -370,8 +408,10 @@ class LiveUpdates:
         max_queued: int = MAX_QUEUED,
         ping_interval: float = PING_INTERVAL,
         ping_timeout: float = PING_TIMEOUT,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
     ) -> None:
-        self.factory = LiveFactory(data, auth, max_queued)
+        self.factory = LiveFactory(data, auth, max_queued, max_subscriptions, max_connections_per_ip)
         self.factory.setProtocolOptions(
             autoPingInterval=ping_interval,
             autoPingTimeout=ping_timeout,
@@ -383,10 +423,34 @@ class LiveUpdates:
 
     def resource(self) -> WebSocketResource:
         """The twisted.web resource to mount at ``/ws``."""
-        return WebSocketResource(self.factory)
+        return _LimitedResource(self.factory)
+
+    def set_limits(self, max_subscriptions: int, max_connections_per_ip: int) -> None:
+        """Apply new limits (a reconfig); connections over them keep what they hold."""
+        self.factory.max_subscriptions = max_subscriptions
+        self.factory.max_connections_per_ip = max_connections_per_ip
 
     def stop(self) -> None:
         """Stop feeding and close every connection."""
         self._remove()
         for connection in list(self.factory.connections):
             connection.sendClose(CLOSE_GOING_AWAY, "master stopping")
+
+
+class _LimitedResource(WebSocketResource):
+    """``/ws``, refusing the upgrade with HTTP 429 and a JSON message when the client address holds too many."""
+
+    def render(self, request: Any) -> bytes | int:
+        """Refuse over the per-address limit; otherwise hand the connection to Autobahn."""
+        factory: LiveFactory = self._factory
+        host = getattr(request.getClientAddress(), "host", None)
+        if factory.per_host.get(host, 0) >= factory.max_connections_per_ip:
+            request.setResponseCode(429)
+            request.setHeader(b"Content-Type", b"application/json")
+            request.setHeader(b"Retry-After", b"10")
+            return orjson.dumps({
+                "error": f"too many websocket connections from {host}: the limit (www ws_max_connections_per_ip)"
+                f" is {factory.max_connections_per_ip}; close some",
+                "code": 429,
+            })
+        return super().render(request)

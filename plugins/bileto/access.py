@@ -95,6 +95,7 @@ def authorize_read(request: IRequest, authenticator: Authenticator | None, api_t
     else:
         user = authenticator.authenticate(request)
     authenticator.authorize_read(user, RESOURCE)
+    authenticator.scope_reads(user)  # and whatever else the route reads, as this user
 
 
 def site_authenticator(data: Any) -> Authenticator | None:

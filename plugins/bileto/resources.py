@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import InvalidParams, NotFound
-from master.data.types import Integer, JsonObject, List, String
+from master.data.types import Integer, JsonObject, List, NonBlank, String
 from master.db.interfaces import ITransaction, Prepared
 from plugins.bileto.tables import TEXT_FIELDS, comments, tickets
 
@@ -103,6 +103,8 @@ async def _load_comments(data: Any, ids: list[int], spec: Any) -> dict[int, list
 class NullIsEmpty(String):
     """A text field of a POSTed ticket: a string, or null meaning "" (every empty field is "")."""
 
+    openapi_type = {"type": "string", "nullable": True}
+
     def from_json(self, value: Any) -> str:
         """Accept a string; null becomes ""."""
         return "" if value is None else super().from_json(value)
@@ -134,16 +136,15 @@ async def _update(call: ActionCall) -> dict[str, Any]:
 
 async def _comment(call: ActionCall) -> dict[str, Any]:
     author = _author(call)
-    text = call.params["text"]
-    if not text.strip():
-        raise InvalidParams({"text": "must not be empty"})
+    text = call.params["text"]  # not blank: NonBlank checked it
     commentid = await call.data.updates.add_ticket_comment(call.args["request_id"], author, text)
     return await call.data.get(("ticket_comments", str(commentid)))
 
 
-def _field_params() -> dict[str, Param]:
+def _field_params(needs_author: bool) -> dict[str, Param]:
     params = {name: Param(NullIsEmpty(), doc=FIELD_DOCS[name]) for name in TEXT_FIELDS}
-    params["author"] = Param(String(), doc="who makes the change (default: the user calling)")
+    params["author"] = Param(String(), doc="who makes the change (default: the user calling)",
+                             anonymous_required=needs_author)
     return params
 
 
@@ -168,15 +169,15 @@ class Tickets(ResourceType):
                 fields[name] = Field(Integer(), t.c.id, FIELD_DOCS[name])
             else:
                 fields[name] = Field(String(), columns[name], FIELD_DOCS[name])
-        create = Action("create", _create, _field_params(), doc="create a ticket; returns it")
+        create = Action("create", _create, _field_params(False), doc="create a ticket; returns it")
         update = Action(
-            "update", _update, _field_params(),
+            "update", _update, _field_params(True),
             doc="change fields of the ticket, adding a comment per changed field; returns the ticket",
         )
         comment = Action(
             "comment", _comment,
-            {"text": Param(String(), required=True, doc="the comment"),
-             "author": Param(String(), doc="who comments (default: the user calling)")},
+            {"text": Param(NonBlank(), required=True, doc="the comment"),
+             "author": Param(String(), doc="who comments (default: the user calling)", anonymous_required=True)},
             doc="add a comment to the ticket; returns the comment",
         )
         endpoints = [

@@ -23,7 +23,7 @@ from master.data.errors import DataError, InvalidParams, InvalidQuery, NotFound
 from master.data.resultspec import Filter, ResultSpec, one_int
 from master.data.types import Boolean
 from master.www.auth import AuthError
-from master.www.responses import json_body, json_error
+from master.www.responses import json_body, json_error, json_routing_errors
 from plugins.bileto.access import authorize_read, identify_poster, site_authenticator
 from plugins.bileto.resources import CLOSED_STATUSES
 
@@ -154,7 +154,7 @@ def _params_error(error: InvalidParams) -> str:
 class BiletoApi:
     """The ``/v1`` routes over one DataAPI."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
 
     def __init__(self, data: Any, api_token: str | None, lists: Mapping[str, list[str]]) -> None:
         self.data = data

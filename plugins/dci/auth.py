@@ -9,6 +9,11 @@ Roles: a remoteci or feeder belongs to its team.  A ci-master user (from the mas
 file, ``ci-master user add``) belongs to the DCI teams named by its ``dci-team:<team name>``
 roles; the ``admin`` and ``dci-admin`` roles make it a DCI administrator (all teams, and the
 right to create teams, topics, components, remotecis and feeders).
+
+Under the master's ``Auth.read_rules``, a GET reads as its caller: a ci-master user with
+its roles, a remoteci with the role ``dci-remoteci``, a feeder with ``dci-feeder``; every
+resource type the route reads (``dci_jobs``, ``dci_topics``...) needs a read rule naming
+one of them, as a REST read of ``/api/v2/dci_jobs`` does.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from dciauth.v2.headers import parse_headers
 from dciauth.v2.signature import is_valid
 from twisted.web.iweb import IRequest
 
-from master.www.auth import UserStore
+from master.www.auth import User, UserStore
 from plugins.dci.errors import DciError
 
 HMAC_SCHEMES = ("DCI2-HMAC-SHA256", "AWS4-HMAC-SHA256")
@@ -123,3 +128,10 @@ async def _user_identity(header: str, data: Any, users: UserStore | None) -> Ide
 def _user_id(name: str) -> str:
     """A stable UUID for a ci-master user name (DCI identities are UUIDs)."""
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ci-master:user:{name}"))
+
+
+def reader(identity: Identity, users: UserStore | None) -> User | None:
+    """The ci-master user the read rules see for *identity*: the user itself, or ``dci-<kind>`` for a client."""
+    if identity.kind == "user":
+        return users.user(identity.name) if users is not None else None
+    return User(f"{identity.kind}:{identity.name}", frozenset({f"dci-{identity.kind}"}))

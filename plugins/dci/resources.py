@@ -212,7 +212,11 @@ class _Clients(_DciType):
         return entity, secret
 
     async def credentials(self, client_id: str) -> tuple[dict[str, Any], str] | None:
-        """The client with id *client_id* and its API secret, or None (the signature check needs the secret)."""
+        """The client with id *client_id* and its API secret, or None (the signature check needs the secret).
+
+        The secret is stored as it is: DCI's HMAC v2 derives its signing keys from the secret
+        itself, so no hash of it could check a signature (see the README, "Hardening").
+        """
         try:
             uuid.UUID(client_id)
         except ValueError:

@@ -24,8 +24,10 @@ from twisted.web.iweb import IRequest
 from master.data.base import Collection
 from master.data.errors import DataError, InvalidPath, NotFound
 from master.data.resultspec import Filter
-from master.www.auth import UserStore
-from plugins.dci.auth import Identity, authenticate
+from master.www.auth import AuthError, UserStore, scope_plugin_reads
+from master.www.responses import json_routing_errors
+from plugins.dci.auth import Identity, authenticate, reader
+from plugins.dci.embed import embed_jobs, parse_embed
 from plugins.dci.errors import DciError, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
 from plugins.dci.query import list_spec
@@ -53,6 +55,15 @@ KV_KEYS = ("job_id", "key", "value")
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """The largest file upload accepted (413 above)."""
+
+
+def _body_limit(method: bytes, segments: list[bytes]) -> int | None:
+    """File uploads (``POST /files``) take up to MAX_FILE_BYTES; other routes the site's ``www.max_body_bytes``.
+
+    The web server refuses a larger body before it arrives (:mod:`master.www.httplimits`), and keeps
+    one within the limit in a temporary file while it arrives.
+    """
+    return MAX_FILE_BYTES if method == b"POST" and [s for s in segments if s] == [b"files"] else None
 
 _URL = re.compile(r"^https?://\S+$")
 
@@ -95,6 +106,12 @@ def _check(name: str, value: Any, kind: str) -> str | None:
     return f"{name}: {value!r} is not a valid '{kind}'"
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a string, or a string of a list, holds a NUL character."""
+    texts = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+    return any(isinstance(text, str) and "\x00" in text for text in texts)
+
+
 def check_body(body: Any, schema: dict[str, str], required: tuple[str, ...] = ()) -> dict[str, Any]:
     """*body* if it is an object whose fields are all in *schema* with the right types, else 400."""
     if not isinstance(body, dict):
@@ -104,6 +121,8 @@ def check_body(body: Any, schema: dict[str, str], required: tuple[str, ...] = ()
         f"Additional properties are not allowed ('{name}' was unexpected)" for name in body if name not in schema
     ]
     errors += [msg for name, kind in schema.items() if name in body and (msg := _check(name, body[name], kind))]
+    # text columns hold no NUL on PostgreSQL: refused alike on both backends (objects are JSON text: they may)
+    errors += [f"{name}: must not contain a NUL character (\\u0000)" for name, value in body.items() if _has_nul(value)]
     if errors:
         raise DciError(400, "Request malformed", {"errors": errors, "error": errors[0]})
     return body
@@ -171,7 +190,7 @@ def _file_json(entity: dict[str, Any]) -> dict[str, Any]:
 class DciApi:
     """The routes of DCI API v1 over *data*; Basic auth users come from *users* (ci-master's users file)."""
 
-    app = Klein()
+    app = json_routing_errors(Klein())
     routes: list[tuple[bytes, tuple[str, ...], Handler]] = []
 
     def __init__(self, data: Any, users: UserStore | None) -> None:
@@ -179,8 +198,10 @@ class DciApi:
         self.users = users
 
     def resource(self) -> Any:
-        """The twisted.web resource to mount at ``/api/v1``."""
-        return self.app.resource()
+        """The twisted.web resource to mount at ``/api/v1``; file uploads may pass the site's body limit."""
+        mounted = self.app.resource()
+        mounted.max_body_bytes = _body_limit
+        return mounted
 
     @classmethod
     def route(cls, method: str, pattern: str) -> Callable[[Handler], Handler]:
@@ -243,9 +264,14 @@ class DciApi:
             identity = None
             if handler is not _root:
                 identity = await authenticate(request, body, self.data, self.users)
+                if request.method in (b"GET", b"HEAD"):
+                    scope_plugin_reads(self.data, request, reader(identity, self.users))
             reply = await handler(self, Call(request, identity, args, query, body))
         except DciError as e:
             reply = Reply(e.status, e.to_json())
+        except AuthError as e:
+            # a read the master's read rules refuse: DCI answers permission failures with 401
+            reply = Reply(401, DciError(401, f"Operation not authorized: {e.message}").to_json())
         except (InvalidPath, NotFound) as e:
             reply = Reply(404, DciError(404, e.message).to_json())
         except DataError as e:
@@ -442,13 +468,26 @@ async def _schedule_job(api: DciApi, call: Call) -> Reply:
     return _created_job(job, body)
 
 
+_EMBED_KEYS = {"topic": TOPIC_KEYS, "remoteci": CLIENT_KEYS, "team": TEAM_KEYS, "components": COMPONENT_KEYS,
+               "results": RESULT_KEYS, "jobstates": JOBSTATE_KEYS}
+
+
+def _embedded(name: str, entity: dict[str, Any]) -> dict[str, Any]:
+    """An embedded object with the keys its own route shows (a remoteci's secret never)."""
+    return _file_json(entity) if name == "files" else _only(entity, _EMBED_KEYS[name])
+
+
 @route("GET", "/jobs")
 async def _jobs(api: DciApi, call: Call) -> Reply:
-    return await api.list_of(("dci_jobs",), call, "jobs", JOB_KEYS, extra=api.team_filter(call))
+    names = parse_embed(call.query)
+    reply = await api.list_of(("dci_jobs",), call, "jobs", JOB_KEYS, extra=api.team_filter(call))
+    await embed_jobs(api.data, reply.body["jobs"], names, _embedded)
+    return reply
 
 
 @route("GET", "/jobs/{id}")
 async def _job(api: DciApi, call: Call) -> Reply:
+    names = parse_embed(call.query)
     job = await api.job_of(call, call.args["id"])
     body = _only(job, JOB_KEYS)
     everything = {"field": [], "limit": ["200"]}
@@ -458,6 +497,7 @@ async def _job(api: DciApi, call: Call) -> Reply:
     body["components"] = [_only(c, COMPONENT_KEYS) for c in components.items]
     body["results"] = [_only(r, RESULT_KEYS) for r in results.items]
     body["keys_values"] = [_only(kv, KV_KEYS) for kv in kvs.items]
+    await embed_jobs(api.data, [body], [name for name in names if name not in body], _embedded)
     return Reply(200, {"job": body}, job["etag"])
 
 

@@ -6,6 +6,11 @@ or task (and unknown paths), 400 for a bad ``groupby``, ``limit``, ``start``, ``
 or PATCH body, 401 for a PATCH without a valid ``Api-User`` and ``Api-Key``, 405 for
 another method.  Reads go through :class:`plugins.evergreen.reads.Reader`; the PATCH runs
 the ``set_activation`` action of ``evergreen_versions``.
+
+Under the master's ``Auth.read_rules`` a GET reads as its caller (``Api-User``/``Api-Key``,
+or a Bearer token, Basic password or session cookie): every resource type it reads
+(``projects``, ``builders``, ``evergreen_versions``, ``evergreen_tasks``,
+``evergreen_test_results``) needs a read rule, as on ``/api/v2``; else 401 or 403.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
-from master.data.errors import DataError
-from master.www.auth import AuthError
+from master.data.errors import DataError, InvalidQuery
+from master.www.auth import AuthError, scope_plugin_reads
 from plugins.evergreen import documents as docs
 from plugins.evergreen.reads import Reader
 
@@ -88,9 +93,21 @@ class EvergreenApi:
 
         async def answer() -> bytes:
             try:
+                if request.method in (b"GET", b"HEAD"):
+                    try:
+                        scope_plugin_reads(self.data, request, self._reader_user(request))
+                    except BaseException:
+                        work.close()  # never started: say so, or Python warns it was never awaited
+                        raise
                 return reply(request, await work)
             except ApiError as e:
                 return reply(request, {"message": e.message}, e.status)
+            except AuthError as e:
+                if e.status == 401:
+                    request.setHeader(b"WWW-Authenticate", b'Basic realm="ci-master"')
+                return reply(request, {"message": f"unauthorized: {e.message}"}, e.status)
+            except InvalidQuery as e:  # a value no field can hold (beyond 64 bits, a NUL), refused by the data API
+                return reply(request, {"message": e.message}, 400)
             except defer.CancelledError:
                 raise
             except Exception:
@@ -204,6 +221,24 @@ class EvergreenApi:
                 raise ApiError(400, e.message) from None
             view = await self._version(version_id)
         return docs.version_document(view)
+
+    def _reader_user(self, request: IRequest) -> Any:
+        """Who reads: the ``Api-User`` whose token is ``Api-Key``, else the master's credentials' user, else None.
+
+        Evergreen's clients send ``Api-User``/``Api-Key`` on every call; others may log in as on
+        ``/api/v2`` (Bearer token, Basic password, session cookie).
+        """
+        auth = getattr(self.data, "auth", None)
+        if auth is None or not auth.restricts_reads:
+            return None
+        name = (request.getHeader(b"api-user") or b"").decode("latin-1").strip()
+        key = (request.getHeader(b"api-key") or b"").decode("latin-1").strip()
+        if name or key:
+            user = auth.users.by_token(key) if key else None
+            if user is None or user.name != name:
+                raise AuthError(401, "unknown Api-User or wrong Api-Key")
+            return user
+        return auth.authenticate(request)
 
     def _api_user(self, request: IRequest) -> Any:
         """The ci-master user named by ``Api-User`` whose API token is ``Api-Key``, allowed to activate; else 401."""

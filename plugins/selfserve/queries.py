@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 from master.data.base import Collection
+from master.data.errors import InvalidQuery
 from plugins.selfserve.resources import REVISION_PREFIX
 
 PAGE = 500
@@ -30,8 +31,15 @@ async def find_branch(data: Any, name: str) -> dict[str, Any] | None:
 
 
 async def first(data: Any, path: str | Sequence[str], **filters: str) -> dict[str, Any] | None:
-    """The first entity of a collection with fields equal to *filters* (names need not be identifiers)."""
-    found = await data.get(path, query={**{k: [v] for k, v in filters.items()}, "limit": ["1"]})
+    """The first entity of a collection with fields equal to *filters* (names need not be identifiers).
+
+    None also when a value cannot be one of the field's (an id beyond 64 bits, a NUL in a name):
+    no entity has it.
+    """
+    try:
+        found = await data.get(path, query={**{k: [v] for k, v in filters.items()}, "limit": ["1"]})
+    except InvalidQuery:
+        return None
     return found.items[0] if found.items else None
 
 

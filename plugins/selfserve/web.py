@@ -6,7 +6,8 @@ job records through the ``add_selfserve_job`` update method for the agent to do.
 
 HTTP behaviour, as BuildAPI's: ``?format=json|html`` wins, else JSON when ``Accept``
 contains ``application/json``, else an HTML page (the JSON, escaped).  ``_method=PUT|DELETE``
-in the query string, or in the form body of a POST, selects the route.  Parameters come from
+in the query string or in the form body of a POST selects the route; on any other method it is
+ignored, so a GET never changes state.  Parameters come from
 the query string and from a form-encoded body on any method.  A trailing slash redirects
 (301) to the path without it.  Failures answer ``{"status": "FAILED", "msg": ...}``: 403 with
 no (or a refused) user, 404 unknown branch or object, 400 bad parameter or state, 503 when the
@@ -33,6 +34,7 @@ from twisted.web import resource
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
+from master.data.errors import DataError
 from master.data.resources.common import RETRY, SUCCESS, now
 from master.db.interfaces import StorageError
 from master.www.auth import AuthError
@@ -191,9 +193,14 @@ class SelfServeFront(resource.Resource):
             return b""
         args = form_args(request)
         request.selfserve_args = args
-        override = query_args(request).get("_method")
-        if not override and request.method == b"POST":
-            override = args.get("_method")
+        # _method only on a POST, as BuildAPI's HTML forms use it: on a GET it would let a
+        # cross-site link (which carries the session cookie) change state
+        override = query_args(request).get("_method") or args.get("_method")
+        if override and request.method != b"POST":
+            if override[-1].upper() != request.method.decode("latin-1").upper():
+                return failed(request, 405, f"_method={override[-1]} is only honoured on a POST: a "
+                                            f"{request.method.decode('latin-1')} changes nothing")
+            override = None
         if override and override[-1].upper() in ("GET", "POST", "PUT", "DELETE"):
             request.method = override[-1].upper().encode()
         if not request.postpath:
@@ -211,6 +218,10 @@ def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
                 return await fn(self, request, **kwargs)
             except Failed as e:
                 return failed(request, e.status, e.msg)
+            except AuthError as e:  # a read the read scope refused
+                return failed(request, 403, f"ACCESS DENIED! {e.message}")
+            except DataError as e:  # a value no field can hold, refused by the data API: the caller's
+                return failed(request, 400, e.message)
             except Exception:
                 log.failure("self-serve {path} failed", path=request.path)
                 return failed(request, 500, "internal error (see the master's log)")
@@ -273,15 +284,21 @@ class SelfServeWeb:
         raise Failed(403, "ACCESS DENIED! Give a user name (HTTP Basic auth)")
 
     def check_read(self, request: IRequest, resource_type: str) -> None:
-        """Refuse (403) a read the master's read rules forbid; reads are public unless it has some."""
+        """Refuse (403) a read the master's read rules forbid; reads are public unless it has some.
+
+        *resource_type* is what the route mainly reads; every other type it reads on the way
+        (branches, requests, builders...) is checked too, by the read scope opened here.
+        """
         authenticator = self.plugin.authenticator(self.data)
         restricts = getattr(authenticator, "restricts_reads", False)
         if not (restricts() if callable(restricts) else restricts):
             return
         try:
-            authenticator.authorize_read(authenticator.authenticate(request), resource_type)
+            user = authenticator.authenticate(request)
+            authenticator.authorize_read(user, resource_type)
         except AuthError as e:
             raise Failed(403, f"ACCESS DENIED! {e.message}") from None
+        authenticator.scope_reads(user)
 
     async def branch(self, name: str) -> dict[str, Any]:
         """The branch *name*, or Failed(404)."""

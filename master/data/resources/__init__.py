@@ -8,6 +8,7 @@ from master.data.base import ResourceType
 def core_resource_types() -> list[ResourceType]:
     """A fresh instance of every core resource type."""
     from master.data.resources import (
+        artifacts,
         builders,
         buildrequests,
         builds,
@@ -40,4 +41,5 @@ def core_resource_types() -> list[ResourceType]:
         logs.Logs(),
         logs.LogChunks(),
         properties.Properties(),
+        artifacts.Artifacts(),
     ]

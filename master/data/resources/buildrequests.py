@@ -21,13 +21,19 @@ PENDING = (t.c.complete == sa.false(), t.c.claimed_by_masterid.is_(None))
 """Conditions of a request nobody has claimed and that is not complete."""
 
 
+CLAIMED = sa.or_(t.c.claimed_by_masterid.is_not(None), t.c.complete == sa.true())
+"""A request is claimed once a master took it, or once it is complete without one (cancelled while
+pending): as in Buildbot, where a request is claimed before it completes, ``claimed=false``
+means "waiting", which is how Buildbot's UI lists pending requests."""
+
+
 def _claimed_filter(op: str, values: tuple[Any, ...]) -> Any:
-    """claimed=true/false as claimed_by_masterid IS [NOT] NULL."""
+    """claimed=true/false: taken by a master or complete / neither (the pending queue)."""
     wanted = set(values) if op in ("eq", "in") else {True, False} - set(values)
     if wanted == {True}:
-        return t.c.claimed_by_masterid.is_not(None)
+        return CLAIMED
     if wanted == {False}:
-        return t.c.claimed_by_masterid.is_(None)
+        return sa.and_(*PENDING)
     return sa.true() if wanted else sa.false()
 
 
@@ -82,6 +88,7 @@ class BuildRequests(ResourceType):
 
     name = "buildrequest"
     plural = "buildrequests"
+    counted_table = "buildrequests"
     id_field = "buildrequestid"
     event_paths = (
         "buildsets/:buildsetid/builders/:builderid/buildrequests/:buildrequestid",
@@ -96,8 +103,8 @@ class BuildRequests(ResourceType):
             "buildsetid": Field(Integer(), t.c.buildsetid, "the buildset it belongs to"),
             "builderid": Field(Integer(), t.c.builderid, "the builder to build it"),
             "priority": Field(Integer(), t.c.priority, "higher is built first"),
-            "claimed": Field(Boolean(), t.c.claimed_by_masterid.is_not(None), "whether a master has claimed it",
-                             filter_sql=_claimed_filter),
+            "claimed": Field(Boolean(), CLAIMED, "whether it no longer waits: a master has claimed it, or it "
+                             "is complete (cancelled before any master claimed it)", filter_sql=_claimed_filter),
             "claimed_at": Field(NoneOk(DateTime()), t.c.claimed_at, "when it was claimed"),
             "claimed_by_masterid": Field(NoneOk(Integer()), t.c.claimed_by_masterid, "the master that claimed it"),
             "complete": Field(Boolean(), t.c.complete, "whether it is done"),

@@ -127,6 +127,7 @@ class Builds(ResourceType):
 
     name = "build"
     plural = "builds"
+    counted_table = "builds"
     id_field = "buildid"
     event_paths = (
         "builders/:builderid/builds/:number",

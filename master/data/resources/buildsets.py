@@ -77,6 +77,7 @@ class Buildsets(ResourceType):
 
     name = "buildset"
     plural = "buildsets"
+    counted_table = "buildsets"
     id_field = "bsid"
     event_paths = ("buildsets/:bsid",)
 

@@ -7,10 +7,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
-from master.data.errors import InvalidParams
 from master.data.resources.common import dumps, list_loader, now, properties_loader
 from master.data.resources.sourcestamps import find_or_insert, sourcestamps_loader, ss_values
-from master.data.types import DateTime, Integer, JsonObject, List, NoneOk, String
+from master.data.types import DateTime, Integer, JsonObject, List, NonBlank, NoneOk, String
 from master.db import schema
 
 t = schema.changes
@@ -48,9 +47,7 @@ def _of_builder_build(bind: Any) -> Any:
 
 async def _add(call: ActionCall) -> dict[str, int]:
     """The ``add`` action: record a change sent by a script (``ci-master sendchange``)."""
-    params = dict(call.params)
-    if not params["author"].strip():
-        raise InvalidParams({"author": "must not be empty"})
+    params = dict(call.params)  # the author is not blank: NonBlank checked it
     # optional lists and objects default to None in the declaration (a shared [] would be mutable)
     params["files"] = params["files"] or []
     return {"changeid": await call.data.updates.add_change(**params)}
@@ -61,7 +58,7 @@ ADD = Action(
     "add",
     _add,
     {
-        "author": Param(String(), required=True, doc="who wrote it, e.g. 'Jane <jane@example.org>'"),
+        "author": Param(NonBlank(), required=True, doc="who wrote it, e.g. 'Jane <jane@example.org>'"),
         "committer": Param(_OPTIONAL_TEXT, doc="who committed it"),
         "comments": Param(String(), default="", doc="the commit message"),
         "files": Param(NoneOk(List(String())), doc="the files it touches"),
@@ -84,6 +81,7 @@ class Changes(ResourceType):
 
     name = "change"
     plural = "changes"
+    counted_table = "changes"
     id_field = "changeid"
     event_paths = ("changes/:changeid",)
 

@@ -492,7 +492,8 @@ class ContentsEndpoint(_LogLinesEndpoint):
         log = await self.find_log(data, args, ("logid", "num_lines"))
         if log is None:
             return None
-        last = log["num_lines"] - 1 if limit is None else first + limit - 1
+        # no further than the log's end, which also keeps offset + limit within what SQL can bind
+        last = log["num_lines"] - 1 if limit is None else min(first + limit, log["num_lines"]) - 1
         content = await read_lines(data, log["logid"], first, last)
         chunk = {"logid": log["logid"], "firstline": first, "content": content}
         return {name: chunk[name] for name in spec.fields} if spec.fields else chunk

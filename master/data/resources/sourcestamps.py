@@ -141,6 +141,7 @@ class SourceStamps(ResourceType):
 
     name = "sourcestamp"
     plural = "sourcestamps"
+    counted_table = "sourcestamps"
     id_field = "ssid"
     event_paths = ("sourcestamps/:ssid",)
 
