@@ -159,7 +159,8 @@ class DockerLatentWorker(Configured):
         # the site's environment last: with a network_mode other than host, CI_MASTER_URL set there
         # names the master's address as the container reaches it
         environment = {**context.environment, **self.environment}
-        options = dict(self.hostconfig)
+        # init: Docker's tini as PID 1 reaps the processes a build leaves orphaned
+        options = {"init": True, **self.hostconfig}
         try:
             container = client.containers.create(
                 self.image, detach=True, name=instance_name(context.name, secrets.token_hex(4)),
