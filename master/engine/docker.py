@@ -206,6 +206,8 @@ class DockerLatentWorker(Configured):
         _remove_quietly(container)
 
     def _remove_labelled(self, client: Any, labels: dict[str, str]) -> list[str]:
+        if not labels:
+            raise ValueError("removing leftovers needs labels: none would match every container")
         filters = {"label": [f"{key}={value}" for key, value in sorted(labels.items())]}
         removed = []
         for container in client.containers.list(all=True, filters=filters):

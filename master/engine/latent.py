@@ -204,6 +204,8 @@ class LatentWorkers:
         return {runtime.spec.host_key(): runtime.spec for runtime in self.workers.values()}
 
     async def _remove_leftovers(self, spec: Any) -> None:
+        if not self.labels:  # not started yet: no labels would match every instance of the host
+            return
         key = spec.host_key()
         try:
             removed = await defer.maybeDeferred(spec.remove_leftovers, dict(self.labels))
