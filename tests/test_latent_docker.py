@@ -29,6 +29,18 @@ config = MasterConfig(
 """
 
 
+def _one_worker(name: str, args: str = "") -> str:
+    """A master.cfg body: latent worker *name* (more DockerLatentWorker arguments in *args*) and its builder."""
+    return (
+        "config = MasterConfig(\n"
+        '    www={{"interface": "127.0.0.1", "port": {port}}},\n'
+        f'    workers=[DockerLatentWorker("{name}", "pw", image="{{image}}"{args})],\n'
+        f'    builders=[BuilderConfig(name="{name}", workernames=["{name}"], steps=[SHOW])],\n'
+        f'    schedulers=[ForceScheduler(name="force", builderNames=["{name}"])],\n'
+        ")\n"
+    )
+
+
 def _complete(master: Master, count: int) -> bool:
     done = master.get("/api/v2/buildrequests?complete=true&field=buildrequestid&limit=1")
     return done["meta"]["total"] == count
@@ -169,19 +181,9 @@ def test_a_restarted_master_removes_the_containers_a_killed_one_left(tmp_path: P
         master.stop()
 
 
-UNREACHABLE = """
-config = MasterConfig(
-    www={{"interface": "127.0.0.1", "port": {port}}},
-    workers=[DockerLatentWorker("far", "pw", image="{image}", docker_host="unix://{socket}")],
-    builders=[BuilderConfig(name="far", workernames=["far"], steps=[SHOW])],
-    schedulers=[ForceScheduler(name="force", builderNames=["far"])],
-)
-"""
-
-
 def test_requests_wait_while_the_docker_daemon_is_unreachable(tmp_path: Path) -> None:
     socket = tmp_path / "docker.sock"  # no daemon there until the test links the real one
-    master = Master(tmp_path, UNREACHABLE.replace("{socket}", str(socket)))
+    master = Master(tmp_path, _one_worker("far", f', docker_host="unix://{socket}"'))
     master.start()
     try:
         brid = master.force(master.builder_id("far"))
@@ -200,18 +202,8 @@ def test_requests_wait_while_the_docker_daemon_is_unreachable(tmp_path: Path) ->
         master.stop()
 
 
-WARM = """
-config = MasterConfig(
-    www={{"interface": "127.0.0.1", "port": {port}}},
-    workers=[DockerLatentWorker("warm", "pw", image="{image}", build_wait_timeout=120)],
-    builders=[BuilderConfig(name="warm", workernames=["warm"], steps=[SHOW])],
-    schedulers=[ForceScheduler(name="force", builderNames=["warm"])],
-)
-"""
-
-
 def test_a_warm_container_serves_the_next_build_until_the_worker_is_stopped(tmp_path: Path) -> None:
-    master = Master(tmp_path, WARM)
+    master = Master(tmp_path, _one_worker("warm", ", build_wait_timeout=120"))
     master.start()
     try:
         name, builderid = master.name, master.builder_id("warm")
@@ -229,5 +221,24 @@ def test_a_warm_container_serves_the_next_build_until_the_worker_is_stopped(tmp_
         third = _build_of(master, master.force(builderid))  # a stopped latent worker starts again
         assert third["results"] == SUCCESS
         assert CONTAINER_ID.findall(master.log_text(third["buildid"], "show")) != ran_in[0]
+    finally:
+        master.stop()
+
+
+def test_a_build_stopped_while_preparing_its_worker_ends_cancelled(tmp_path: Path) -> None:
+    sleeps = ', missing_timeout=120, hostconfig={{"entrypoint": ["sleep", "600"]}}'  # never connects
+    master = Master(tmp_path, _one_worker("slow", sleeps))
+    master.start()
+    try:
+        name = master.name
+        brid = master.force(master.builder_id("slow"))
+        query = f"/api/v2/buildrequests/{brid}/builds?field=buildid&field=state_string"
+        build = wait_until(lambda: [b for b in master.get(query)["builds"] if b["state_string"] == "preparing worker"])
+        wait_until(lambda: len(containers(name)) == 1)
+        master.call(f"builds/{build[0]['buildid']}", "stop", {"reason": "not now"})
+        ended = _build_of(master, brid)
+        assert ended["results"] == 6  # CANCELLED
+        assert "stopped waiting for the worker: not now" in master.log_text(ended["buildid"], "worker_preparation")
+        wait_until(lambda: containers(name) == [], timeout=30)  # long before its missing_timeout
     finally:
         master.stop()

@@ -283,9 +283,13 @@ class LatentWorkers:
     def build_ended(self, slot: Any) -> None:
         """A build of *slot* ended: an idle worker is insubstantiated after its build_wait_timeout."""
         runtime = self.workers.get(getattr(slot, "name", None))
-        if runtime is not None and runtime.slot is slot and runtime.state == "running":
-            if self.engine.load(slot) == 0:
-                self._start_idle_timer(runtime)
+        if runtime is None or runtime.slot is not slot or self.engine.load(slot) != 0:
+            return
+        if runtime.state == "running":
+            self._start_idle_timer(runtime)
+        elif runtime.state == "starting" and not runtime.waiters:
+            # the builds that wanted it were stopped while it started: no use waiting for it
+            defer.ensureDeferred(self._insubstantiate(runtime))
 
     # -- substantiation -----------------------------------------------------------------------
 
