@@ -36,7 +36,8 @@ setup(
         "vault": ["hvac>=2"],  # SecretInVault
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
                  "playwright>=1.40", "aiosmtpd>=1.4", "schemathesis>=4.0",
-                 "hvac>=2"],
+                 "hvac>=2", "docker>=7"],
+        "docker": ["docker>=7"],  # DockerLatentWorker (master.engine.docker)
     },
     entry_points={
         "console_scripts": [

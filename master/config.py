@@ -17,6 +17,7 @@ from zope.interface.verify import verifyObject
 from master.data.interfaces import IPlugin
 from master.data.resultspec import Limits
 from master.engine.config import check_engine_config
+from master.engine.latent import ILatentWorker
 from master.engine.localworkers import LocalWorker
 from master.plugin import PluginError, load_plugin
 from master.reporters import check_reporters
@@ -96,6 +97,7 @@ class MasterConfig:
     reporters: list[Any] = field(default_factory=list)
     db_retry_seconds: float = 30.0
     secretsProviders: list[Any] = field(default_factory=list)  # noqa: N815 (Buildbot's name)
+    max_latent_workers: int | None = None
 
     @property
     def limits(self) -> Limits:
@@ -170,13 +172,14 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         names.add(plugin.name)
     workers = set()
     for index, worker in enumerate(config.workers):
-        if isinstance(worker, LocalWorker):
+        if isinstance(worker, LocalWorker) or ILatentWorker.providedBy(worker):
             if worker.name in workers:
                 raise ConfigError(f"workers[{index}]: worker name {worker.name!r} is used twice")
             workers.add(worker.name)
             continue
         if not isinstance(worker, WorkerConfig):
-            raise ConfigError(f"workers[{index}]: expected a WorkerConfig or a LocalWorker, got {worker!r}")
+            raise ConfigError(f"workers[{index}]: expected a WorkerConfig, a LocalWorker or a latent worker"
+                              f" such as DockerLatentWorker, got {worker!r}")
         if not isinstance(worker.name, str) or not worker.name:
             raise ConfigError(f"workers[{index}].name: expected a non-empty string")
         if not isinstance(worker.password, str) or not worker.password:
@@ -184,6 +187,9 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         if worker.name in workers:
             raise ConfigError(f"workers[{index}]: worker name {worker.name!r} is used twice")
         workers.add(worker.name)
+    value = config.max_latent_workers
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ConfigError(f"max_latent_workers: expected a number >= 1 or None (no cap), got {value!r}")
     seen = set()
     for index, builder in enumerate(config.builders):
         if not isinstance(builder, BuilderConfig):

@@ -180,11 +180,10 @@ class MasterService(service.MultiService):
         self.port = self._listen(config)
         host = self.port.getHost()
         url = f"http://{host.host}:{host.port}/"
-        local_host = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host  # noqa: S104
-        self.local_workers = LocalWorkers(
-            self.basedir, self._local_workers(config), f"ws://{local_host}:{host.port}/worker"
-        )
+        self.local_workers = LocalWorkers(self.basedir, self._local_workers(config), self._worker_url())
         self.local_workers.setServiceParent(self)
+        self.engine.latent.set_master_url(self._worker_url())
+        self.engine.distributor.activity()  # requests for latent workers waited for the URL
         self.retention = RetentionService(data, config)
         self.retention.setServiceParent(self)
         self.heartbeat = Heartbeat(data, self.engine, self.masterid, config)
@@ -212,14 +211,20 @@ class MasterService(service.MultiService):
     def _worker_passwords(self, config: MasterConfig) -> dict[str, WorkerConfig]:
         """Each allowed worker with its password; a local worker's is read from (or made in) its directory."""
         return {
-            worker.name: worker if isinstance(worker, WorkerConfig)
-            else WorkerConfig(worker.name, worker.password_for(self.basedir))
+            worker.name: WorkerConfig(worker.name, worker.password_for(self.basedir))
+            if isinstance(worker, LocalWorker) else worker  # WorkerConfig, or a latent worker with its password
             for worker in config.workers
         }
 
     @staticmethod
     def _local_workers(config: MasterConfig) -> list[LocalWorker]:
         return [worker for worker in config.workers if isinstance(worker, LocalWorker)]
+
+    def _worker_url(self) -> str:
+        """The ``/worker`` URL of the port listening, as workers on this machine reach it."""
+        host = self.port.getHost()
+        local_host = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host  # noqa: S104
+        return f"ws://{local_host}:{host.port}/worker"
 
     def _listen(self, config: MasterConfig) -> Any:
         try:
@@ -410,6 +415,7 @@ class MasterService(service.MultiService):
             port = self._listen(new)
             await self.port.stopListening()
             self.port = port
+            self.engine.latent.set_master_url(self._worker_url())
             changes.append(f"listening on {new.www.interface}:{new.www.port}")
         self.config = new
         return ", ".join(changes) or "nothing changed"

@@ -114,6 +114,7 @@ async def test_worker_shape(api: Api) -> None:
             {"masterid": ids["m2"], "builderid": ids["b"]},
         ],
         "connected_to": [{"masterid": ids["m1"]}, {"masterid": ids["m2"]}],
+        "latent_state": None,  # not a latent worker (master.engine.latent)
     }]
     code, body, _ = await api.get("/api/v2/workers/w4")
     assert body["workers"][0]["workerinfo"] == {} and body["workers"][0]["configured_on"] == []

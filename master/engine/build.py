@@ -20,6 +20,7 @@ from master.data.resources.buildsets import worst_result
 from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
+from master.engine.latent import LatentSlot, WorkerPreparation
 from master.engine.locks import release_build_locks, start_build_locks, take_step_locks
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep, result_name
@@ -46,6 +47,8 @@ class Build:
         self.builder = builder
         self.request = request
         self.conn = conn
+        # what the distributor reserved: conn itself, or a latent worker's slot until its connection replaces conn
+        self.slot = conn
         self.buildid: int | None = None
         self.number: int | None = None
         self.props = Properties()
@@ -131,7 +134,8 @@ class Build:
         # one transaction: the build, its properties and its "building" state
         self.buildid, self.number = await data.updates.add_build(
             self.builder.builderid, self.brid, self.conn.workerid, self.engine.masterid, state_string="starting",
-            properties=properties if loaded else None, then_state="building" if loaded else None,
+            properties=properties if loaded else None,
+            then_state=("preparing worker" if self._latent() else "building") if loaded else None,
         )
         for name, value in self._numbered(self.buildid, self.number):
             self.props.set(name, value, "Build")
@@ -162,7 +166,18 @@ class Build:
         self.timer.finished(self.results)
         return self.results
 
+    def _latent(self) -> bool:
+        return isinstance(self.slot, LatentSlot)
+
     async def _run_steps(self) -> None:
+        if self._latent():  # start the worker first: the worker_preparation step (master.engine.latent)
+            result = await self._run_step(WorkerPreparation())
+            self.results = worst_result([self.results, result])
+            if result == RETRY:
+                self.lost = True
+            if result != SUCCESS:
+                return
+            await self.data.updates.set_build_state_string(self.buildid, "building")
         halted = False
         for template in self.builder.steps:
             if self.stopped is not None or self.lost:

@@ -100,7 +100,9 @@ class BuildRequestDistributor:
     async def _free_slots(self) -> dict[IWorkerConnection, int]:
         """Attached workers that may take a build now, with how many more each may take."""
         engine = self.engine
-        conns = [c for c in engine.workers.values() if engine.load(c) < max(int(c.max_builds or 1), 1)]
+        # a latent worker takes builds through its slot, up or not (master.engine.latent)
+        candidates = [c for c in engine.workers.values() if not engine.latent.manages(c.name)]
+        conns = [c for c in candidates + engine.latent.slots() if engine.load(c) < max(int(c.max_builds or 1), 1)]
         if not conns:
             return {}
         query = {"workerid": [str(c.workerid) for c in conns], "field": ["workerid", "paused", "graceful"],
@@ -198,6 +200,6 @@ class BuildRequestDistributor:
             log.failure("could not record the end of the build of request {brid}", brid=build.brid)
         finally:
             engine.builds.pop(build.brid, None)
-            engine.release(build.conn)
+            engine.release(build.slot)
             engine.build_ended(build)
             self.activity()

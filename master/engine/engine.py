@@ -33,6 +33,7 @@ from master.db.interfaces import DatabaseUnavailable
 from master.engine.build import DATABASE_LOST, Build
 from master.engine.builder import Builder, BuildRequestDistributor
 from master.engine.interfaces import IWorkerConnection, IWorkerListener
+from master.engine.latent import LatentWorkers
 from master.engine.schedulers import BaseScheduler, ForceScheduler, Triggerable
 
 log = Logger()
@@ -71,6 +72,7 @@ class Engine:
         self._reconciling = False
         self._outage_call: Any = None
         self._unwatch: Any = None
+        self.latent = LatentWorkers(self)  # latent workers (master.engine.latent): started for builds
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -83,6 +85,8 @@ class Engine:
         await data.updates.release_master_locks(masterid)  # what its builds held before a crash
         await self.recover()
         await self._apply(config)
+        master = await data.get(("masters", str(masterid)), query={"field": ["name"]})
+        await self.latent.start(master["name"] if master else str(masterid), masterid)
         events = data.events
         for pattern in (("buildrequests", "*", "new"), ("buildrequests", "*", "unclaimed"),
                         ("workers", "*", "state_updated")):
@@ -125,6 +129,7 @@ class Engine:
         for build in list(self.builds.values()):
             build.stop("master stopping", RETRY)
         await self._wait_builds(self.stop_timeout)
+        await self.latent.stop()
         if getattr(self.data, "engine", None) is self:
             self.data.engine = None
 
@@ -305,6 +310,7 @@ class Engine:
             self.schedulers[name] = scheduler
             if scheduler.runs_alone:
                 await scheduler.try_claim()
+        await self.latent.configure(config)
         self.config = config
 
     # -- workers (IWorkerListener) --------------------------------------------------------------
@@ -312,11 +318,12 @@ class Engine:
     def worker_attached(self, connection: IWorkerConnection) -> None:
         """A worker connected: it may take builds (a graceful stop asked before is over)."""
         self.workers[connection.name] = connection
-        d = defer.ensureDeferred(self._set_graceful(connection.workerid, False))
+        self.latent.worker_attached(connection)
+        d = defer.ensureDeferred(self.set_graceful(connection.workerid, False))
         d.addCallback(lambda _: self.distributor.activity())
         d.addErrback(lambda failure: log.failure("could not record worker {name}", failure, name=connection.name))
 
-    async def _set_graceful(self, workerid: int, graceful: bool) -> None:
+    async def set_graceful(self, workerid: int, graceful: bool) -> None:
         """Record whether the worker is on its way out, keeping its paused state."""
         fields = {"field": ["paused", "pause_reason", "graceful"]}
         worker = await self.data.get(("workers", str(workerid)), query=fields)
@@ -328,6 +335,7 @@ class Engine:
         if self.workers.get(connection.name) is connection:
             del self.workers[connection.name]
         self.shutting_down.discard(connection)
+        self.latent.worker_detached(connection)
         for build in list(self.builds.values()):
             if build.conn is connection:
                 build.worker_lost()
@@ -350,6 +358,7 @@ class Engine:
 
     def build_ended(self, build: Build) -> None:
         """A build ended (called by the distributor)."""
+        self.latent.build_ended(build.slot)
         waiters, self._build_waiters = self._build_waiters, []
         for waiter in waiters:
             if not waiter.called:
@@ -443,7 +452,7 @@ class Engine:
             if conn.workerid == workerid:
                 if graceful:
                     self.shutting_down.add(conn)  # no new build meanwhile
-                    await self._set_graceful(workerid, True)
+                    await self.set_graceful(workerid, True)
                 conn.shutdown(graceful)
 
     async def force(self, schedulername: str, params: Mapping[str, Any], user: Any = None) -> list[Any]:

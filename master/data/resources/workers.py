@@ -135,6 +135,12 @@ async def _load_connected_to(data: Any, ids: list[Any], spec: Any) -> Mapping[An
     return {workerid: found.get(workerid, []) for workerid in ids}
 
 
+async def _load_latent_state(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, Any]:
+    # known only to the engine of the master that runs the latent worker (master.engine.latent)
+    latent = getattr(getattr(data, "engine", None), "latent", None)
+    return {workerid: latent.state_of_id(workerid) if latent is not None else None for workerid in ids}
+
+
 class Workers(ResourceType):
     """``/workers``: every worker known to the database, with where it is configured and connected."""
 
@@ -159,6 +165,8 @@ class Workers(ResourceType):
             "graceful": Field(Boolean(), w.c.graceful, "whether it shuts down once its builds finish"),
             "configured_on": Field(List(JsonObject()), None, "[{masterid, builderid}] where it is configured"),
             "connected_to": Field(List(JsonObject()), None, "[{masterid}] of the masters it is connected to"),
+            "latent_state": Field(NoneOk(String()), None, "a latent worker's state on the master answering: stopped,"
+                                  " starting, running, stopping or unreachable (null: not a latent worker there)"),
         }
         by_name = {"name": w.c.name}
         endpoints = [
@@ -180,7 +188,8 @@ class Workers(ResourceType):
             WorkerEndpoint("/masters/n:masterid/builders/n:builderid/workers/i:name", actions=_actions(),
                            arg_columns={**_ON_MASTER_BUILDER, **by_name}),
         ]
-        loaders = {"configured_on": _load_configured_on, "connected_to": _load_connected_to}
+        loaders = {"configured_on": _load_configured_on, "connected_to": _load_connected_to,
+                   "latent_state": _load_latent_state}
         return w, fields, endpoints, loaders
 
     def event_keys(self, entity: Mapping[str, Any], event: str) -> list[tuple[str, ...]]:
