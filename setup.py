@@ -10,10 +10,12 @@ setup(
     long_description_content_type="text/markdown",
     license="MIT",
     python_requires=">=3.11",
-    packages=find_packages(include=["master", "master.*", "worker", "worker.*", "plugins", "plugins.*"]),
+    packages=find_packages(include=["master", "master.*", "worker", "worker.*", "plugins", "plugins.*",
+                                    "ci_common", "ci_common.*"]),
     package_data={
         "master": ["master.cfg.sample"],
-        "master.db": ["alembic.ini"],
+        # the revisions are files Alembic reads, not a package: a wheel must carry them too
+        "master.db.migrations": ["script.py.mako", "versions/*.py"],
     },
     include_package_data=True,
     install_requires=[
@@ -36,7 +38,8 @@ setup(
         "vault": ["hvac>=2"],  # SecretInVault
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
                  "playwright>=1.40", "aiosmtpd>=1.4", "schemathesis>=4.0",
-                 "hvac>=2", "docker>=7"],
+                 "hvac>=2", "docker>=7",
+                 "import-linter>=2.1"],  # lint-imports: the architecture contracts in pyproject.toml
         "docker": ["docker>=7"],  # DockerLatentWorker (master.engine.docker)
     },
     entry_points={

@@ -1,6 +1,10 @@
 """The ``ci-master`` command: create, start, stop, reconfigure and upgrade a master.
 
 Every failure is one line on standard error and a non-zero exit code.
+
+Only the standard library and :mod:`ci_common.twistd_process` are imported at the top: each command
+imports what it needs (configuration, Alembic and SQLAlchemy, Twisted), so that ``--help``,
+``--version`` and ``sendchange`` start fast.
 """
 
 from __future__ import annotations
@@ -11,16 +15,14 @@ import shutil
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from master import daemon, filemodes
+from ci_common import twistd_process as proc
+from ci_common.twistd_process import CommandError, program_dir
 from master import sendchange as sendchange_cli
-from master import twistd_process as proc
-from master.config import ConfigError, MasterConfig, load_config
-from master.db import migrate
-from master.db.interfaces import StorageError
-from master.twistd_process import CommandError, program_dir
-from master.www.auth import UserError
+
+if TYPE_CHECKING:
+    from master.config import MasterConfig
 
 SAMPLE = Path(__file__).parent / "master.cfg.sample"
 START_TIMEOUT = 60.0
@@ -33,11 +35,17 @@ def master_dir(path: str) -> Path:
 
 
 def _plugin_schemas(config: MasterConfig) -> list:
+    from master.db import migrate
+
     return migrate.plugin_schemas(config.plugins)
 
 
 def create_master(args: argparse.Namespace) -> int:
     """Make DIR with master.cfg from the sample and a database at the newest schema."""
+    from master import filemodes
+    from master.config import load_config
+    from master.db import migrate
+
     basedir = Path(args.dir).resolve()
     config_path = basedir / "master.cfg"
     if config_path.exists():
@@ -61,6 +69,9 @@ def create_master(args: argparse.Namespace) -> int:
 
 def checkconfig(args: argparse.Namespace) -> int:
     """Load and validate master.cfg without starting anything."""
+    from master import filemodes
+    from master.config import load_config
+
     basedir = master_dir(args.dir)
     config = load_config(basedir)
     print(f"{basedir / 'master.cfg'} is valid: {len(config.builders)} builder(s), {len(config.plugins)} plugin(s)")
@@ -71,6 +82,9 @@ def checkconfig(args: argparse.Namespace) -> int:
 
 def upgrade_master(args: argparse.Namespace) -> int:
     """Migrate the database to the newest schema, backing up a SQLite file first."""
+    from master.config import load_config
+    from master.db import migrate
+
     basedir = master_dir(args.dir)
     if proc.running_pid(basedir) is not None:
         raise CommandError(f"the master in {basedir} is running; stop it before upgrading")
@@ -88,6 +102,10 @@ def upgrade_master(args: argparse.Namespace) -> int:
 
 def start(args: argparse.Namespace) -> int:
     """Start the master: as a daemon (default) or in the foreground with --nodaemon."""
+    from master import daemon
+    from master.config import load_config
+    from master.db import migrate
+
     basedir = master_dir(args.dir)
     config = load_config(basedir)
     pid = proc.running_pid(basedir)
@@ -111,6 +129,7 @@ def _run_foreground(basedir: Path, config: MasterConfig) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
+    from master import filemodes
     from master.service import MasterService, StartupError
 
     os.umask(filemodes.PRIVATE_UMASK)  # as the daemon: what the master writes is its owner's only
@@ -140,6 +159,8 @@ def _run_foreground(basedir: Path, config: MasterConfig) -> int:
 
 def stop(args: argparse.Namespace) -> int:
     """Stop the master with SIGTERM and wait until it has exited; --clean lets running builds end first."""
+    from master import daemon
+
     basedir = master_dir(args.dir)
     pid = proc.running_pid(basedir)
     if pid is None:
@@ -172,6 +193,9 @@ def restart(args: argparse.Namespace) -> int:
 
 def reconfig(args: argparse.Namespace) -> int:
     """Make the running master reload master.cfg (SIGHUP) and report how it went."""
+    from master import daemon
+    from master.config import load_config
+
     basedir = master_dir(args.dir)
     load_config(basedir)  # a broken file is reported here, and the master is not disturbed
     pid = proc.running_pid(basedir)
@@ -259,8 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cleanup(args: argparse.Namespace) -> int:
     """Remove old log contents and old builds now (the master also does it daily when a retention is set)."""
+    from master.config import load_config
     from master.data.connector import DataAPI
     from master.data.resources import core_resource_types
+    from master.db import migrate
     from master.db.backends import make_storage
     from master.retention import clean_up
 
@@ -316,6 +342,7 @@ def run_in_reactor(work: Any) -> Any:
 
 def list_plugins(args: argparse.Namespace) -> int:
     """Print the plugins master.cfg enables, then the installed ones."""
+    from master.config import load_config
     from master.plugin import available_plugins
 
     basedir = master_dir(args.dir)
@@ -337,6 +364,7 @@ def list_plugins(args: argparse.Namespace) -> int:
 
 
 def _user_store(args: argparse.Namespace) -> tuple[Any, bool]:
+    from master.config import load_config
     from master.www.auth import Auth, UserStore
 
     basedir = master_dir(args.dir)
@@ -402,16 +430,30 @@ def user_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reported_errors() -> tuple[type[Exception], ...]:
+    """The exceptions whose message is the whole report (imported now: the command has run)."""
+    from master.config import ConfigError
+    from master.db.interfaces import StorageError
+    from master.www.auth import UserError
+
+    return CommandError, ConfigError, StorageError, UserError
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``ci-master``."""
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (CommandError, ConfigError, StorageError, UserError) as e:
+    except CommandError as e:
         print(f"ci-master: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if not isinstance(e, _reported_errors()):
+            raise
+        print(f"ci-master: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

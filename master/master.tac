@@ -2,6 +2,6 @@
 # file from inside DIR; it is not meant to be edited or run by hand.
 import os
 
-from master.daemon import make_application
+from master.application import make_application
 
 application = make_application(os.getcwd())

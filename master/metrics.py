@@ -1,4 +1,4 @@
-"""Prometheus metrics of one master, served at ``GET /metrics`` on the web port.
+"""Prometheus metrics of one master, served at ``GET /metrics`` on the web port (:mod:`master.www.metrics`).
 
 Every metric lives in a registry of its own master (:class:`MasterMetrics`), never in
 prometheus_client's global one, so that several masters in one process (the tests) keep
@@ -17,11 +17,12 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from twisted.internet import defer
+from prometheus_client.exposition import generate_latest
 from twisted.logger import Logger
-from twisted.web import resource, server
+from twisted.web import resource
 from twisted.web.iweb import IRequest
+
+from master.results import RESULTS, result_name
 
 log = Logger()
 
@@ -45,8 +46,6 @@ class BuildTimer:
 
     def finished(self, results: int) -> None:
         """Count the build as finished with *results* and observe its duration."""
-        from master.engine.steps import result_name  # the engine imports this module
-
         self.metrics.builds_finished.labels(self.builder, result_name(results)).inc()
         self.metrics.build_duration.labels(self.builder).observe(time.monotonic() - self.started)
 
@@ -157,8 +156,6 @@ class MasterMetrics:
         engine = master.engine
         self.builds_running.set(len(engine.builds))
         self.workers_connected.set(len(engine.workers))
-        from master.data.resources.common import RESULTS  # the engine imports this module
-
         for name in engine.builders:
             # a builder that never built shows zeros, not nothing, so that rate() sees its first build
             self.build_duration.labels(name)
@@ -240,63 +237,3 @@ def note_action(request: IRequest, data: Any, path: str, method: Any) -> None:
         return
     note_route(request, endpoint.pattern)
     request.metrics_action = method if method in endpoint.actions else UNKNOWN
-
-
-class MetricsResource(resource.Resource):
-    """``GET /metrics``: the master's metrics for Prometheus; who may scrape follows ``metrics_public``."""
-
-    isLeaf = True
-
-    def __init__(self, master: Any) -> None:
-        super().__init__()
-        self.master = master
-
-    def render(self, request: IRequest) -> Any:
-        """GET and HEAD scrape; any other method is a JSON 405."""
-        if request.method in (b"GET", b"HEAD"):
-            return super().render(request)
-        from master.www.responses import json_error
-
-        request.metrics_route = "/metrics"
-        request.setHeader(b"Allow", b"GET, HEAD")
-        return json_error(request, 405, f"method {request.method.decode(errors='replace')} is not allowed; use GET")
-
-    def render_GET(self, request: IRequest) -> Any:  # noqa: N802 (twisted.web's name)
-        """Refresh the state gauges, then answer the text exposition."""
-        from master.www.auth import AuthError
-        from master.www.responses import json_error
-
-        request.metrics_route = "/metrics"
-        auth = self.master.auth
-        if not self.master.config.metrics_public and auth.restricts_reads:
-            try:
-                auth.authorize_read(auth.authenticate(request), "metrics")
-            except AuthError as e:
-                if e.status == 401:
-                    request.setHeader(b"WWW-Authenticate", b'Bearer realm="ci-master"')
-                return json_error(request, e.status, e.message)
-        defer.ensureDeferred(self._answer(request))
-        return server.NOT_DONE_YET
-
-    async def _answer(self, request: IRequest) -> None:
-        gone: list[Any] = []
-        request.notifyFinish().addBoth(gone.append)
-        metrics = self.master.metrics
-        await metrics.refresh(self.master)
-        if gone:
-            return
-        request.setHeader(b"Content-Type", CONTENT_TYPE_LATEST.encode())
-        request.write(metrics.exposition())
-        request.finish()
-
-
-def attach(master: Any) -> MasterMetrics:
-    """Give the starting *master* (a MasterService) its metrics: hand them to its parts, serve ``/metrics``."""
-    from master.www.site import mount
-
-    metrics = MasterMetrics()
-    master.data.metrics = master.data.events.metrics = metrics
-    metrics.time_storage(master.storage)
-    master.site.metrics = metrics
-    mount(master.root, "metrics", MetricsResource(master))
-    return metrics

@@ -36,12 +36,12 @@ from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.heartbeat import Heartbeat
 from master.memory import return_big_blocks
-from master.metrics import attach as attach_metrics
 from master.reporters.service import Reporters
 from master.retention import RetentionService
 from master.www.auth import Authenticator
 from master.www.changehooks import ChangeHooks
 from master.www.login import LoginPages
+from master.www.metrics import attach as attach_metrics
 from master.www.rest import RestApi
 from master.www.site import MountError, Root, build_root, build_site, mount, unmount
 from master.www.ui import WebUi

@@ -22,6 +22,8 @@ from master.db import migrate
 from master.db.backends import make_storage
 from master.db.interfaces import IStorage
 
+pytest_plugins = ["tiers"]  # the slow marker, and the fast tier's guard
+
 BACKENDS = ["sqlite", "postgresql"]
 REQUIRE_PG_ENV = "CI_MASTER_REQUIRE_PG"
 

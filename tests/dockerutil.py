@@ -12,11 +12,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
 from pathlib import Path
 
 from cliutil import free_port, http_get, run
+from waiting import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_IMAGE = ROOT / "contrib" / "docker" / "build-image"
@@ -84,14 +84,14 @@ class Master:
         """kill -9 the daemon."""
         pid = int((self.dir / "twistd.pid").read_text())
         os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        def gone() -> bool:
             try:
                 os.kill(pid, 0)
             except ProcessLookupError:
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"master pid {pid} still there after SIGKILL")
+                return True
+            return False
+
+        wait_until(gone, f"master pid {pid} to go after SIGKILL", interval=0.1)
 
     def get(self, path: str) -> dict:
         """GET a JSON document."""

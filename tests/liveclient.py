@@ -6,21 +6,10 @@ import json
 from typing import Any
 
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol, connectWS
-from twisted.internet import defer, reactor
+from twisted.internet import defer
+from waiting import within
 
 WAIT = 30.0
-
-
-async def within(d: defer.Deferred, timeout: float = WAIT, what: str = "an answer") -> Any:
-    """The result of *d*, or AssertionError after *timeout* seconds."""
-    timer = reactor.callLater(timeout, d.cancel)
-    try:
-        return await d
-    except defer.CancelledError:
-        raise AssertionError(f"no {what} within {timeout}s") from None
-    finally:
-        if timer.active():
-            timer.cancel()
 
 
 class _Protocol(WebSocketClientProtocol):
@@ -91,7 +80,7 @@ class LiveClient:
 
     async def next_event(self, timeout: float = WAIT) -> dict[str, Any]:
         """The next event message."""
-        return await within(self.events.get(), timeout, what="event")
+        return await within(self.events.get(), "event", timeout=timeout)
 
     async def events_until(self, done: Any, timeout: float = WAIT) -> list[dict[str, Any]]:
         """Events up to and including the first for which ``done(message)`` is true."""

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 from cliutil import free_port, http_get, run
-from test_end_to_end import rpc, wait_until
+from test_end_to_end import rpc
+from waiting import wait_until
 
 
 def database_url(backend: str, request: pytest.FixtureRequest, prefix: str) -> str:

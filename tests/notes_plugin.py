@@ -1,6 +1,9 @@
-"""A plugin defined only in the test suite: a resource type, a getter, an action and a table.
+"""Notes: a plugin in 50 lines, and the template of one (README, "Plugins"); the tests serve it.
 
-It proves that a plugin extends the data API and REST without any change to master/.
+A table; a resource type with a getter, an update method and an action (``/api/v2/notes``,
+``pin`` by JSON-RPC, events ``notes/<id>/new|update``); and an API of its own at ``/notes``
+(``GET /notes/<id>``, ``POST /notes``), all through :mod:`master.sdk`, the one module of the
+core a plugin imports.  Nothing in ``master/`` changes for it.
 """
 
 from __future__ import annotations
@@ -8,68 +11,78 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from twisted.web.iweb import IRequest
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
-from master.data.errors import Conflict
-from master.data.types import Boolean, Integer, NoneOk, String
-from master.plugin import Plugin
+from master import sdk
 
 metadata = sa.MetaData()
 notes = sa.Table(
-    "test_notes",
-    metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("text", sa.Text, nullable=False),
-    sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()),
-    sa.Column("rank", sa.Integer),
+    "test_notes", metadata, sa.Column("id", sa.Integer, primary_key=True), sa.Column("text", sa.Text, nullable=False),
+    sa.Column("pinned", sa.Boolean, nullable=False, server_default=sa.false()), sa.Column("rank", sa.Integer),
 )
 
 
-async def _pin(call: ActionCall) -> dict[str, Any]:
-    if call.entity["pinned"] == call.params["pinned"]:
-        raise Conflict(f"note {call.entity['noteid']} is already {'pinned' if call.params['pinned'] else 'unpinned'}")
-    await call.data.storage.execute(
-        sa.update(notes).where(notes.c.id == call.args["noteid"]).values(pinned=call.params["pinned"])
-    )
+async def _pin(call: sdk.ActionCall) -> dict[str, Any]:
+    if call.entity["pinned"] == call.params["pinned"]:  # a data API error: JSON-RPC and JsonApi answer it alike
+        state = "pinned" if call.params["pinned"] else "unpinned"
+        raise sdk.Conflict(f"note {call.entity['noteid']} is already {state}")
+    await call.data.storage.execute(sa.update(notes).where(notes.c.id == call.args["noteid"])
+                                    .values(pinned=call.params["pinned"]))
     entity = await call.data.get(("notes", str(call.args["noteid"])))
     await call.data.rtypes["notes"].produce_event(entity, "update")
     return entity
 
 
-class Notes(ResourceType):
-    """Notes: text with a pinned flag."""
+class Notes(sdk.ResourceType):
+    """Notes: text with a pinned flag (the only SQL of the plugin is here)."""
 
-    name = "note"
-    plural = "notes"
-    id_field = "noteid"
-    event_paths = ("notes/:noteid",)
+    name, plural, id_field, event_paths = "note", "notes", "noteid", ("notes/:noteid",)
 
     def declare(self):
-        fields = {
-            "noteid": Field(Integer(), notes.c.id),
-            "text": Field(String(), notes.c.text),
-            "pinned": Field(Boolean(), notes.c.pinned),
-            "rank": Field(NoneOk(Integer()), notes.c.rank),
-        }
-        pin = Action("pin", _pin, {"pinned": Param(Boolean(), required=True)}, doc="pin or unpin a note")
-        endpoints = [Endpoint("/notes", Kind.COLLECTION), Endpoint("/notes/n:noteid", actions=[pin])]
+        fields = {"noteid": sdk.Field(sdk.Integer(), notes.c.id), "text": sdk.Field(sdk.String(), notes.c.text),
+                  "pinned": sdk.Field(sdk.Boolean(), notes.c.pinned),
+                  "rank": sdk.Field(sdk.NoneOk(sdk.Integer()), notes.c.rank)}
+        pin = sdk.Action("pin", _pin, {"pinned": sdk.Param(sdk.Boolean(), required=True)}, doc="pin or unpin a note")
+        endpoints = [sdk.Endpoint("/notes", sdk.Kind.COLLECTION), sdk.Endpoint("/notes/n:noteid", actions=[pin])]
         return notes, fields, endpoints, {}
 
-    @update_method
+    @sdk.update_method
     async def add_note(self, text: str, rank: int | None = None) -> int:
         rows = await self.data.storage.fetch_all(sa.insert(notes).values(text=text, rank=rank).returning(notes.c.id))
-        noteid = rows[0]["id"]
-        await self.produce_event(await self.get_entity(noteid), "new")
-        return noteid
+        await self.produce_event(await self.get_entity(rows[0]["id"]), "new")
+        return rows[0]["id"]
 
 
-class NotesPlugin(Plugin):
-    """The notes plugin."""
+class NotesApi(sdk.JsonApi):
+    """``/notes``: errors are ``{"error": message}`` (override ``error_body`` for another shape)."""
 
-    name = "notes"
+    app = sdk.JsonApi.klein()
 
-    def resource_types(self):
+    @app.route("/<int:noteid>", methods=["GET"])
+    @sdk.handler
+    async def note(self, request: IRequest, noteid: int) -> Any:
+        found = await self.data.get(("notes", str(noteid)))  # read rules apply: JsonApi scopes a GET to its caller
+        if found is None:
+            raise sdk.HttpError(404, f"no note {noteid}")
+        return {"note": found}
+
+    @app.route("/", methods=["POST"], strict_slashes=False)  # POST /notes
+    @sdk.handler
+    async def add(self, request: IRequest) -> sdk.Response:
+        self.auth.authorize(self.auth.authenticate(request), "notes", "add")  # 401/403 by the master's rules
+        body = sdk.read_json(request)  # the site's size cap (413), 400 unless a JSON object
+        if not isinstance(body.get("text"), str) or not isinstance(body.get("rank", 0), int | None):
+            raise sdk.HttpError(400, "give text (a string) and optionally rank (an integer)")
+        return sdk.Response({"noteid": await self.data.updates.add_note(body["text"], body.get("rank"))}, 201)
+
+
+class NotesPlugin(sdk.Plugin):
+    """The notes plugin: ``plugins=[NotesPlugin()]`` in master.cfg, or its dotted name."""
+
+    name, tables = "notes", metadata
+
+    def resource_types(self) -> list[sdk.ResourceType]:
         return [Notes()]
 
-    def metadata(self):
-        return metadata
+    def routes(self, ctx: sdk.PluginContext) -> dict[str, Any]:
+        return {"notes": NotesApi(ctx)}

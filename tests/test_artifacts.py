@@ -133,6 +133,7 @@ def test_artifact_retention_days_is_checked(tmp_path: Path) -> None:
     assert load_config(tmp_path).artifact_retention_days == 7
 
 
+@pytest.mark.slow  # runs ci-master cleanup
 def test_cleanup_command_deletes_artifacts(tmp_path: Path) -> None:
     assert run("create-master", "m", cwd=tmp_path).returncode == 0
     done = run("cleanup", str(tmp_path / "m"), "--artifacts-older-than", "30", cwd=tmp_path)

@@ -1,4 +1,4 @@
-"""Users, tokens, sessions and control rules: the user file, then REST through a real port."""
+"""Users, tokens, sessions and control rules: the user file, then REST through a real HTTP client (in memory)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ from notes_plugin import metadata as notes_metadata
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
 from master.db import migrate
-from master.www.auth import Auth, Authenticator, ControlRule, UserError, UserStore, check_password, hash_password
+from master.security import check_password, hash_password
+from master.www.auth import Auth, Authenticator, ControlRule, UserError, UserStore
 from master.www.login import LoginPages
 from master.www.rest import RestApi
 from master.www.site import build_site
@@ -90,7 +91,7 @@ async def api(storage: Any, migrated_url: str, tmp_path: Path, users: dict[str, 
     await data.updates.add_note("hello")
     auth = Authenticator(Auth(rules=[ControlRule(roles=["admin"], actions=["pin"])]), tmp_path)
     site = build_site({"api": RestApi(data, auth=auth).resource(), "auth": LoginPages(auth).resource()})
-    async with serve(data, site) as client:
+    async with serve(data, site, in_memory=True) as client:
         yield client
 
 

@@ -39,7 +39,7 @@ async def api(storage: Any) -> AsyncIterator[Api]:
     stepid, _, _ = await data.updates.add_step(buildid, "compile")
     logid = await data.updates.add_log(stepid, "stdio", "s")
     await data.updates.append_log(logid, "one\ntwo\nthree\n")
-    async with serve(data) as served:
+    async with serve(data, in_memory=True) as served:
         yield served
 
 

@@ -66,6 +66,7 @@ async def dci(migrated_url: str, tmp_path: Path) -> AsyncIterator[DciSite]:
         yield site
 
 
+@pytest.mark.slow  # runs dcictl
 @pytest_twisted.ensureDeferred
 async def test_dci_refuses_nul_in_text_and_keeps_it_in_data(dci: DciSite) -> None:
     topic, components = await _make_topic(dci)

@@ -119,7 +119,7 @@ async def bileto(storage: Any, migrated_url: str, tmp_path: Path) -> AsyncIterat
         "auth": LoginPages(auth).resource(),
         **plugin.web_resources(data),
     })
-    async with serve(data, site) as api:
+    async with serve(data, site, in_memory=True) as api:
         yield Bileto(api, data, tokens)
 
 
@@ -500,7 +500,7 @@ async def test_an_open_master_accepts_writes_and_an_unwired_one_refuses_them(
     migrate.prepare_plugin_tables(migrated_url, migrate.plugin_schemas([plugin]))
     data = DataAPI(storage)
     data.add_plugin(plugin)
-    async with serve(data, build_site(plugin.web_resources(data))) as api:
+    async with serve(data, build_site(plugin.web_resources(data)), in_memory=True) as api:
         site = Bileto(api, data, {})
         # the master's Authenticator with auth off: writes are open, as the master's controls are
         data.auth = Authenticator(None, tmp_path)

@@ -19,6 +19,8 @@ from cliutil import free_port, http_get, run, use_port
 from master.db import migrate
 from plugins.bileto import BiletoPlugin
 
+pytestmark = pytest.mark.slow  # real ci-master processes
+
 
 def schema_of(url: str) -> dict[str, object]:
     """Each bileto table's columns (name, nullable) and index names."""

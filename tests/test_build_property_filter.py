@@ -59,7 +59,7 @@ async def test_builds_are_found_by_a_property(storage: Any) -> None:
 @pytest_twisted.ensureDeferred
 async def test_the_property_filter_over_rest(storage: Any) -> None:
     data = await seeded(storage)
-    async with serve(data) as api:
+    async with serve(data, in_memory=True) as api:
         code, body, _ = await api.get("/api/v2/builds?property.pr_number=7&field=buildid")
         assert code == 200 and body == {"builds": [{"buildid": 1}, {"buildid": 2}, {"buildid": 5}],
                                         "meta": {"total": 3}}

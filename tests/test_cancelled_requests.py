@@ -11,7 +11,7 @@ import pytest_twisted
 from apiclient import Api
 from test_requests_changes import SS1, api, data, rpc  # noqa: F401 (fixtures)
 
-from master.data.resources.common import CANCELLED
+from master.results import CANCELLED
 
 
 @pytest_twisted.ensureDeferred

@@ -1,4 +1,4 @@
-"""Change sources: GitHub and GitLab hooks, the JSON-RPC ``add`` action and ``sendchange``, on a real port."""
+"""Change sources: GitHub and GitLab hooks, the JSON-RPC ``add`` action, ``sendchange`` (the one on a real port)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 import pytest_twisted
 import treq
 from apiclient import Api, serve
+from tiers import IN_MEMORY, OVER_TCP
 from twisted.internet import threads
 from twisted.logger import globalLogPublisher
 
@@ -184,11 +185,11 @@ def make_data(storage: IStorage) -> DataAPI:
 
 
 @pytest_twisted.async_yield_fixture()
-async def api(storage: IStorage) -> AsyncIterator[Api]:
-    """The REST API at /api and the change hooks at /change_hook, on a real port."""
+async def api(storage: IStorage, transport: str) -> AsyncIterator[Api]:
+    """The REST API at /api and the change hooks at /change_hook: in memory, or on a real port (OVER_TCP)."""
     data = make_data(storage)
     site = build_site({"api": RestApi(data).resource(), "change_hook": ChangeHooks(data, SETTINGS).resource()})
-    async with serve(data, site) as api:
+    async with serve(data, site, in_memory=transport == IN_MEMORY) as api:
         yield api
 
 
@@ -366,7 +367,7 @@ async def test_unconfigured_provider_refuses_everything(storage: IStorage) -> No
     data = make_data(storage)
     hooks = ChangeHooks(data, {"gitlab": {"secret": GITLAB_SECRET}})
     site = build_site({"api": RestApi(data).resource(), "change_hook": hooks.resource()})
-    async with serve(data, site) as api:
+    async with serve(data, site, in_memory=True) as api:
         for signature in ("good", None):
             code, body = await github(api, GITHUB_PUSH, signature=signature)
             assert code == 403 and "no secret is configured for the github hook" in body["error"]
@@ -503,6 +504,7 @@ async def test_add_action(api: Api) -> None:
     assert {"path": "/changes", "kind": "collection", "type": "changes", "actions": ["add"]} in body["endpoints"]
 
 
+@OVER_TCP  # sendchange speaks urllib, in a thread
 @pytest_twisted.ensureDeferred
 async def test_sendchange_against_the_master(api: Api) -> None:
     changeid = await threads.deferToThread(

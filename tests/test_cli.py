@@ -6,12 +6,16 @@ import json
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from cliutil import CLI, free_port, http_get, run, use_port
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real ci-master processes
 
 
 @pytest.fixture
@@ -108,13 +112,11 @@ def test_broken_config_names_file_and_line(master_dir: Path) -> None:
 
 
 def wait_until_connected(port: int, name: str = "local", timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def connected() -> bool:
         workers = http_get(port, f"/api/v2/workers?name={name}")["workers"]
-        if workers and workers[0]["connected_to"]:
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"worker {name} did not connect within {timeout}s")
+        return bool(workers and workers[0]["connected_to"])
+
+    wait_until(connected, f"worker {name} to connect", timeout=timeout)
 
 
 def test_daemon_lifecycle_with_reconfig(master_dir: Path) -> None:
@@ -257,9 +259,8 @@ def test_clean_stop_waits_for_the_running_build(master_dir: Path) -> None:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v2/forceschedulers/force", body,
                                          {"Content-Type": "application/json"})
         urllib.request.urlopen(request, timeout=10).close()
-        deadline = time.monotonic() + 30
-        while not http_get(port, "/api/v2/builds?complete=false")["builds"] and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: http_get(port, "/api/v2/builds?complete=false")["builds"], "the build to start",
+                   interval=0.1)
         stopped = run("stop", "--clean", str(master_dir), cwd=master_dir)
     finally:
         run("stop", str(master_dir), cwd=master_dir)
@@ -271,3 +272,25 @@ def test_clean_stop_waits_for_the_running_build(master_dir: Path) -> None:
 
     with sqlite3.connect(master_dir / "state.sqlite") as db:
         assert db.execute("SELECT results, complete_at IS NOT NULL FROM builds").fetchall() == [(0, 1)]
+
+
+# -- what --help costs ----------------------------------------------------------------------------
+
+HEAVY = ("alembic", "sqlalchemy", "twisted.internet.reactor", "autobahn", "klein", "master.config", "master.db")
+
+
+@pytest.mark.parametrize("module", ["master.cli", "worker.cli"])
+def test_help_imports_neither_the_database_layer_nor_the_reactor(module: str) -> None:
+    # What ``--help`` loads, not how long it takes (timing is noisy): each command imports what it uses.
+    child = (
+        "import contextlib, io, sys\n"
+        f"import {module} as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()) as out, contextlib.suppress(SystemExit):\n"
+        "    cli.main(['--help'])\n"
+        "assert 'usage:' in out.getvalue(), out.getvalue()\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m.startswith(heavy))))\n"
+    )
+    done = subprocess.run([sys.executable, "-P", "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "", f"{module} --help imported: {done.stdout.strip()}"

@@ -19,8 +19,10 @@ from typing import Any
 import pytest
 from cliutil import free_port, http_get, run
 from pgserver import PostgresServer
-from test_end_to_end import wait_until
 from test_multimaster import kill_processes_under
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real master and a PostgreSQL server
 
 RETRY_WINDOW = 3  # db_retry_seconds: short, so that the outage below outlasts it quickly
 
@@ -85,19 +87,20 @@ def test_an_outage_longer_than_the_retry_window_ends_the_build_retry_and_runs_it
     pid = int((master_dir / "twistd.pid").read_text())
     log = master_dir / "twistd.log"
     try:
-        wait_until(lambda: http_get(port, "/api/v2/workers?name=local")["workers"][0]["connected_to"], 30)
+        wait_until(lambda: http_get(port, "/api/v2/workers?name=local")["workers"][0]["connected_to"], timeout=30)
         status, _, forced = request(port, "/api/v2/forceschedulers/force",
                                     {"jsonrpc": "2.0", "id": 1, "method": "force", "params": {"builderid": 1}})
         assert status == 200, forced
         brid = int(next(iter(forced["result"][1].values())))
-        wait_until(lambda: marker.exists(), 30)  # the first build runs its long command
+        wait_until(lambda: marker.exists(), timeout=30)  # the first build runs its long command
         first = http_get(port, f"/api/v2/buildrequests/{brid}/builds")["builds"]
         assert len(first) == 1 and first[0]["complete"] is False
 
         own_server.halt()
         try:
             # REST and JSON-RPC say the database is away, in JSON, rather than wait and fail with a 500
-            got = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(request(port, "/api/v2/builders")), 30)
+            got = wait_until(lambda: (lambda r: r if r[0] == 503 else None)(request(port, "/api/v2/builders")),
+                             timeout=30)
             _, headers, body = got
             assert "database is unavailable" in body["error"] and headers.get("Retry-After") == "5"
             status, headers, body = request(port, "/api/v2/forceschedulers/force", {
@@ -105,7 +108,7 @@ def test_an_outage_longer_than_the_retry_window_ends_the_build_retry_and_runs_it
             assert status == 503 and body["error"]["code"] == -32004 and body["id"] == 7
             assert "database is unavailable" in body["error"]["message"]
             # the outage outlasts the retry window: the master stops the build (its command is interrupted)
-            wait_until(lambda: "stopping 1 build(s); they end retry" in log.read_text(), 60)
+            wait_until(lambda: "stopping 1 build(s); they end retry" in log.read_text(), timeout=60)
         finally:
             own_server.resume()
 
@@ -115,7 +118,7 @@ def test_an_outage_longer_than_the_retry_window_ends_the_build_retry_and_runs_it
                 return None
             return http_get(port, f"/api/v2/buildrequests/{brid}/builds?order=buildid")["builds"]
 
-        builds = wait_until(retried_to_success, 60)
+        builds = wait_until(retried_to_success, timeout=60)
         assert [(b["results"], b["complete"]) for b in builds] == [(5, True), (0, True)]  # retry, then success
         assert "database was unavailable" in builds[0]["state_string"]
         assert http_get(port, f"/api/v2/buildrequests/{brid}")["buildrequests"][0]["results"] == 0

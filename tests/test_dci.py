@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import pytest  # noqa: F401 (fixtures)
+import pytest
 import pytest_twisted
 from apiclient import Api, serve
 from dciclient.v1.api import context as dci_context
@@ -29,6 +29,8 @@ from master.www.auth import UserStore
 from master.www.rest import RestApi
 from master.www.site import build_site
 from plugins.dci import DciPlugin, tables
+
+pytestmark = pytest.mark.slow  # dcictl and dciclient processes
 
 T = TypeVar("T")
 DCICTL = str(Path(sys.executable).parent / "dcictl")

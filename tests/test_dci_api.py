@@ -6,8 +6,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 from test_dci import DciSite, _make_topic, dci_site
+
+pytestmark = pytest.mark.slow  # dcictl processes
 
 # The example responses of the DCI API document ci-master was specified from (values shortened).
 SEED_IDENTITY = {"identity": {"email": None, "etag": None, "fullname": None, "id": "6cee", "name": None,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from dciauth.v2.headers import generate_headers
@@ -49,6 +50,7 @@ async def _job_count(site: DciSite) -> int:
     return found.total
 
 
+@pytest.mark.slow  # runs dcictl
 @pytest_twisted.ensureDeferred
 async def test_signatures_are_checked_and_rejected_requests_write_nothing(dci: DciSite) -> None:
     topic, components = await _make_topic(dci)

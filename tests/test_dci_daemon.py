@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cliutil import free_port, run, use_port
+
+pytestmark = pytest.mark.slow  # a real master and dcictl
 
 DCICTL = str(Path(sys.executable).parent / "dcictl")
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from test_dci import DciSite, _make_topic, dci  # noqa: F401 (dci is a fixture)
+
+pytestmark = pytest.mark.slow  # dcictl processes
 
 
 async def _get(dci: DciSite, path: str, **params: str) -> tuple[int, dict]:  # noqa: F811

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import os
 import textwrap
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cliutil import free_port, http_get, run
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 WORKER_CLI = ["-P", "-m", "worker.cli"]
 
@@ -63,16 +65,6 @@ def rpc(port: int, path: str, method: str, **params: object) -> dict:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
-
-
-def wait_until(check: object, timeout: float = 30.0) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not true within {timeout}s: {check}")
 
 
 @pytest.fixture

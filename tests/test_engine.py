@@ -21,13 +21,13 @@ import pytest_twisted
 from apiclient import serve
 from twisted.internet import defer, protocol, reactor
 from twisted.internet.task import deferLater
+from waiting import wait_for
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams
 from master.data.resources import core_resource_types
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
 from master.db.backends import make_storage
 from master.engine.config import check_engine_config
 from master.engine.engine import Engine
@@ -52,6 +52,7 @@ from master.engine.schedulers import (
     Triggerable,
 )
 from master.engine.steps import SetPropertyFromCommand, ShellCommand, Trigger
+from master.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
 
 KILL_GRACE = 2.0
 WAIT = 30.0  # the bound of every wait
@@ -236,18 +237,6 @@ def make_data(storage: Any) -> DataAPI:
     return data
 
 
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = WAIT, what: str = "condition") -> Any:
-    """Poll *check* until it returns something true; fail after *timeout* seconds."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await deferLater(reactor, 0.05, lambda: None)
-
-
 @dataclass
 class Master:
     """A data API, its master id, an engine and the workers attached to it."""
@@ -400,6 +389,7 @@ def hello_config() -> Config:
     return Config([BuilderSpec("hello", ["w1"], steps)], [forcer])
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_force_build_steps_results_and_logs(masters: Any) -> None:
     master = await masters(hello_config())
@@ -448,6 +438,7 @@ async def test_force_build_steps_results_and_logs(masters: Any) -> None:
         assert (await master.data.get(("buildsets", str(rebuilt_bsid))))["rebuilt_buildid"] == build["buildid"]
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_priority_then_age(masters: Any) -> None:
     master = await masters(Config([BuilderSpec("p", ["w1"], [ShellCommand(["true"])])]))
@@ -462,6 +453,7 @@ async def test_priority_then_age(masters: Any) -> None:
     assert order == [1, 2, 3, 4]
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_stop_and_cancel_running_builds(masters: Any) -> None:
     slow = [ShellCommand(["sleep", "60"], name="sleep"), ShellCommand(["true"], name="after", alwaysRun=True)]
@@ -489,6 +481,7 @@ async def test_stop_and_cancel_running_builds(masters: Any) -> None:
     assert await master.data.control(("builds", str(builds[0]["buildid"])), "stop", {}) is None
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_worker_lost_retries_on_another_worker(masters: Any) -> None:
     command = 'if [ "$WORKERNAME" = w1 ]; then sleep 60; fi; echo ran on $WORKERNAME'
@@ -520,6 +513,7 @@ async def test_worker_lost_retries_on_another_worker(masters: Any) -> None:
         os.kill(pid, 0)
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_worker_kill_action_and_engine_stop_requeue(masters: Any) -> None:
     master = await masters(Config([BuilderSpec("b", ["w1", "w2"], [ShellCommand(["sleep", "60"])])]))
@@ -543,6 +537,7 @@ async def _nth_build(master: Master, brid: int, n: int) -> Any:
     return builds[n] if len(builds) > n else None
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_crash_recovery(masters: Any, storage: Any) -> None:
     # what a master killed mid-build leaves: a claimed request with a running build, step and log;
@@ -576,6 +571,7 @@ async def test_crash_recovery(masters: Any, storage: Any) -> None:
     assert len(await master.builds_of(finished)) == 1
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_two_masters_claim_each_request_once(masters: Any, migrated_url: str) -> None:
     config = Config([BuilderSpec("t", ["w1", "w2"], [ShellCommand(["true"])])])
@@ -674,6 +670,7 @@ async def test_force_scheduler_fields_and_validation(masters: Any) -> None:
         await force(master, ticket="T-3")
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_single_branch_scheduler_tree_stable_timer(masters: Any) -> None:
     sched = SingleBranchScheduler("sbs", ["b"], branch="main", treeStableTimer=0.5)
@@ -706,6 +703,7 @@ async def test_single_branch_scheduler_tree_stable_timer(masters: Any) -> None:
     assert (await master.data.get("buildsets")).total == 1
 
 
+@pytest.mark.slow  # waits for the periodic timer in real time
 @pytest_twisted.ensureDeferred
 async def test_periodic_scheduler(masters: Any) -> None:
     master = await masters(Config([BuilderSpec("b", [], [])], [Periodic("tick", ["b"], periodicBuildTimer=0.3)]))
@@ -718,6 +716,7 @@ async def test_periodic_scheduler(masters: Any) -> None:
     assert entity["master"]["masterid"] == master.masterid
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_trigger_waits_for_triggered_build(masters: Any) -> None:
     parent_steps = [
@@ -745,6 +744,7 @@ async def test_trigger_waits_for_triggered_build(masters: Any) -> None:
     assert "ofrom parent\n" in await master.log_text((await master.steps(child["buildid"]))[0]["stepid"])
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_skipped_step_and_reconfig(masters: Any) -> None:
     steps = [ShellCommand(["true"], name="maybe", doStepIf=False), ShellCommand(["true"], name="ok")]
@@ -761,6 +761,7 @@ async def test_skipped_step_and_reconfig(masters: Any) -> None:
     assert (await master.request_done(brid))["results"] == FAILURE
 
 
+@pytest.mark.slow  # a local worker runs the steps
 @pytest_twisted.ensureDeferred
 async def test_graceful_worker_stop_lets_the_build_end_and_is_cleared_when_the_worker_returns(masters: Any) -> None:
     master = await masters(Config([BuilderSpec("b", ["w1"], [ShellCommand(["sleep", "1"])])]))

@@ -17,15 +17,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool
+from waiting import wait_for
 
 from master.config import load_config
 from master.service import MasterService
 from master.www.auth import UserStore
+
+pytestmark = pytest.mark.slow  # a real master with a local worker
 
 WAIT = 90.0  # the bound of every wait for builds
 
@@ -135,17 +138,6 @@ class Client:
         return body["result"]
 
 
-async def wait_for(check: Any, what: str, timeout: float = WAIT) -> Any:
-    """Poll the async *check* until it returns something true, for at most *timeout* seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = await check()
-        if value:
-            return value
-        await deferLater(reactor, 0.25, lambda: None)
-    raise AssertionError(f"not within {timeout}s: {what}")
-
-
 @pytest_twisted.async_yield_fixture()
 async def site(migrated_url: str, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
     """A running master with the Evergreen plugin, a real worker, and users admin and guest."""
@@ -212,12 +204,12 @@ async def test_evergreen_rest_v1_over_real_builds(site: dict[str, Any]) -> None:
     admin, guest = site["tokens"]["admin"], site["tokens"]["guest"]
 
     # the worker connects; pause it so that the first version cannot start before it is deactivated
-    workers = await wait_for(lambda: _connected(client), "worker w1 connects")
+    workers = await wait_for(lambda: _connected(client), "worker w1 connects", timeout=WAIT)
     workerid = workers[0]["workerid"]
     await client.rpc(f"workers/{workerid}", "pause", admin, reason="hold until version 1 is deactivated")
 
     await add_commit(client, admin, REV1, "first commit")
-    listed = await wait_for(lambda: versions(client), "version 1 is listed")
+    listed = await wait_for(lambda: versions(client), "version 1 is listed", timeout=WAIT)
     v1 = listed[0]["version_id"]
     assert v1.startswith(f"sample_{REV1}_")
     assert set(await statuses(client, v1)) == {"undispatched"}
@@ -248,25 +240,25 @@ async def test_evergreen_rest_v1_over_real_builds(site: dict[str, Any]) -> None:
 
     # the second commit runs while the first, older (and so first in the queue), stays held
     await add_commit(client, admin, REV2, "second commit")
-    listed = await wait_for(lambda: _two_versions(client), "version 2 is listed")
+    listed = await wait_for(lambda: _two_versions(client), "version 2 is listed", timeout=WAIT)
     v2 = listed[0]["version_id"]
     assert [v["version_id"] for v in listed] == [v2, v1]  # newest first
     await client.rpc(f"workers/{workerid}", "unpause", admin)
-    await wait_for(lambda: finished(client, v2), "version 2 finishes")
+    await wait_for(lambda: finished(client, v2), "version 2 finishes", timeout=WAIT)
     assert set(await statuses(client, v1)) == {"undispatched"}
     held = await client.get(f"/rest/v1/versions/{v1}")
     assert held["activated"] is False and held["status"] == "created" and held["start_time"] == ZERO
 
     code, body, _ = await client.request("PATCH", patch, {"activated": True}, as_admin)
     assert code == 200 and body["activated"] is True
-    await wait_for(lambda: finished(client, v1), "version 1 finishes once activated")
+    await wait_for(lambda: finished(client, v1), "version 1 finishes once activated", timeout=WAIT)
 
     # a forced task of another project times out
     hang = (await client.get("/api/v2/forceschedulers/force-hang"))["forceschedulers"][0]
     await client.rpc(f"forceschedulers/{hang['name']}", "force", admin)
-    slow = await wait_for(lambda: _project_versions(client, "slow"), "the forced version is listed")
+    slow = await wait_for(lambda: _project_versions(client, "slow"), "the forced version is listed", timeout=WAIT)
     slow_id = slow[0]["version_id"]
-    await wait_for(lambda: finished(client, slow_id), "the hanging task times out")
+    await wait_for(lambda: finished(client, slow_id), "the hanging task times out", timeout=WAIT)
 
     await check_versions_list(client, v1, v2)
     await check_version(client, v1, REV1, "first commit")

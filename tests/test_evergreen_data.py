@@ -12,14 +12,14 @@ from apiclient import serve
 from master.data.connector import DataAPI
 from master.data.errors import InvalidParams
 from master.data.resources import core_resource_types
-from master.data.resources.common import CANCELLED, FAILURE, SUCCESS
 from master.db import migrate
+from master.results import CANCELLED, FAILURE, SUCCESS
 from master.www.site import build_site
 from plugins.evergreen import EvergreenPlugin
 from plugins.evergreen import mapping as m
 from plugins.evergreen.junit import JUnitError, parse_junit
 from plugins.evergreen.resources import HOLDER
-from plugins.evergreen.web import EvergreenApi
+from plugins.evergreen.routes import EvergreenApi
 
 
 @pytest.fixture
@@ -180,7 +180,7 @@ async def test_patch_is_refused_when_the_master_has_no_users(data: DataAPI) -> N
     s = await setup_project(data)
     version = await data.get(("evergreen_versions", str(s["bsid"])))
     version_id = m.version_id("sample", version["revision"], s["bsid"])
-    async with serve(data, build_site({"rest/v1": EvergreenApi(data).resource()})) as api:
+    async with serve(data, build_site({"rest/v1": EvergreenApi(data).resource()}), in_memory=True) as api:
         url = f"{api.url}/rest/v1/versions/{version_id}"
         assert (await treq.get(url, pool=api.pool)).code == 200
         response = await treq.request("PATCH", url, data=b'{"activated": false}', pool=api.pool,

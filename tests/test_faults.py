@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 from cliutil import free_port, http_get, run
-from test_end_to_end import rpc, wait_until
+from test_end_to_end import rpc
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig, WorkerConfig

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from cliutil import free_port, run, use_port
 
+pytestmark = pytest.mark.slow  # real ci-master processes
+
 PRIVATE = ("master.cfg", "state.sqlite")
 
 

@@ -20,7 +20,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 
-from master.engine import protocol as P
+from ci_common import protocol as P
 from master.engine.filelink import FileTransfers, Received, TransferFailed, TransferProtocolError, TransferStopped
 from master.engine.interfaces import WorkerLost
 from master.engine.transfer import DestinationError, _unpack, check_masterdest, make_parent

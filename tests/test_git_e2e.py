@@ -29,7 +29,10 @@ import pytest
 from cliutil import free_port, http_get, run
 from forge import Forge
 from gitrepo import Repo
-from test_end_to_end import wait_until, worker
+from test_end_to_end import worker
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master, worker and git processes
 
 DATA = Path(__file__).parent / "data"
 SECRET = "a webhook secret"

@@ -14,13 +14,16 @@ import pytest
 import pytest_twisted
 import test_engine
 from gitrepo import ALLOW_FILE_PROTOCOL, Repo, git
-from test_engine import BuilderSpec, Config, Master, wait_for
+from test_engine import BuilderSpec, Config, Master
+from waiting import wait_for
 
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, SUCCESS
 from master.engine.properties import Interpolate, Properties, Property
 from master.engine.source import Git
 from master.engine.steps import Git as ExportedGit
 from master.engine.steps import ShellCommand
+from master.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS
+
+pytestmark = pytest.mark.slow  # real git processes
 
 
 @pytest.fixture

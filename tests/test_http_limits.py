@@ -224,6 +224,7 @@ async def dci(tmp_path: Path) -> AsyncIterator[DciSite]:
         yield site
 
 
+@pytest.mark.slow  # runs dcictl
 @pytest_twisted.ensureDeferred
 async def test_dci_file_uploads_keep_their_own_limit(dci: DciSite) -> None:
     from dciclient.v1.api import file, job

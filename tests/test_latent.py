@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from waiting import wait_for
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
@@ -151,7 +152,7 @@ async def test_substantiate_then_insubstantiate_after_the_build() -> None:
     said: list[str] = []
     waiting = defer.ensureDeferred(latent.substantiate(slot, said.append))
     assert latent.state_of_id(slot.workerid) == "starting"
-    await _until(lambda: spec.instances)
+    await wait_for(lambda: spec.instances)
     (instance, context), = spec.instances.items()
     assert context.labels == {LABEL_PREFIX + "master": "master-a", LABEL_PREFIX + "masterid": "7",
                               LABEL_PREFIX + "worker": "m1"}
@@ -165,7 +166,7 @@ async def test_substantiate_then_insubstantiate_after_the_build() -> None:
     assert any("started" in line for line in said) and "worker m1 connected" in said
     engine.loads[slot] = 0
     latent.build_ended(slot)  # build_wait_timeout=0: removed at once
-    await _until(lambda: spec.stopped)
+    await wait_for(lambda: spec.stopped)
     assert spec.stopped == [instance] and conn.shutdowns == [False]
     assert engine.graceful == (slot.workerid, False)  # a 'stop' asked of it ends with the instance
     assert latent.state_of_id(slot.workerid) == "stopped"
@@ -180,6 +181,7 @@ async def test_an_instance_that_ends_fails_the_build_with_its_reason() -> None:
     assert spec.stopped == ["m1-1"] and latent.workers["m1"].state == "stopped"
 
 
+@pytest.mark.slow  # waits for the 0.3 s missing_timeout in real time (the latent manager has no clock yet)
 @pytest_twisted.ensureDeferred
 async def test_a_worker_that_never_connects_is_stopped_after_missing_timeout() -> None:
     spec = MemoryLatent("m1", missing_timeout=0.3)
@@ -198,7 +200,7 @@ async def test_an_unreachable_host_takes_the_worker_out_of_the_slots() -> None:
     assert latent.slots() == []
     spec.unreachable = False
     latent._probe()
-    await _until(lambda: latent.slots() == [slot])
+    await wait_for(lambda: latent.slots() == [slot])
     assert latent.state_of_id(slot.workerid) == "stopped"
 
 
@@ -243,15 +245,3 @@ def test_max_latent_workers_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="max_latent_workers: expected a number >= 1"):
         load_config(tmp_path)
 
-
-async def _until(check: Any, timeout: float = 10.0) -> Any:
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    deadline = reactor.seconds() + timeout
-    while reactor.seconds() < deadline:
-        value = check()
-        if value:
-            return value
-        await deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f"not true within {timeout}s")

@@ -11,8 +11,11 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 from dockerutil import MARKER, Master, containers
-from test_end_to_end import wait_until
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real masters and Docker containers
 
 SUCCESS, EXCEPTION = 0, 4
 CONTAINER_ID = re.compile(r"containers/([0-9a-f]{64})")

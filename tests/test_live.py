@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import pytest
 import pytest_twisted
 import sqlalchemy as sa
 from apiclient import Api, serve
-from liveclient import LiveClient, within
+from liveclient import LiveClient
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
+from waiting import within
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
-from master.data.resources.common import SUCCESS
 from master.db import schema
+from master.results import SUCCESS
 from master.www.auth import Auth, Authenticator, ReadRule, UserStore
 from master.www.rest import RestApi
 from master.www.site import build_site
@@ -262,6 +264,7 @@ async def test_since_zero_on_a_fresh_journal_replays_everything(data: DataAPI, c
     assert (await client.next_event())["k"] == f"builds/{buildid}/new"
 
 
+@pytest.mark.slow  # waits for keepalive pings in real time
 @pytest_twisted.ensureDeferred
 async def test_keepalive_pings_drop_a_silent_peer(data: DataAPI) -> None:
     # Autobahn batches its ping timers (about a second apart), so the intervals are not shorter
@@ -270,7 +273,7 @@ async def test_keepalive_pings_drop_a_silent_peer(data: DataAPI) -> None:
         alive = await LiveClient(ws_url(api)).connect()
         silent = await LiveClient(ws_url(api)).connect()
         silent.protocol.transport.pauseProducing()  # reads nothing: answers no ping
-        await within(deferLater(reactor, 5.0, lambda: None), 10)
+        await within(deferLater(reactor, 5.0, lambda: None), "the 5 s pause", timeout=10)
         assert len(live.factory.connections) == 1  # the silent one was dropped, the other answered
         assert (await alive.command("ping"))["msg"] == "pong"
         alive.close()

@@ -15,6 +15,8 @@ from liveclient import LiveClient
 from test_end_to_end import rpc
 from twisted.internet import threads
 
+pytestmark = pytest.mark.slow  # a real master process
+
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig
 from master.engine.localworkers import LocalWorker

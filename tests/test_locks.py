@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from cliutil import http_get
 from localsite import database_url, finished_builds, force, start_master
-from test_end_to_end import wait_until
 from test_metrics import masters  # noqa: F401 (the fixture: masters stopped at the end)
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master processes
 
 STAMPED = "echo start $(date +%s.%N); sleep {sleep}; echo end $(date +%s.%N)"
 

@@ -8,8 +8,11 @@ import urllib.request
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from cliutil import free_port, http_get, run
-from test_end_to_end import wait_until
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig

@@ -30,7 +30,7 @@ async def api(storage: Any) -> AsyncIterator[Api]:
     data = DataAPI(storage)
     for rtype in core_resource_types():
         data.add_resource_type(rtype)
-    async with serve(data) as client:
+    async with serve(data, in_memory=True) as client:
         yield client
 
 

@@ -19,8 +19,9 @@ import pytest
 import pytest_twisted
 from cliutil import free_port, http_get, run
 from prometheus_client.parser import text_string_to_metric_families
-from test_end_to_end import rpc, wait_until
+from test_end_to_end import rpc
 from test_multimaster import kill_processes_under
+from waiting import wait_until
 
 from master.config import ConfigError, load_config
 from master.metrics import MasterMetrics
@@ -116,6 +117,7 @@ def force_and_wait(port: int) -> dict[str, Any]:
     return wait_until(finished, timeout=60)
 
 
+@pytest.mark.slow  # runs ci-master
 def test_metrics_after_a_forced_build_on_each_backend(tmp_path: Path, db_url: str, backend: str, masters) -> None:
     master = make_master(tmp_path, "m", db_url)
     masters.append(master)
@@ -151,6 +153,7 @@ def test_metrics_after_a_forced_build_on_each_backend(tmp_path: Path, db_url: st
     assert value(after, "ci_master_http_requests_total", route="/api/v2/builds", method="GET", status="200") >= 1
 
 
+@pytest.mark.slow  # runs ci-master
 def test_unknown_actions_and_paths_keep_labels_bounded(tmp_path: Path, masters) -> None:
     master = make_master(tmp_path, "m", f"sqlite:///{tmp_path}/state.sqlite")
     masters.append(master)
@@ -196,6 +199,7 @@ def test_journal_lag_between_two_masters_on_postgresql(tmp_path: Path, pg_server
     assert value(scrape(a["port"]), "ci_master_events_published_total", type="buildsets") >= 1
 
 
+@pytest.mark.slow  # runs ci-master
 def test_metrics_follow_read_rules_unless_public(tmp_path: Path, masters) -> None:
     extra = 'auth=Auth(rules=[ControlRule(roles=["admin"])], read_rules=[ReadRule(roles=["admin"])]),'
     master = make_master(tmp_path, "m", f"sqlite:///{tmp_path}/state.sqlite", extra=extra)
@@ -228,6 +232,7 @@ COMBINED = re.compile(
 )
 
 
+@pytest.mark.slow  # runs ci-master
 def test_access_log_in_combined_format_and_none_in_the_masters_log(tmp_path: Path, masters) -> None:
     quiet = make_master(tmp_path, "quiet", f"sqlite:///{tmp_path}/quiet.sqlite")
     masters.append(quiet)
@@ -248,6 +253,7 @@ def test_access_log_in_combined_format_and_none_in_the_masters_log(tmp_path: Pat
     assert not (quiet["dir"] / "logs").exists()
 
 
+@pytest.mark.slow  # runs ci-master
 def test_an_access_log_that_cannot_be_written_stops_the_start_saying_why(tmp_path: Path) -> None:
     master_dir = tmp_path / "m"
     assert run("create-master", str(master_dir), cwd=tmp_path).returncode == 0
@@ -273,6 +279,7 @@ def test_access_log_config_errors_name_the_key(tmp_path: Path) -> None:
             load_config(tmp_path)
 
 
+@pytest.mark.slow  # runs ci-master
 def test_version_from_package_metadata() -> None:
     expected = version("ci-master")
     for module, name in (("master.cli", "ci-master"), ("worker.cli", "ci-worker")):

@@ -18,7 +18,10 @@ import pytest_twisted
 from cliutil import free_port, http_get, run
 from liveclient import LiveClient
 from pgserver import PostgresServer
-from test_end_to_end import rpc, wait_until
+from test_end_to_end import rpc
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real masters and a PostgreSQL server
 
 CONFIG = """
 from master.config import BuilderConfig, MasterConfig, WorkerConfig

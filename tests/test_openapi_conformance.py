@@ -10,11 +10,14 @@ import json
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
+import pytest
 from cliutil import free_port, run, use_port
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real master and schemathesis
 
 EXAMPLES = 20
 """Examples per operation and phase (bounded: the run takes about a minute and a half here)."""
@@ -46,10 +49,8 @@ def test_schemathesis_finds_nothing_outside_the_document(tmp_path: Path) -> None
         # a finished build first, so that ids 1 (the document's examples) name a builder, a build, a step, a log
         force = {"jsonrpc": "2.0", "id": 1, "method": "force", "params": {"builderid": 1}}
         assert "result" in _post(port, "/api/v2/forceschedulers/force", force)
-        deadline = time.monotonic() + 60
-        while not _get(port, "/api/v2/builds?complete=true")["builds"]:
-            assert time.monotonic() < deadline, "the demo build did not finish within 60 s"
-            time.sleep(0.5)
+        wait_until(lambda: _get(port, "/api/v2/builds?complete=true")["builds"], "the demo build to finish",
+                   timeout=60, interval=0.5)
         schema = f"http://127.0.0.1:{port}/api/v2/openapi.json"
         operations = sum(len(methods) for methods in _get(port, "/api/v2/openapi.json")["paths"].values())
         done = subprocess.run(

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from cliutil import free_port, http_get, run, use_port
 
+pytestmark = pytest.mark.slow  # real ci-master processes
+
 PACKAGE = '''
 """A ci-master plugin package made by the test suite."""
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from apiclient import Api, serve
@@ -23,18 +24,18 @@ from test_dci import DciSite, _make_topic, dci  # noqa: F401 (dci is a fixture)
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
-from master.data.resources.common import SUCCESS
 from master.db import migrate
+from master.results import SUCCESS
 from master.www.auth import Auth, Authenticator, ControlRule, ReadRule, UserStore
 from master.www.rest import RestApi
 from master.www.site import build_site
 from plugins.bileto import BiletoPlugin
-from plugins.bileto.web import BiletoApi
-from plugins.dci.web import DciApi
+from plugins.bileto.routes import BiletoApi
+from plugins.dci.routes import DciApi
 from plugins.evergreen import EvergreenPlugin
-from plugins.evergreen.web import EvergreenApi
+from plugins.evergreen.routes import EvergreenApi
 from plugins.selfserve import SelfServePlugin
-from plugins.selfserve.web import SelfServeWeb
+from plugins.selfserve.routes import SelfServeWeb
 
 REV = "c0ffee" + "0" * 34
 READ_RULES = [ReadRule(roles="*", resources=["builders"]), ReadRule(roles=["reader"])]
@@ -188,6 +189,7 @@ async def test_every_plugin_get_route_follows_the_read_rules(served: Served) -> 
     assert (await served.get("/api/v2/builds"))[0] == 401
 
 
+@pytest.mark.slow  # runs dcictl
 @pytest_twisted.ensureDeferred
 async def test_every_dci_get_route_follows_the_read_rules(dci: DciSite, tmp_path: Path) -> None:  # noqa: F811
     from dciclient.v1.api import file, job, jobstate

@@ -12,13 +12,13 @@ from cliutil import run
 from forge import Forge
 
 from master.config import ConfigError, MasterConfig, _check
-from master.data.resources.common import EXCEPTION, FAILURE, SUCCESS
 from master.db import schema
 from master.engine.properties import Interpolate, Properties
 from master.reporters import GitHubStatusPush, GitLabStatusPush, HttpStatusPush, MailNotifier, check_reporters
 from master.reporters.base import FINISH, START, BuildInfo, GiveUp, Retry
 from master.reporters.forges import repository_path
 from master.reporters.http import close_pool
+from master.results import EXCEPTION, FAILURE, SUCCESS
 
 GH_TOKEN = "ghp_" + "A" * 36
 GL_TOKEN = "glpat-" + "B" * 20
@@ -76,6 +76,7 @@ def test_two_reporters_of_one_name_are_refused_and_good_ones_pass() -> None:
     check_reporters([GitHubStatusPush(GH_TOKEN), GitHubStatusPush(GH_TOKEN, context="other", name="gh-other")])
 
 
+@pytest.mark.slow  # runs ci-master
 def test_checkconfig_refuses_a_malformed_reporter_url_naming_the_reporter(tmp_path: Path) -> None:
     master_dir = tmp_path / "master"
     assert run("create-master", str(master_dir), cwd=tmp_path).returncode == 0

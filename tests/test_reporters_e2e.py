@@ -23,8 +23,11 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 from cliutil import free_port, http_get, run
 from forge import Forge
-from test_end_to_end import rpc, wait_until
+from test_end_to_end import rpc
 from test_faults import kill_if_alive, pid_of, worker
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 GH_TOKEN = "ghp_" + "A" * 36
 GL_TOKEN = "glpat-" + "B" * 20

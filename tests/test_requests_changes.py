@@ -14,11 +14,10 @@ from twisted.internet import defer
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
-from master.data.resources.buildsets import worst_result
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from master.db import schema
 from master.db.backends import make_storage
 from master.db.interfaces import IStorage
+from master.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS, worst_result
 
 
 def make_data(storage: IStorage) -> DataAPI:
@@ -54,7 +53,7 @@ async def data(storage: IStorage) -> AsyncIterator[DataAPI]:
 
 @pytest_twisted.async_yield_fixture()
 async def api(data: DataAPI) -> AsyncIterator[Api]:
-    async with serve(data) as api:
+    async with serve(data, in_memory=True) as api:
         yield api
 
 

@@ -1,4 +1,4 @@
-"""REST and JSON-RPC through a real HTTP client against a real port, on both backends."""
+"""REST and JSON-RPC through a real HTTP client, on both backends: in memory, and on a real port for the main paths."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import treq
 from apiclient import Api, serve
 from notes_plugin import NotesPlugin
 from notes_plugin import metadata as notes_metadata
+from tiers import ALSO_OVER_TCP, IN_MEMORY
 from twisted.web import resource
 
 from master.data.connector import DataAPI
@@ -45,14 +46,14 @@ async def seed(data: DataAPI) -> None:
 
 
 @pytest_twisted.async_yield_fixture()
-async def api(storage: Any, migrated_url: str) -> AsyncIterator[Api]:
+async def api(storage: Any, migrated_url: str, transport: str) -> AsyncIterator[Api]:
     migrate.create_plugin_tables(migrated_url, [notes_metadata])
     data = DataAPI(storage, Limits(default=5, maximum=7))
     for rtype in core_resource_types():
         data.add_resource_type(rtype)
     data.add_plugin(NotesPlugin())
     await seed(data)
-    async with serve(data) as api:
+    async with serve(data, in_memory=transport == IN_MEMORY) as api:
         yield api
 
 
@@ -63,6 +64,7 @@ def ids(body: dict, plural: str = "builds", key: str = "buildid") -> list[int]:
 # -- discovery ---------------------------------------------------------------------------------
 
 
+@ALSO_OVER_TCP
 @pytest_twisted.ensureDeferred
 async def test_api_versions_and_root(api: Api) -> None:
     code, body, response = await api.get("/api")
@@ -82,7 +84,7 @@ async def test_api_versions_and_root(api: Api) -> None:
 async def test_other_api_versions_mount_beside_v2(api: Api) -> None:
     """A plugin may serve /api/v1 and /rest/v1: nested prefixes mount under /api and under new parents."""
     site = build_site({"api": RestApi(api.data).resource(), "api/v1": _Text(b"one"), "rest/v1": _Text(b"rest")})
-    async with serve(api.data, site) as other:
+    async with serve(api.data, site, in_memory=True) as other:
         code, body, _ = await other.get("/api")
         assert code == 200 and sorted(body["api_versions"]) == ["v1", "v2"]
         assert (await other.get_raw("/api/v1"))[1] == b"one"
@@ -126,6 +128,7 @@ async def test_openapi_document(api: Api) -> None:
 # -- reading -----------------------------------------------------------------------------------
 
 
+@ALSO_OVER_TCP
 @pytest_twisted.ensureDeferred
 async def test_single_and_collection_envelopes(api: Api) -> None:
     code, body, _ = await api.get("/api/v2/builds/1")
@@ -247,6 +250,7 @@ async def test_properties_option(api: Api) -> None:
     assert body["builds"][0]["properties"] == {}
 
 
+@ALSO_OVER_TCP
 @pytest_twisted.ensureDeferred
 async def test_head(api: Api) -> None:
     response = await treq.head(api.url + "/api/v2/builds/1", pool=api.pool)
@@ -315,6 +319,7 @@ def call(method: str, params: Any = None, request_id: Any = 1) -> dict[str, Any]
     return body
 
 
+@ALSO_OVER_TCP
 @pytest_twisted.ensureDeferred
 async def test_action_success_and_event(api: Api) -> None:
     seen = []

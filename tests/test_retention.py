@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import sqlalchemy as sa
 from cliutil import run
@@ -64,6 +65,7 @@ async def test_old_logs_are_emptied_and_old_builds_deleted(storage: Any) -> None
     assert (await data.get(("buildrequests", str(brids[builderid]))))["buildrequestid"] == brids[builderid]
 
 
+@pytest.mark.slow  # runs ci-master cleanup
 def test_cleanup_command(tmp_path: Path) -> None:
     assert run("create-master", "m", cwd=tmp_path).returncode == 0
     master_dir = tmp_path / "m"

@@ -85,6 +85,7 @@ def test_stamp_and_check(db_url: str) -> None:
     engine.dispose()
 
 
+@pytest.mark.slow  # runs a Python process
 def test_check_does_not_import_alembic(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/state.sqlite"
     migrate.create(url)

@@ -27,6 +27,8 @@ from cliutil import http_get
 from liveclient import LiveClient
 from localsite import database_url, forced_build, running_master
 
+pytestmark = pytest.mark.slow  # real master processes
+
 TOKEN = "tok-9f3e1c77d2a84b56"
 SPLIT = "spl-4b1d88e0c6f2a913"
 HEAD = SPLIT[:9]

@@ -19,14 +19,13 @@ import pytest_twisted
 import sqlalchemy as sa
 import treq
 from apiclient import serve
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool
+from waiting import wait_for
 
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
-from master.data.resources.common import CANCELLED, SUCCESS
 from master.db import migrate
+from master.results import CANCELLED, SUCCESS
 from master.www.auth import Auth, Authenticator, ControlRule, ReadRule, UserStore
 from master.www.rest import RestApi
 from master.www.site import build_site
@@ -83,13 +82,12 @@ class Client:
         assert reply.code == 202, reply.text
         assert reply.json["status"] == "OK"
         jobid = reply.json["request_id"]
-        deadline = reactor.seconds() + WAIT
-        while True:
+
+        async def completed() -> dict[str, Any] | None:
             job = (await self.call("GET", f"/self-serve/jobs/{jobid}")).json
-            if job["completed_at"] is not None:
-                return job
-            assert reactor.seconds() < deadline, f"job {jobid} not done within {WAIT} s: {job}"
-            await deferLater(reactor, 0.1, lambda: None)
+            return job if job["completed_at"] is not None else None
+
+        return await wait_for(completed, f"job {jobid} to complete", timeout=WAIT, interval=0.1)
 
 
 def make_users(basedir: Path) -> None:
@@ -127,7 +125,7 @@ async def site(storage: Any, migrated_url: str, tmp_path: Path) -> AsyncIterator
     agent.startService()
     mounts = {"api": RestApi(data).resource(), **plugin.web_resources(data)}
     try:
-        async with serve(data, build_site(mounts)) as api:
+        async with serve(data, build_site(mounts), in_memory=True) as api:
             yield Site(data, plugin, agent, Client(api.url, api.pool))
     finally:
         if agent.running:

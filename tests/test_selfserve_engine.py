@@ -9,26 +9,29 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from test_selfserve import AUTH_RULES, REV, Client, make_users
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.web.client import HTTPConnectionPool
+from waiting import wait_for
 
 from master.config import BuilderConfig, MasterConfig, WWWConfig
-from master.data.resources.common import CANCELLED, SUCCESS
 from master.engine.localworkers import LocalWorker
 from master.engine.schedulers import ForceScheduler
 from master.engine.steps import ShellCommand
+from master.results import CANCELLED, SUCCESS
 from master.service import MasterService
 from master.www.auth import Auth
 from plugins.selfserve import SelfServePlugin
+
+pytestmark = pytest.mark.slow  # a local worker process
 
 WAIT = 60.0
 REV2 = "0123456789abcdef0123456789abcdef01234567"
@@ -47,17 +50,6 @@ class Running:
         response = await treq.get(self.client.url + "/api/v2/" + path, pool=self.client.pool)
         assert response.code == 200, path
         return json.loads(await response.content())
-
-
-async def wait_for(check: Callable[[], Awaitable[Any]], what: str, timeout: float = WAIT) -> Any:
-    """Poll *check* until it returns something true, at most *timeout* seconds."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert reactor.seconds() < deadline, f"timed out after {timeout} s waiting for {what}"
-        await deferLater(reactor, 0.1, lambda: None)
 
 
 @pytest_twisted.async_yield_fixture()
@@ -92,7 +84,7 @@ async def running(migrated_url: str, tmp_path: Path) -> AsyncIterator[Running]:
     pool = HTTPConnectionPool(reactor, persistent=False)
     run = Running(master, Client(url.rstrip("/"), pool), pidfile)
     try:
-        await wait_for(lambda: _worker_connected(run), "the local worker to connect")
+        await wait_for(lambda: _worker_connected(run), "the local worker to connect", timeout=WAIT)
         yield run
     finally:
         await master.stopService()
@@ -109,7 +101,7 @@ async def request_done(run: Running, brid: int) -> dict[str, Any]:
         [request] = (await run.api(f"buildrequests/{brid}"))["buildrequests"]
         return request if request["complete"] else None
 
-    return await wait_for(check, f"request {brid} to complete")
+    return await wait_for(check, f"request {brid} to complete", timeout=WAIT)
 
 
 async def running_build(run: Running, brid: int) -> dict[str, Any]:
@@ -117,7 +109,7 @@ async def running_build(run: Running, brid: int) -> dict[str, Any]:
     async def check() -> Any:
         return (await run.api(f"buildrequests/{brid}/builds"))["builds"]
 
-    return (await wait_for(check, f"a build of request {brid}"))[0]
+    return (await wait_for(check, f"a build of request {brid}", timeout=WAIT))[0]
 
 
 @pytest_twisted.ensureDeferred
@@ -221,7 +213,7 @@ async def test_reprioritize_and_cancel_requests_and_a_running_build(running: Run
     job = await client.job(await client.call("POST", f"/self-serve/thunderbird/builders/slow/{REV2}"))
     [first] = job["complete_data"]["body"]["request_ids"]
     build = await running_build(running, first)
-    pid = int(await wait_for(lambda: _read_pid(running.pidfile), "the slow step to start"))
+    pid = int(await wait_for(lambda: _read_pid(running.pidfile), "the slow step to start", timeout=WAIT))
     os.kill(pid, 0)  # the step's process runs
     queued = []
     for _ in range(2):
@@ -252,11 +244,11 @@ async def test_reprioritize_and_cancel_requests_and_a_running_build(running: Run
     assert (await request_done(running, first))["results"] == CANCELLED
     [ended] = (await running.api(f"builds/{build['buildid']}"))["builds"]
     assert ended["results"] == CANCELLED
-    await wait_for(lambda: _gone(pid), f"process {pid} to end")
+    await wait_for(lambda: _gone(pid), f"process {pid} to end", timeout=WAIT)
 
     # the reprioritized request runs next; cancelling its revision stops it
     running_next = await running_build(running, queued[0])
-    await wait_for(lambda: _read_pid(running.pidfile, not_pid=pid), "the next slow step to start")
+    await wait_for(lambda: _read_pid(running.pidfile, not_pid=pid), "the next slow step to start", timeout=WAIT)
     job = await client.job(await client.call("DELETE", f"/self-serve/thunderbird/rev/{REV2}"))
     assert job["what"] == {"branch": "thunderbird", "revision": REV2[:12]}
     assert job["complete_data"]["body"]["build_ids"] == [running_next["buildid"]]

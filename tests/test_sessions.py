@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 import treq
 from apiclient import Api
@@ -51,6 +52,7 @@ async def test_logout_ends_the_session_on_the_master(api: Api, tmp_path: Path) -
     assert await whoami(api, other) is None
 
 
+@pytest.mark.slow  # runs ci-master user
 @pytest_twisted.ensureDeferred
 async def test_a_password_change_or_removal_ends_the_users_sessions(api: Api, tmp_path: Path) -> None:  # noqa: F811
     store = UserStore(tmp_path / "users.json")

@@ -39,7 +39,7 @@ async def data(storage: Any) -> AsyncIterator[DataAPI]:
 
 @pytest_twisted.async_yield_fixture()
 async def api(data: DataAPI) -> AsyncIterator[Api]:
-    async with serve(data) as served:
+    async with serve(data, in_memory=True) as served:
         yield served
 
 

@@ -16,6 +16,8 @@ import pytest
 from cliutil import http_get
 from localsite import database_url, forced_build, running_master
 
+pytestmark = pytest.mark.slow  # real master processes
+
 DATA = Path(__file__).parent / "data" / "junit"
 
 # Buildbot's field names (master/buildbot/spec/types/test_result_set.raml and test_result.raml)

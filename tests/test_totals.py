@@ -39,7 +39,7 @@ async def api(storage: Any, migrated_url: str) -> AsyncIterator[Api]:
         data.add_resource_type(rtype)
     migrate.create_plugin_tables(migrated_url, [])
     await seed_without_notes(data)
-    async with serve(data) as api:
+    async with serve(data, in_memory=True) as api:
         yield api
 
 

@@ -24,7 +24,10 @@ from typing import Any
 
 import pytest
 from cliutil import free_port, http_get, run
-from test_end_to_end import rpc, start_worker, wait_until, worker
+from test_end_to_end import rpc, start_worker, worker
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # real master and worker processes
 
 BIG = 200 * 1024 * 1024
 

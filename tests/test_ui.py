@@ -71,7 +71,7 @@ def data() -> DataAPI:
 async def _serve(data: DataAPI, auth: Authenticator, title: str = "UI test") -> AsyncIterator[Served]:
     root = build_root({"api": RestApi(data, auth=auth).resource(), "auth": LoginPages(auth).resource()})
     site = build_site(root)
-    async with serve(data, site) as api:
+    async with serve(data, site, in_memory=True) as api:
         root.ui = WebUi(static_dir(), title, api.url + "/", auth, ui_default_config={"Builders.buildFetchLimit": 50})
         yield Served(api, root.ui)
 
@@ -231,7 +231,7 @@ async def test_other_paths_are_json_404s_and_the_api_is_not_shadowed(site: Serve
 
 @pytest_twisted.ensureDeferred
 async def test_without_the_ui_the_top_is_a_json_404(data: DataAPI) -> None:
-    async with serve(data) as api:
+    async with serve(data, in_memory=True) as api:
         response = await treq.get(api.url + "/", pool=api.pool)
         assert response.code == 404 and "error" in json.loads(await response.content())
         response = await treq.get(api.url + "/config", pool=api.pool)

@@ -44,7 +44,7 @@ async def data(storage: IStorage) -> AsyncIterator[DataAPI]:
 
 @pytest_twisted.async_yield_fixture()
 async def api(data: DataAPI) -> AsyncIterator[Api]:
-    async with serve(data) as api:
+    async with serve(data, in_memory=True) as api:
         yield api
 
 

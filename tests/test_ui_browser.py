@@ -16,9 +16,8 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,9 @@ import pytest
 from cliutil import free_port
 from cliutil import run as ci_master
 from playwright.sync_api import Browser, Page, Playwright, expect, sync_playwright
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real master and Chromium
 
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 20_000
@@ -89,16 +91,6 @@ config = MasterConfig(
 """
 
 
-def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"not true within {timeout}s: {what or check}")
-
-
 class Master:
     """The running master: its URL, REST reads and JSON-RPC calls."""
 
@@ -128,7 +120,7 @@ class Master:
     def finished_build(self, brid: int, timeout: float = 60.0) -> dict[str, Any]:
         return wait_until(
             lambda: (self.get(f"buildrequests/{brid}/builds?complete=true")["builds"] or [None])[0],
-            timeout, f"build of request {brid} finished",
+            f"build of request {brid} finished", timeout=timeout,
         )
 
 
@@ -162,7 +154,8 @@ def running_master(root: Path, config: str) -> Iterator[Master]:
         process = subprocess.Popen([sys.executable, str(root / "launch.py"), str(basedir)], cwd=basedir,
                                    stdout=log_file, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: process.poll() is not None or "UI-TEST-" in log_path.read_text(), 60, "the master serving")
+        wait_until(lambda: process.poll() is not None or "UI-TEST-" in log_path.read_text(),
+                   "the master serving", timeout=60)
         assert "UI-TEST-SERVING" in log_path.read_text(), log_path.read_text()[-3000:]
         yield Master(port, basedir)
     finally:

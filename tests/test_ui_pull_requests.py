@@ -19,7 +19,10 @@ import pytest
 import test_ui_browser
 from gitrepo import Repo
 from playwright.sync_api import expect
-from test_ui_browser import Master, Ui, master_with_worker, wait_until
+from test_ui_browser import Master, Ui, master_with_worker
+from waiting import wait_until
+
+pytestmark = pytest.mark.slow  # a real master and Chromium
 
 DATA = Path(__file__).parent / "data"
 SECRET = "ui webhook secret"
@@ -68,7 +71,7 @@ def pull_request_build(master: Master, repo: Repo, number: int, head: str) -> di
     with urllib.request.urlopen(request, timeout=10) as response:
         (changeid,) = json.load(response)["changeids"]
     return wait_until(lambda: (master.get(f"changes/{changeid}/builds?complete=true")["builds"] or [None])[0],
-                      60, "the pull request's build")
+                      "the pull request's build", timeout=60)
 
 
 def test_the_build_page_shows_got_revision_and_the_pull_request(ui: Ui, master: Master, tmp_path: Path) -> None:

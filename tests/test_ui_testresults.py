@@ -15,6 +15,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 from test_ui_browser import Master, Ui, browser, master_with_worker, playwright, results_class  # noqa: F401
 
+pytestmark = pytest.mark.slow  # a real master and Chromium
+
 DATA = Path(__file__).parent / "data" / "junit"
 
 CONFIG = """

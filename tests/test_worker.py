@@ -17,12 +17,15 @@ from pathlib import Path
 import pytest
 import pytest_twisted
 from twisted.internet import reactor, task, threads
-from wsmaster import FakeMaster, WorkerLink, _within
+from waiting import wait_for, within
+from wsmaster import FakeMaster, WorkerLink
 
-from master.engine import protocol
+from ci_common import protocol
+from ci_common.workerconfig import WorkerConfig, WorkerConfigError, master_url
 from worker.client import Backoff, Worker
-from worker.config import WorkerConfig, WorkerConfigError, master_url
 from worker.runner import OutputBatcher
+
+pytestmark = pytest.mark.slow  # the worker runs real commands, and the ci-worker program
 
 CLI = [sys.executable, "-P", "-m", "worker.cli"]
 PASSWORD = "s3cret"
@@ -46,15 +49,6 @@ def gone(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return True
     return state in ("Z", "X")
-
-
-async def wait_until(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        await sleep(0.05)
-    return predicate()
 
 
 @pytest_twisted.async_yield_fixture()
@@ -102,7 +96,7 @@ async def test_bad_credentials_close_with_4001_and_back_off_long(fake: FakeMaste
         assert worker.last_close_code == protocol.CLOSE_BAD_CREDENTIALS
         await sleep(0.6)  # a normal retry (0.05 s) would have come many times by now
         assert len(fake.attempts) == 1
-        assert await wait_until(lambda: len(fake.attempts) == 2, timeout=3)
+        assert await wait_for(lambda: len(fake.attempts) == 2, timeout=3)
         assert fake.attempts[1] - fake.attempts[0] >= 0.95
         assert not worker.connected
     finally:
@@ -122,7 +116,7 @@ async def test_a_down_master_is_retried_with_growing_delays(tmp_path: Path) -> N
         await sleep(0.5)
         fake.start(fake.port)
         link = await fake.next_link(timeout=5)
-        assert link.hello["name"] == "w1" and await wait_until(lambda: worker.connected)
+        assert link.hello["name"] == "w1" and await wait_for(lambda: worker.connected)
     finally:
         await worker.stopService()
         await fake.stop()
@@ -132,16 +126,16 @@ async def test_a_down_master_is_retried_with_growing_delays(tmp_path: Path) -> N
 async def test_reconnects_when_the_master_goes_and_comes_back(fake: FakeMaster, link: WorkerLink) -> None:
     worker = link.worker
     running = link.run(shell="echo $$; sleep 300")
-    assert await wait_until(lambda: running.text("o").endswith("\n"))
+    assert await wait_for(lambda: running.text("o").endswith("\n"))
     pid = int(running.text("o"))
     port = fake.port
     await fake.stop()
     # the command is orphaned on the master's side: the worker stops it rather than let it run for nobody
-    assert await wait_until(lambda: gone(pid), timeout=5)
-    assert await wait_until(lambda: not worker.connected)
+    assert await wait_for(lambda: gone(pid), timeout=5)
+    assert await wait_for(lambda: not worker.connected)
     fake.start(port)
     again = await fake.next_link(timeout=5)
-    assert again.hello["name"] == "w1" and await wait_until(lambda: worker.connected)
+    assert again.hello["name"] == "w1" and await wait_for(lambda: worker.connected)
     assert len(fake.hellos) == 2
     done = await again.run(argv=["echo", "back"]).wait()
     assert done["rc"] == 0
@@ -245,26 +239,26 @@ async def test_env_is_merged_and_workdir_made(link: WorkerLink, tmp_path: Path, 
 @pytest_twisted.ensureDeferred
 async def test_interrupt_kills_the_whole_process_group(link: WorkerLink) -> None:
     record = link.run(shell="sleep 300 & echo $!; wait")
-    assert await wait_until(lambda: record.text("o").endswith("\n"))
+    assert await wait_for(lambda: record.text("o").endswith("\n"))
     child = int(record.text("o"))
     assert not gone(child)
     link.interrupt(record.cmd, "cancelled by alice")
     done = await record.wait(timeout=5)
     assert (done["rc"], done["signal"], done["interrupted"], done["timed_out"]) == (None, "SIGTERM", True, False)
-    assert await wait_until(lambda: gone(child))
+    assert await wait_for(lambda: gone(child))
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_group_ignoring_sigterm_gets_sigkill_after_the_grace(link: WorkerLink) -> None:
     record = link.run(shell="trap '' TERM; sleep 300 & echo $!; wait")
-    assert await wait_until(lambda: record.text("o").endswith("\n"))
+    assert await wait_for(lambda: record.text("o").endswith("\n"))
     child = int(record.text("o"))
     started = time.monotonic()
     link.interrupt(record.cmd)
     done = await record.wait(timeout=5)
     assert done["signal"] == "SIGKILL" and done["interrupted"] is True
     assert time.monotonic() - started >= 0.45  # the worker's kill_grace in these tests
-    assert await wait_until(lambda: gone(child))
+    assert await wait_for(lambda: gone(child))
 
 
 @pytest_twisted.ensureDeferred
@@ -295,7 +289,7 @@ async def test_graceful_shutdown_lets_commands_end_then_leaves_for_good(fake: Fa
     assert done["rc"] == 0 and record.text("o") == "finished\n" and not done["interrupted"]
     was_clean, code, _ = await link.wait_closed()
     assert was_clean and code == protocol.CLOSE_NORMAL
-    await _within(link.worker.left, 5)
+    await within(link.worker.left, "the worker to leave", timeout=5)
     await sleep(0.4)
     assert len(fake.hellos) == 1  # no reconnection
 
@@ -427,7 +421,7 @@ async def test_cli_start_connects_stop_closes_and_shutdown_ends_the_daemon(fake:
         pid = _pid(basedir)
         link.shutdown(graceful=True)
         assert (await link.wait_closed())[1] == protocol.CLOSE_NORMAL
-        assert await wait_until(lambda: gone(pid) and not (basedir / "twistd.pid").exists(), timeout=10)
+        assert await wait_for(lambda: gone(pid) and not (basedir / "twistd.pid").exists(), timeout=10)
         assert "left the master on its request; not reconnecting" in (basedir / "twistd.log").read_text()
     finally:
         if (basedir / "twistd.pid").exists():

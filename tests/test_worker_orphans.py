@@ -11,12 +11,16 @@ import signal
 import subprocess
 from pathlib import Path
 
+import pytest
 import pytest_twisted
-from test_worker import PASSWORD, cli, fake, gone, wait_until  # noqa: F401 (the fixture)
+from test_worker import PASSWORD, cli, fake, gone  # noqa: F401 (the fixture)
 from twisted.internet import threads
+from waiting import wait_for, wait_until
 from wsmaster import FakeMaster
 
 from worker.groups import RECORD, kill_left_groups, start_time
+
+pytestmark = pytest.mark.slow  # real worker processes and their commands
 
 STEP = "sleep 300 & echo $!; echo $$; wait"  # a shell and a child of it: the step's whole group
 
@@ -49,10 +53,10 @@ async def _running_step(fake: FakeMaster, basedir: Path) -> tuple[int, int]:  # 
     """Run STEP on the worker that connects next; return (the shell's pid, its child's)."""
     link = await fake.next_link(timeout=20)
     record = link.run(shell=STEP)
-    assert await wait_until(lambda: record.text("o").count("\n") == 2, timeout=10), record.output
+    assert await wait_for(lambda: record.text("o").count("\n") == 2, timeout=10), record.output
     child, shell = (int(line) for line in record.text("o").split())
     assert not gone(shell) and not gone(child)
-    assert await wait_until(lambda: (basedir / RECORD).exists(), timeout=5)
+    assert await wait_for(lambda: (basedir / RECORD).exists(), timeout=5)
     assert (basedir / RECORD).read_text() == f"{shell} {start_time(shell)}\n"
     return shell, child
 
@@ -73,7 +77,7 @@ async def test_a_step_dies_with_its_worker_killed_with_sigkill(fake: FakeMaster,
         shell, child = await _running_step(fake, basedir)
         os.kill(worker_pid, signal.SIGKILL)
         # the worker's guard saw its pipe close and killed the step's group: the shell and its child
-        assert await wait_until(lambda: gone(shell) and gone(child), timeout=10)
+        assert await wait_for(lambda: gone(shell) and gone(child), timeout=10)
         assert "killed the process group" in (basedir / "twistd.log").read_text()
     finally:
         _kill(worker_pid, *(p for p in (shell, child) if p is not None))
@@ -90,13 +94,13 @@ async def test_a_restarted_worker_kills_the_groups_a_dead_one_recorded(fake: Fak
         assert len(guards) == 1
         # the worker and its guard die at once (the guard first): nothing kills the step then...
         _kill(guards[0], worker_pid)
-        assert await wait_until(lambda: gone(worker_pid) and gone(guards[0]), timeout=5)
+        assert await wait_for(lambda: gone(worker_pid) and gone(guards[0]), timeout=5)
         assert not gone(shell) and not gone(child)
         # ...until the worker starts again: it finds the group in its record and kills it
         (basedir / "twistd.pid").unlink(missing_ok=True)
         started = await threads.deferToThread(cli, "start", "w", cwd=tmp_path)
         assert started.returncode == 0, started.stderr
-        assert await wait_until(lambda: gone(shell) and gone(child), timeout=10)
+        assert await wait_for(lambda: gone(shell) and gone(child), timeout=10)
         assert f"killed process group {shell}, left running by a previous instance" in (
             basedir / "twistd.log").read_text()
         assert not (basedir / RECORD).exists()
@@ -112,7 +116,7 @@ def test_a_recorded_id_now_used_by_another_program_is_left_alone(tmp_path: Path)
     ours = subprocess.Popen(["sh", "-c", "sleep 300 & wait"], start_new_session=True)
     other = subprocess.Popen(["sleep", "300"], start_new_session=True)
     try:
-        assert wait_until_sync(lambda: start_time(ours.pid) is not None and start_time(other.pid) is not None)
+        assert wait_until(lambda: start_time(ours.pid) is not None and start_time(other.pid) is not None)
         # 'other' stands for a new process given the id of a group recorded long ago: its start time differs
         (tmp_path / RECORD).write_text(f"{ours.pid} {start_time(ours.pid)}\n{other.pid} {start_time(other.pid) - 1}\n"
                                        "garbage line\n1 0\n")
@@ -126,13 +130,3 @@ def test_a_recorded_id_now_used_by_another_program_is_left_alone(tmp_path: Path)
             process.kill()
             process.wait(10)
 
-
-def wait_until_sync(predicate, timeout: float = 5.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()

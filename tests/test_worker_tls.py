@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from pathlib import Path
 
+import pytest
 import pytest_twisted
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,7 +19,9 @@ from test_worker import PASSWORD, make_worker
 from twisted.internet import reactor, ssl
 from wsmaster import FakeMaster, MasterPeer
 
-from master.engine import protocol
+from ci_common import protocol
+
+pytestmark = pytest.mark.slow  # the worker runs real commands
 
 
 def self_signed(tmp_path: Path) -> tuple[Path, Path]:

@@ -12,15 +12,16 @@ from apiclient import Api, serve
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
+from waiting import within
 from zope.interface.verify import verifyObject
 
+from ci_common import protocol as P
 from master.config import WorkerConfig
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
-from master.engine import protocol as P
 from master.engine.interfaces import Command, CommandResult, IRunningCommand, IWorkerConnection, WorkerLost
 from master.engine.workerlink import BAD_CREDENTIALS, WorkerConnection, WorkerLink
-from master.www.auth import hash_password
+from master.security import hash_password
 from master.www.rest import RestApi
 from master.www.site import build_site
 
@@ -35,10 +36,6 @@ W3_HASH = hash_password("pw3")
 def hello(name: str = "w1", password: str = "pw1", **extra: Any) -> dict[str, Any]:
     return {"type": "hello", "protocol": 1, "name": name, "password": password, "info": INFO, "max_builds": 2,
             **extra}
-
-
-def within(d: defer.Deferred, seconds: float = WAIT) -> defer.Deferred:
-    return d.addTimeout(seconds, reactor)
 
 
 class Peer(WebSocketClientProtocol):
@@ -191,6 +188,7 @@ async def test_bad_credentials(env: Env) -> None:
     assert body["workers"] == []  # nothing recorded for refused peers
 
 
+@pytest.mark.slow  # waits for the hello timeout in real time
 @pytest_twisted.ensureDeferred
 async def test_hello_timeout(env: Env) -> None:
     peer = await env.connect()
@@ -394,6 +392,7 @@ async def test_disconnect_mid_command(env: Env) -> None:
         await within(late.result)
 
 
+@pytest.mark.slow  # waits for pings in real time
 @pytest.mark.parametrize("env", [{"ping_interval": 1, "ping_timeout": 1}], indirect=True)
 @pytest_twisted.ensureDeferred
 async def test_dead_peer_noticed_by_ping(env: Env) -> None:
@@ -403,7 +402,7 @@ async def test_dead_peer_noticed_by_ping(env: Env) -> None:
     peer.transport.pauseProducing()  # the peer reads nothing more: pings go unanswered
     try:
         with pytest.raises(WorkerLost):
-            await within(running.result, 4)  # Autobahn's timers tick in whole seconds
+            await within(running.result, "the result", timeout=4)  # Autobahn's timers tick in whole seconds
         assert await env.listener.next() == ("detached", connection)
         assert await env.connected_to("w1") == []
     finally:

@@ -82,7 +82,7 @@ async def api(storage: Any) -> AsyncIterator[Api]:
     for rtype in core_resource_types():
         data.add_resource_type(rtype)
     data.ids = await seed(data)
-    async with serve(data) as served:
+    async with serve(data, in_memory=True) as served:
         yield served
 
 

@@ -2,7 +2,7 @@
 
 An Autobahn WebSocket server on 127.0.0.1 that checks ``hello`` against a name -> password map,
 welcomes or refuses (``error`` then a close with ``CLOSE_BAD_CREDENTIALS``, ``CLOSE_DUPLICATE`` or
-``CLOSE_PROTOCOL``, as ``master.engine.protocol`` says), and lets a test send ``run``,
+``CLOSE_PROTOCOL``, as ``ci_common.protocol`` says), and lets a test send ``run``,
 ``interrupt`` and ``shutdown`` and collect what comes back.
 """
 
@@ -15,8 +15,9 @@ from typing import Any
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
+from waiting import within
 
-from master.engine import protocol
+from ci_common import protocol
 
 
 class CommandRecord:
@@ -35,7 +36,7 @@ class CommandRecord:
         """The exit message, waiting at most *timeout* seconds."""
         if self.exit_message is not None:
             return self.exit_message
-        return await _within(self.exit, timeout)
+        return await within(self.exit, f"exit of {self.cmd}", timeout=timeout)
 
 
 class WorkerLink:
@@ -79,7 +80,7 @@ class WorkerLink:
             self.unexpected.append(message)
 
     async def wait_closed(self, timeout: float = 10.0) -> tuple[bool, int | None, str | None]:
-        return await _within(self.closed, timeout)
+        return await within(self.closed, "the close", timeout=timeout)
 
 
 class MasterPeer(WebSocketServerProtocol):
@@ -163,18 +164,5 @@ class FakeMaster:
             peer.dropConnection(abort=True)
 
     async def next_link(self, timeout: float = 10.0) -> WorkerLink:
-        return await _within(self.links.get(), timeout)
+        return await within(self.links.get(), "a worker connection", timeout=timeout)
 
-
-async def _within(d: defer.Deferred, timeout: float) -> Any:
-    """*d*'s result, or a TimeoutError after *timeout* seconds (without cancelling a shared Deferred)."""
-    waiting: defer.Deferred = defer.Deferred()
-
-    def forward(result: Any) -> Any:
-        if not waiting.called:
-            waiting.callback(result)
-        return result
-
-    d.addBoth(forward)
-    waiting.addTimeout(timeout, reactor)
-    return await waiting

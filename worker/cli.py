@@ -9,10 +9,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from master import twistd_process as proc
-from master.twistd_process import CommandError, program_dir
+from ci_common import twistd_process as proc
+from ci_common.twistd_process import CommandError, program_dir
+from ci_common.workerconfig import CONFIG_FILE, WorkerConfig, WorkerConfigError, load_config, validate, write_config
 from worker import daemon
-from worker.config import CONFIG_FILE, WorkerConfig, WorkerConfigError, load_config, validate, write_config
 
 START_TIMEOUT = 45.0  # a first attempt to an unreachable master may take CONNECT_TIMEOUT (30 s)
 STOP_TIMEOUT = 60.0

@@ -32,8 +32,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 import worker
-from master.engine import protocol
-from worker.config import WorkerConfig
+from ci_common import protocol
+from ci_common.workerconfig import WorkerConfig
 from worker.groups import ProcessGroups
 from worker.runner import CommandRejected, RunningCommand, parse_run, rejected
 from worker.transfer import WorkerTransfers

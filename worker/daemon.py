@@ -4,7 +4,7 @@
 :func:`make_application`; the log goes to ``DIR/twistd.log`` (rotated at 10 MB, ten files kept)
 and the pid to ``DIR/twistd.pid``.  The CLI then reads the log until the worker says it has
 connected, or that it could not and is retrying (a worker whose master is down still starts).
-The pidfile and log helpers are :mod:`master.twistd_process`'s, shared with the master.
+The pidfile and log helpers are :mod:`ci_common.twistd_process`'s, shared with the master.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from master import twistd_process
+from ci_common import twistd_process
 
 TAC = Path(__file__).parent / "worker.tac"
 
@@ -28,8 +28,8 @@ def make_application(basedir: str) -> Any:
     from twisted.internet import reactor
     from twisted.logger import ILogObserver, Logger
 
+    from ci_common.workerconfig import load_config
     from worker.client import Worker
-    from worker.config import load_config
 
     config = load_config(Path(basedir))
     application = service.Application("ci-worker")

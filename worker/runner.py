@@ -25,7 +25,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from master.engine import protocol
+from ci_common import protocol
 from worker.spawn import SessionProcess
 
 log = Logger()

@@ -1,6 +1,6 @@
 """The worker's side of file transfers: sending files and directories to the master, receiving files from it.
 
-See :mod:`master.engine.protocol` for the messages.  A file is read and written a chunk at a
+See :mod:`ci_common.protocol` for the messages.  A file is read and written a chunk at a
 time and never more than ``TRANSFER_WINDOW`` chunks are out unacknowledged, so a file of any
 size costs a few MiB of memory.  A directory is packed into a tar file under the worker
 directory (in a thread: the connection keeps answering pings meanwhile), sent as a file, then
@@ -26,7 +26,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from master.engine import protocol
+from ci_common import protocol
 from worker.runner import CommandRejected, resolve_workdir
 
 log = Logger()

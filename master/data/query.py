@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
@@ -149,12 +150,13 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
     columns = [name for name in selected if fields[name].column is not None]
     if rtype.id_field not in columns:
         columns.append(rtype.id_field)
+    inlined = _inlined(rtype, selected)
     params: dict[str, Any] = {f"arg_{name}": value for name, value in args.items()}
     arg_names = tuple(args)
     filtered = [rtype.field_for(flt.field) for flt in spec.filters]
     filter_key = [_bind_filter(filtered[index], flt, index, params) for index, flt in enumerate(spec.filters)]
     collection = endpoint.kind is Kind.COLLECTION
-    shape = (endpoint.pattern, tuple(columns), tuple(filter_key), spec.order, collection)
+    shape = (endpoint.pattern, tuple(columns), inlined, tuple(filter_key), spec.order, collection)
 
     def where() -> list[ColumnElement]:
         filters = [
@@ -164,7 +166,11 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
         return [*endpoint.conditions(arg_names), *filters]
 
     def build_page() -> sa.Select:
-        query = sa.select(*(fields[name].column.label(name) for name in columns)).select_from(rtype.source)
+        owner = fields[rtype.id_field].column
+        query = sa.select(
+            *(fields[name].column.label(name) for name in columns),
+            *(rtype.loaders[name].inline(owner).label(name) for name in inlined),
+        ).select_from(rtype.source)
         query = query.where(*where())
         if collection:
             query = query.order_by(*_order_by(endpoint, spec))
@@ -194,6 +200,30 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
     return Prepared(("page", *shape), build_page), count, params, selected
 
 
+TOTAL = "__total__"
+"""The column of a paged read that carries the collection's total (on every row; see :func:`paged`)."""
+
+
+def paged(page: Prepared, count: Prepared) -> Prepared:
+    """One statement reading the page and, only when the page is full, the count: one round trip.
+
+    ``count(*) OVER ()`` around the limited page counts the page's own rows, and the count
+    is an uncorrelated scalar subquery in a ``CASE`` branch, which both databases evaluate
+    once and only when the branch is taken (PostgreSQL's lazy InitPlan, SQLite's ``Once``):
+    a page shorter than its limit tells its total itself, as :func:`page_total` says.  One
+    statement is one snapshot on both backends, so page and total always agree.  An empty
+    page returns no row; the caller counts apart when that page cannot tell the total.
+    """
+
+    def build() -> sa.Select:
+        inner = page.build().subquery("page")
+        full = sa.func.count().over() == sa.bindparam("page_limit")
+        total = sa.case((full, count.build().scalar_subquery()), else_=sa.null())
+        return sa.select(*inner.c, total.label(TOTAL))
+
+    return Prepared(("paged", page.key, count.key), build)
+
+
 async def read(data: DataAPI, endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]) -> Any:
     """Run a getter's query and encode the rows; SINGLE gives an entity or None."""
     page, count, params, selected = build_read(endpoint, spec, args)
@@ -203,13 +233,52 @@ async def read(data: DataAPI, endpoint: Endpoint, spec: ResultSpec, args: dict[s
             return None
         items = await encode(data, endpoint, spec, rows, selected)
         return items[0]
-    rows, total = await data.storage.fetch_page(page, count, params, spec.limit, spec.offset)
+    if getattr(data.storage, "round_trips_cost", False):
+        rows, total = await _read_paged(data, page, count, params, spec)
+    else:  # SQLite reads in-process: its page and count in one read transaction cost less
+        rows, total = await data.storage.fetch_page(page, count, params, spec.limit, spec.offset)
     last_id = rows[-1][endpoint.rtype.id_field] if rows else None
     items = await encode(data, endpoint, spec, rows, selected)
     if "count_cap" in params and total > COUNT_CAP and page_total(len(rows), spec.limit, spec.offset) is None:
         # the count stopped at the cap; a page past the cap shows there are at least that many
         return Collection(items, max(COUNT_CAP, spec.offset + len(rows)), True, last_id)
     return Collection(items, total, last_id=last_id)
+
+
+def _inlined(rtype: Any, selected: tuple[str, ...]) -> tuple[str, ...]:
+    """The selected loader fields read by the page query itself, as JSON arrays (list loaders)."""
+    fields = rtype.fields
+    if all(fields[name].column is not None for name in selected):
+        return ()
+    owner = fields[rtype.id_field].column
+    if getattr(owner, "table", None) is None:  # no table to correlate the lists with
+        return ()
+    return tuple(
+        name for name in selected
+        if fields[name].column is None and getattr(rtype.loaders.get(name), "inline", None) is not None
+    )
+
+
+def _json_list(value: Any) -> list[Any]:
+    """A list read by an inlined list loader: JSON text (SQLite), already decoded (PostgreSQL), null for none."""
+    if value is None:
+        return []
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+async def _read_paged(
+    data: DataAPI, page: Prepared, count: Prepared, params: dict[str, Any], spec: ResultSpec
+) -> tuple[list[dict[str, Any]], int]:
+    """The page and its total through :func:`paged`: one statement, so one round trip."""
+    rows = await data.storage.fetch_all(paged(page, count), params)
+    total = None
+    for row in rows:
+        total = row.pop(TOTAL)
+    if total is None:
+        total = page_total(len(rows), spec.limit, spec.offset)
+        if total is None:  # an empty page past the end, or limit=0: only a count can tell
+            total = (await data.storage.fetch_all(count, params))[0]["total"]
+    return rows, total
 
 
 async def encode(
@@ -219,8 +288,11 @@ async def encode(
     rtype = endpoint.rtype
     fields = rtype.fields
     # rows are dicts keyed by field name already; only the values of converting types change
-    columns = [name for name in selected if fields[name].column is not None]
-    converters = [(name, fields[name].type.from_db) for name in columns if fields[name].type.converts]
+    inlined = _inlined(rtype, selected)
+    columns = [name for name in selected if fields[name].column is not None or name in inlined]
+    converters = [(name, fields[name].type.from_db) for name in columns
+                  if fields[name].column is not None and fields[name].type.converts]
+    converters += [(name, _json_list) for name in inlined]
     if rtype.id_field in columns:
         items = rows
     else:  # the id was read for the loaders and the order tie-break, not asked for
@@ -228,7 +300,7 @@ async def encode(
     for item in items:
         for name, convert in converters:
             item[name] = convert(item[name])
-    wanted = [name for name in selected if fields[name].column is None]
+    wanted = [name for name in selected if fields[name].column is None and name not in inlined]
     if wanted and items:
         ids = [row[rtype.id_field] for row in rows]
         for name in wanted:

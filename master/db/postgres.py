@@ -68,6 +68,8 @@ _KEEPALIVE = {
 }
 
 _IDLE = psycopg2.extensions.TRANSACTION_STATUS_IDLE
+_POLL_OK = psycopg2.extensions.POLL_OK
+_POLL_WRITE = psycopg2.extensions.POLL_WRITE
 
 RETRY_SECONDS = 30.0
 """How long a call keeps retrying while the server cannot be reached (``db_retry_seconds``)."""
@@ -233,14 +235,83 @@ class _Connection(txpostgres.Connection):
         d.addCallback(commit)
         return d.addErrback(rollback)
 
+    _reading: tuple[Any, defer.Deferred] | None = None
+    """The cursor and Deferred of the :meth:`read_rows` in flight."""
+
+    def read_rows(self, sql: str, args: Any) -> defer.Deferred[list[Row]]:
+        """Run one statement and fire with its rows, in one round trip.
+
+        As txpostgres' cursors do, the connection is off the reactor whenever libpq may
+        close its socket (a stale descriptor would stay in the reactor's books otherwise),
+        and back on it, for notifications, once idle; unlike them the result is handed over
+        as soon as it is in, not on the reactor's next turn, and through one Deferred.  The
+        caller has the connection to itself (the pool lends it), so no lock is taken.
+        """
+        raw = self._connection
+        self.reactor.removeReader(self)
+        try:
+            cursor = raw.cursor()
+            cursor.execute(sql, args)
+        except Exception:
+            self._idle()
+            return defer.fail()
+        done: defer.Deferred[list[Row]] = defer.Deferred()
+        self._reading = (cursor, done)
+        self._advance()
+        return done
+
+    def _idle(self) -> None:
+        if not self._connection.closed:
+            self.reactor.addReader(self)
+
+    def _advance(self) -> None:
+        cursor, done = self._reading
+        try:
+            state = self._connection.poll()
+            if state == _POLL_OK:
+                rows = _rows(cursor)
+        except Exception:
+            self._reading = None
+            self._idle()
+            done.errback()
+            return
+        if state == _POLL_OK:
+            self._reading = None
+            self._idle()
+            done.callback(rows)
+        elif state == _POLL_WRITE:
+            self.reactor.addWriter(self)
+        else:
+            self.reactor.addReader(self)
+
     def doRead(self) -> Any:
-        """Report a connection the server closed as lost instead of as an unhandled error."""
+        """Advance a read in flight; else report a connection the server closed as lost, not as an error."""
+        if self._reading is not None:
+            self.reactor.removeReader(self)
+            self._advance()
+            return None
         try:
             return super().doRead()
         except psycopg2.Error:
             # the reactor then calls connectionLost, which is all that is needed: the pool
             # reopens closed connections when they are next borrowed
             return main.CONNECTION_LOST
+
+    def doWrite(self) -> Any:
+        """Advance a read in flight whose query could not be sent at once."""
+        if self._reading is not None:
+            self.reactor.removeWriter(self)
+            self._advance()
+            return None
+        return super().doWrite()
+
+    def connectionLost(self, reason: Any) -> None:
+        """Fail a read in flight, then let txpostgres clean up."""
+        if self._reading is not None:
+            _, done = self._reading
+            self._reading = None
+            done.errback(reason)
+        super().connectionLost(reason)
 
 
 class _Pool(txpostgres.ConnectionPool):
@@ -356,6 +427,7 @@ class PostgresStorage:
     """:class:`IStorage` on PostgreSQL, for sites with several masters or a lot of data."""
 
     dialect_name = "postgresql"
+    round_trips_cost = True  # reads prefer one statement to several (master.data.query.paged)
 
     def __init__(
         self, url: str, pool_size: int = 4, connect_timeout: float | None = None,
@@ -532,10 +604,7 @@ class PostgresStorage:
         return listener
 
     async def _fetch_one(self, sql: str, args: Any) -> list[Row]:
-        def run(cursor: Any) -> defer.Deferred[list[Row]]:
-            return cursor.execute(sql, args).addCallback(_rows)
-
-        return await self._call(lambda conn: conn.runCursor(run))
+        return await self._call(lambda conn: conn.read_rows(sql, args))
 
     async def fetch_all(self, statement: Statement, params: Mapping[str, Any] | None = None) -> list[Row]:
         """Run one statement in its own implicit transaction and return its rows."""

@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.logger import Logger
 
-from master.data.resources.buildsets import worst_result
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
 from master.engine.latent import LatentSlot, WorkerPreparation
 from master.engine.locks import release_build_locks, start_build_locks, take_step_locks
 from master.engine.properties import Properties
-from master.engine.steps import BuildStep, result_name
+from master.engine.steps import BuildStep
 from master.metrics import metrics_of
+from master.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, result_name, worst_result
 from master.secrets import Redactor, load_build_secrets
 
 if TYPE_CHECKING:

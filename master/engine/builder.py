@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from master.data.resources.common import EXCEPTION, RETRY
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.build import DATABASE_LOST, Build
 from master.engine.interfaces import IWorkerConnection
 from master.engine.locks import check_locks
 from master.engine.steps import BuildStep
+from master.results import EXCEPTION, RETRY
 
 if TYPE_CHECKING:
     from master.engine.engine import Engine

@@ -28,13 +28,13 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from master.data.errors import Conflict, NotFound
-from master.data.resources.common import EXCEPTION, RETRY
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.build import DATABASE_LOST, Build
 from master.engine.builder import Builder, BuildRequestDistributor
 from master.engine.interfaces import IWorkerConnection, IWorkerListener
 from master.engine.latent import LatentWorkers
 from master.engine.schedulers import BaseScheduler, ForceScheduler, Triggerable
+from master.results import EXCEPTION, RETRY
 
 log = Logger()
 

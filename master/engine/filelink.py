@@ -2,7 +2,7 @@
 
 Each :class:`WorkerConnection` has a :class:`FileTransfers` (``conn.files``); steps call
 :meth:`FileTransfers.upload` and :meth:`FileTransfers.download` and await the transfer's
-``result``.  The messages are described in :mod:`master.engine.protocol`.  An upload is written
+``result``.  The messages are described in :mod:`ci_common.protocol`.  An upload is written
 to a file the caller opened, a chunk at a time, and each chunk is acknowledged only once
 written, so the worker never has more than a window of chunks on its way and the master never
 holds more of the file than that.  The sha256 and size are computed here as the bytes arrive
@@ -22,7 +22,7 @@ from typing import IO, Any
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from master.engine import protocol as P
+from ci_common import protocol as P
 from master.engine.interfaces import WorkerLost
 
 

@@ -33,8 +33,8 @@ from twisted.internet import defer, reactor, task
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
-from master.data.resources.common import CANCELLED, EXCEPTION, RETRY, SUCCESS
 from master.engine.steps import BuildStep
+from master.results import CANCELLED, EXCEPTION, RETRY, SUCCESS
 
 if TYPE_CHECKING:
     from master.engine.engine import Engine

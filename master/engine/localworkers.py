@@ -21,6 +21,8 @@ from twisted.application import service
 from twisted.internet import defer, protocol, reactor
 from twisted.logger import Logger
 
+from ci_common.workerconfig import WorkerConfig, load_config, write_config
+
 log = Logger()
 
 RESTART_DELAY = 5.0
@@ -36,8 +38,6 @@ class LocalWorker:
 
     def password_for(self, basedir: Path) -> str:
         """The password of the worker: read from its worker.cfg, made and saved on first use."""
-        from worker.config import WorkerConfig, load_config, write_config
-
         directory = basedir / "workers" / self.name
         try:
             return load_config(directory).password
@@ -84,8 +84,6 @@ class LocalWorkers(service.Service):
             self._spawn(worker)
 
     def _spawn(self, worker: LocalWorker) -> None:
-        from worker.config import WorkerConfig, write_config
-
         directory = self.basedir / "workers" / worker.name
         password = worker.password_for(self.basedir)
         (directory / "worker.cfg").unlink(missing_ok=True)

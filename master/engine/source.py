@@ -32,10 +32,10 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.internet.task import deferLater
 
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, SUCCESS
 from master.engine.interfaces import Command, WorkerLost
 from master.engine.properties import Renderable
 from master.engine.steps import RunsCommands, StepLog
+from master.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS
 
 MODES = ("incremental", "full")
 METHODS = ("clobber", "fresh", "clean", "copy")

@@ -21,14 +21,13 @@ from typing import TYPE_CHECKING, Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from master.data.resources.buildsets import worst_result
-from master.data.resources.common import CANCELLED, FAILURE, RESULTS, SKIPPED, SUCCESS, WARNINGS
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.config import Configured
 from master.engine.interfaces import Command, CommandResult, WorkerLost
 from master.engine.locks import check_locks
 from master.engine.properties import render
 from master.metrics import metrics_of
+from master.results import CANCELLED, FAILURE, SKIPPED, SUCCESS, WARNINGS, worst_result
 
 if TYPE_CHECKING:
     from master.engine.build import Build
@@ -479,11 +478,6 @@ class Trigger(BuildStep):
             finally:
                 self._waiting = None
         return worst_result(results)
-
-
-def result_name(results: int) -> str:
-    """The name of a result code."""
-    return RESULTS[results] if 0 <= results < len(RESULTS) else str(results)
 
 
 def __getattr__(name: str) -> Any:

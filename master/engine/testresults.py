@@ -22,12 +22,12 @@ from typing import Any
 
 from twisted.internet import threads
 
-from master.data.resources.common import FAILURE, SUCCESS
 from master.engine.filelink import TransferFailed
 from master.engine.interfaces import Command
 from master.engine.steps import StepLog
 from master.engine.transfer import _TransferStep
 from master.junit import ERROR, FAILED, PASSED, SKIPPED, JUnitError, TestCase, count, parse_junit
+from master.results import FAILURE, SUCCESS
 
 DEFAULT_MAXSIZE = 20 * 1024 * 1024
 GLOB_CHARS = "*?[]"

@@ -32,10 +32,10 @@ from twisted.internet import threads
 from twisted.logger import Logger
 
 from master.data.resources.artifacts import artifacts_root, content_type_of
-from master.data.resources.common import CANCELLED, FAILURE, SUCCESS
 from master.engine.filelink import Transfer, TransferFailed, TransferStopped
 from master.engine.interfaces import WorkerLost
 from master.engine.steps import BuildStep, StepLog
+from master.results import CANCELLED, FAILURE, SUCCESS
 
 log = Logger()
 

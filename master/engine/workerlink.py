@@ -1,6 +1,6 @@
 """The master's side of the worker link: the WebSocket at ``/worker`` that workers connect to.
 
-:class:`WorkerLink` accepts workers speaking :mod:`master.engine.protocol`, authenticates
+:class:`WorkerLink` accepts workers speaking :mod:`ci_common.protocol`, authenticates
 them against the configured workers, records them connected through the data API and hands
 each one to the engine as a :class:`WorkerConnection` (``IWorkerConnection``).  Everything a
 peer sends is checked before it is used; a message that breaks the protocol gets an
@@ -14,7 +14,6 @@ A connection goes through these phases::
 
 from __future__ import annotations
 
-import base64
 import functools
 import itertools
 import os
@@ -30,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from master.engine import protocol as P
+from ci_common import protocol as P
 from master.engine.filelink import FileTransfers, TransferProtocolError
 from master.engine.interfaces import (
     Command,
@@ -41,7 +40,7 @@ from master.engine.interfaces import (
     OutputCallback,
     WorkerLost,
 )
-from master.www.auth import check_password, hash_password
+from master.security import check_password, hash_password, is_password_hash
 
 log = Logger()
 
@@ -69,25 +68,9 @@ class _ProtocolError(Exception):
 # -- passwords ------------------------------------------------------------------------------
 
 
-def _is_password_hash(value: str) -> bool:
-    """Whether *value* parses as a hash made by ``hash_password`` (``scrypt$n$r$p$salt$digest``)."""
-    parts = value.split("$")
-    if len(parts) != 6 or parts[0] != "scrypt":
-        return False
-    try:
-        for number in parts[1:4]:
-            if int(number) <= 0:
-                return False
-        for text in parts[4:]:
-            base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except ValueError:
-        return False
-    return True
-
-
 def _hashed(password: str) -> str:
     """*password* as kept in memory: configured hashes as they are, plaintext hashed once here."""
-    return password if _is_password_hash(password) else hash_password(password)
+    return password if is_password_hash(password) else hash_password(password)
 
 
 @functools.cache

@@ -20,19 +20,13 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from master.engine.config import Configured
 from master.engine.properties import Properties
+from master.results import EXCEPTION, FAILURE, result_name
 
 START = "start"
 FINISH = "finish"
 STATES = (START, FINISH)
-
-RESULT_NAMES = {
-    SUCCESS: "success", WARNINGS: "warnings", FAILURE: "failure", SKIPPED: "skipped",
-    EXCEPTION: "exception", RETRY: "retry", CANCELLED: "cancelled",
-}
-
 
 class Retry(Exception):
     """Delivery failed for a reason that may pass (a 5xx, a connection error): try again later."""
@@ -69,7 +63,7 @@ class BuildInfo:
     @property
     def result_name(self) -> str:
         """The result in words ("success", "failure", ...)."""
-        return RESULT_NAMES.get(self.results, "running") if self.results is not None else "running"
+        return result_name(self.results)
 
     @property
     def revision(self) -> str | None:

@@ -17,10 +17,10 @@ from urllib.parse import quote, urlsplit
 
 from twisted.logger import Logger
 
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 from master.engine.properties import Interpolate, Renderable
 from master.reporters.base import START, BuildInfo, Reporter, check_http_url
 from master.reporters.http import request_json
+from master.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCESS, WARNINGS
 
 log = Logger()
 

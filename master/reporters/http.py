@@ -14,8 +14,8 @@ from twisted.internet import defer, reactor
 from twisted.internet import error as net_error
 from twisted.web.client import HTTPConnectionPool, ResponseFailed, ResponseNeverReceived
 
+from ci_common.twistd_process import package_version
 from master.reporters.base import GiveUp, Retry
-from master.twistd_process import package_version
 
 TIMEOUT = 30.0  # seconds a forge has to answer
 USER_AGENT = f"ci-master/{package_version()}"

@@ -27,8 +27,8 @@ from typing import Any
 
 from twisted.internet import threads
 
-from master.data.resources.common import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS
-from master.reporters.base import FINISH, RESULT_NAMES, BuildInfo, GiveUp, Reporter, Retry
+from master.reporters.base import FINISH, BuildInfo, GiveUp, Reporter, Retry
+from master.results import CANCELLED, EXCEPTION, FAILURE, SUCCESS, WARNINGS, result_name
 
 MODES = ("all", "failing", "passing", "warnings", "exception", "cancelled", "problem", "change")
 SMTP_TIMEOUT = 30.0
@@ -164,4 +164,4 @@ def _text(value: Any) -> str:
 
 
 def _result(results: int | None) -> str:
-    return RESULT_NAMES.get(results, "not run") if results is not None else "not run"
+    return result_name(results, unset="not run")

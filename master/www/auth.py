@@ -40,10 +40,10 @@ from typing import Any
 from twisted.web.iweb import IRequest
 
 from master.data.readscope import open_read_scope
+from master.security import b64, check_password, hash_password, token_hash, unb64
 
 SESSION_COOKIE = b"ci_master_session"
 TOKEN_PREFIX = "cim_"
-_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
 class AuthError(Exception):
@@ -115,38 +115,6 @@ class Auth:
 
 def _roles(roles: Iterable[str] | str) -> list[str]:
     return [roles] if isinstance(roles, str) else list(roles)
-
-
-def hash_password(password: str) -> str:
-    """A salted scrypt hash of *password*, as stored in the users file."""
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
-    return "scrypt${n}${r}${p}$".format(**_SCRYPT) + f"{_b64(salt)}${_b64(digest)}"
-
-
-def check_password(password: str, stored: str) -> bool:
-    """Whether *password* matches a hash made by :func:`hash_password`."""
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        actual = hashlib.scrypt(password.encode(), salt=_unb64(salt), n=int(n), r=int(r), p=int(p))
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(actual, _unb64(digest))
-
-
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _token_hash(token: str) -> str:
-    # tokens are 256 random bits: a plain SHA-256 is enough, no salt or stretching needed
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 class UserStore:
@@ -237,7 +205,7 @@ class UserStore:
         entry = self._entry(name)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(4)
-        record = {"id": token_id, "sha256": _token_hash(token), "created": int(time.time())}
+        record = {"id": token_id, "sha256": token_hash(token), "created": int(time.time())}
         entry.setdefault("tokens", []).append(record)
         self._save()
         return token_id, token
@@ -279,7 +247,7 @@ class UserStore:
     def by_token(self, token: str) -> User | None:
         """The user owning *token*, else None."""
         self.reload_if_changed()
-        wanted = _token_hash(token)
+        wanted = token_hash(token)
         for name, entry in self._users.items():
             for stored in entry.get("tokens", []):
                 if hmac.compare_digest(stored["sha256"], wanted):
@@ -377,17 +345,17 @@ class Authenticator:
         expires = int(time.time() + self.config.session_hours * 3600)
         content = {"u": user.name, "exp": expires, "sid": secrets.token_hex(16),
                    "gen": _generation_tag(self.users.session_generation(user.name))}
-        payload = _b64(json.dumps(content).encode())
-        return f"{payload}.{_b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())}"
+        payload = b64(json.dumps(content).encode())
+        return f"{payload}.{b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())}"
 
     def _session(self, value: str) -> dict[str, Any] | None:
         """The content of a genuine, unexpired session cookie, else None."""
         payload, _, signature = value.partition(".")
-        expected = _b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
+        expected = b64(hmac.new(self._secret, payload.encode(), hashlib.sha256).digest())
         if not hmac.compare_digest(signature, expected):
             return None
         try:
-            content = json.loads(_unb64(payload))
+            content = json.loads(unb64(payload))
         except ValueError:
             return None
         if not isinstance(content, dict) or not isinstance(content.get("exp"), int) or content["exp"] < time.time():

@@ -6,12 +6,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
-from master.plugin import Plugin
+from master.sdk import Plugin, PluginContext, ResourceType
 from plugins.bileto.resources import TicketComments, Tickets
+from plugins.bileto.routes import BiletoApi
 from plugins.bileto.tables import metadata
-from plugins.bileto.web import BiletoApi
 
 STATUSES = (
     "New",
@@ -93,6 +91,8 @@ class BiletoPlugin(Plugin):
     """
 
     name = "bileto"
+    tables = metadata
+    migrations_dir = str(Path(__file__).with_name("migrations"))
 
     def __init__(
         self,
@@ -108,19 +108,11 @@ class BiletoPlugin(Plugin):
         self.distributions = list(distributions)
         self.series = list(series)
 
-    def resource_types(self) -> list[Any]:
+    def resource_types(self) -> list[ResourceType]:
         """Tickets and their comments."""
         return [Tickets(), TicketComments()]
 
-    def metadata(self) -> sa.MetaData:
-        """The tables bileto_tickets and bileto_comments."""
-        return metadata
-
-    def migrations(self) -> str:
-        """The folder of the plugin's Alembic revisions."""
-        return str(Path(__file__).with_name("migrations"))
-
-    def web_resources(self, data: Any) -> dict[str, Any]:
+    def routes(self, ctx: PluginContext) -> dict[str, Any]:
         """The v1 API at ``/v1``."""
         lists = {
             "statuses": self.statuses,
@@ -128,4 +120,4 @@ class BiletoPlugin(Plugin):
             "distributions": self.distributions,
             "series": self.series,
         }
-        return {"v1": BiletoApi(data, self.api_token, lists).resource()}
+        return {"v1": BiletoApi(ctx, self.api_token, lists)}

@@ -14,10 +14,25 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
-from master.data.errors import InvalidParams, NotFound
-from master.data.types import Integer, JsonObject, List, NonBlank, String
-from master.db.interfaces import ITransaction, Prepared
+from master.sdk import (
+    Action,
+    ActionCall,
+    Endpoint,
+    Field,
+    Integer,
+    InvalidParams,
+    ITransaction,
+    JsonObject,
+    Kind,
+    List,
+    NonBlank,
+    NotFound,
+    Param,
+    Prepared,
+    ResourceType,
+    String,
+    update_method,
+)
 from plugins.bileto.tables import TEXT_FIELDS, comments, tickets
 
 FIELD_DOCS: dict[str, str] = {

@@ -15,15 +15,10 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
-from master.config import ConfigError, load_config
-from master.data.connector import DataAPI
-from master.db import migrate
-from master.db.backends import make_storage
-from master.db.interfaces import StorageError
-from plugins.dci import resources, tables
-from plugins.dci.errors import DciError
+from master.sdk import ConfigError, HttpError, StorageError, load_config, open_data
+from plugins.dci.plugin import DciPlugin
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -41,17 +36,9 @@ def _parser() -> argparse.ArgumentParser:
 
 async def create_client(db_url: str, kind: str, name: str, team: str) -> tuple[dict[str, Any], str]:
     """Add client *name* of *kind* (``remoteci`` or ``feeder``) to *team* in *db_url*; return it and its secret."""
-    await threads.deferToThread(migrate.create_plugin_tables, db_url, [tables.metadata])
-    storage = make_storage(db_url)
-    await storage.start()
-    try:
-        data = DataAPI(storage)
-        for rtype in resources.resource_types():
-            data.add_resource_type(rtype)
+    async with open_data(db_url, DciPlugin()) as data:
         team_entity = await data.updates.dci_find_or_create_team(team)
         return await getattr(data.updates, f"dci_create_{kind}")(name, team_entity["id"])
-    finally:
-        await storage.stop()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     async def run() -> None:
         try:
             outcome["client"] = await create_client(db_url, kind, args.name, args.team)
-        except (DciError, StorageError) as e:
+        except (HttpError, StorageError) as e:
             outcome["error"] = getattr(e, "message", str(e))
 
     from twisted.internet import reactor

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from master.data.resultspec import Filter, ResultSpec
+from master.sdk import Filter, ResultSpec
 from plugins.dci.errors import DciError
 
 ONE = {"topic": ("dci_topics", "topic_id"), "remoteci": ("dci_remotecis", "remoteci_id"),

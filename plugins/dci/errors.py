@@ -1,22 +1,22 @@
-"""The DCI API's errors: a status, a message and a payload, rendered as DCI renders them."""
+"""The DCI API's errors: HttpErrors whose body is ``{"status_code", "message", "payload"}``, as DCI renders them."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from master.sdk import HttpError
 
-class DciError(Exception):
-    """An error answered as ``{"status_code", "message", "payload"}`` with *status*."""
+
+class DciError(HttpError):
+    """An HttpError with DCI's body: ``{"status_code", "message", "payload"}`` with *status*."""
 
     def __init__(self, status: int, message: str, payload: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.payload = payload or {}
+        super().__init__(status, error_document(status, message, payload), message=message)
 
-    def to_json(self) -> dict[str, Any]:
-        """The error body."""
-        return {"status_code": self.status, "message": self.message, "payload": self.payload}
+
+def error_document(status: int, message: str, payload: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The body of a DCI error."""
+    return {"status_code": status, "message": message, "payload": payload or {}}
 
 
 def malformed(error: str) -> DciError:

@@ -5,8 +5,9 @@ The parsing is the core's (:mod:`master.junit`, through ``defusedxml``); this on
 
 from __future__ import annotations
 
-from master.junit import ERROR, FAILED, SKIPPED, JUnitError, count
-from master.junit import parse_junit as parse_cases
+from master.sdk import ERROR, FAILED, JUNIT_SKIPPED, JUnitError
+from master.sdk import count_cases as count
+from master.sdk import parse_junit as parse_cases
 from plugins.dci.errors import DciError
 
 
@@ -22,7 +23,7 @@ def parse_junit(content: bytes) -> dict[str, int]:
         raise DciError(400, f"Invalid XML: {e.detail}") from None
     counts = count(cases)
     return {
-        "total": len(cases), "success": len(cases) - counts[FAILED] - counts[ERROR] - counts[SKIPPED],
-        "skips": counts[SKIPPED], "failures": counts[FAILED], "errors": counts[ERROR],
+        "total": len(cases), "success": len(cases) - counts[FAILED] - counts[ERROR] - counts[JUNIT_SKIPPED],
+        "skips": counts[JUNIT_SKIPPED], "failures": counts[FAILED], "errors": counts[ERROR],
         "time": int(round(sum(case.duration_ns for case in cases) / 1_000_000)),
     }

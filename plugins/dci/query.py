@@ -10,9 +10,7 @@ import csv
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from master.data.base import ResourceType
-from master.data.resultspec import Filter, ResultSpec
-from master.data.types import NoneOk, String
+from master.sdk import Filter, NoneOk, ResourceType, ResultSpec, String
 from plugins.dci.errors import DciError, malformed
 
 ALLOWED = ("limit", "offset", "sort", "where", "embed", "query", "created_after", "updated_after")

@@ -2,7 +2,7 @@
 
 Every type is registered under a ``dci_`` name (``/api/v2/dci_jobs``...), so DCI data is read
 like any other through the data API, and every change is an event (``dci_jobs/<id>/update``
-when a job's status changes).  The web module (:mod:`plugins.dci.web`) reads through
+when a job's status changes).  The routes (:mod:`plugins.dci.routes`) reads through
 ``data.get`` and writes only through the ``data.updates.dci_*`` methods defined here.
 """
 
@@ -19,10 +19,23 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from master.data.base import Endpoint, Field, Kind, RawContent, ResourceType, update_method
-from master.data.errors import NotFound
-from master.data.types import Boolean, FieldType, Integer, JsonObject, List, NoneOk, String
-from master.db.interfaces import IntegrityError
+from master.sdk import (
+    Boolean,
+    Endpoint,
+    Field,
+    FieldType,
+    Integer,
+    IntegrityError,
+    JsonObject,
+    Kind,
+    List,
+    NoneOk,
+    NotFound,
+    RawContent,
+    ResourceType,
+    String,
+    update_method,
+)
 from plugins.dci import tables
 from plugins.dci.errors import DciError, not_found
 

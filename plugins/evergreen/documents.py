@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from master.data.resources.common import CANCELLED
+from master.sdk import CANCELLED
 from plugins.evergreen import mapping as m
 
 Entity = Mapping[str, Any]

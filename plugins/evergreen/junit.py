@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from master.junit import PASSED, SKIPPED, JUnitError
-from master.junit import parse_junit as parse_cases
+from master.sdk import JUNIT_SKIPPED, PASSED, JUnitError
+from master.sdk import parse_junit as parse_cases
 
 __all__ = ["JUnitError", "parse_junit"]
 
@@ -26,6 +26,6 @@ def parse_junit(text: str) -> list[dict[str, Any]]:
         seen[full] = seen.get(full, 0) + 1
         if seen[full] > 1:
             full = f"{full} #{seen[full]}"
-        status = case.status if case.status in (PASSED, SKIPPED) else "fail"
+        status = case.status if case.status in (PASSED, JUNIT_SKIPPED) else "fail"
         results.append({"name": full, "status": status, "duration_ns": case.duration_ns})
     return results

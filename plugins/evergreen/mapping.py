@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from master.data.resources.common import CANCELLED, SKIPPED, SUCCESS, WARNINGS
+from master.sdk import CANCELLED, SKIPPED, SUCCESS, WARNINGS
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
 """How Evergreen writes a time not reached yet (Go's zero time.Time)."""

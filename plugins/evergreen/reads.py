@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from master.data.resultspec import Filter, ResultSpec
+from master.sdk import Filter, ResultSpec
 from plugins.evergreen import mapping as m
 from plugins.evergreen.documents import VersionView
 

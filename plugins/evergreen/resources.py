@@ -16,13 +16,30 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
-from master.data.errors import InvalidParams
-from master.data.resources.common import SUCCESS, boolean_filter
-from master.data.resultspec import Filter, ResultSpec
-from master.data.types import Boolean, DateTime, FieldType, Integer, NoneOk, String
-from master.db import schema
-from master.db.interfaces import IntegrityError, Prepared
+from master.sdk import (
+    SUCCESS,
+    Action,
+    ActionCall,
+    Boolean,
+    DateTime,
+    Endpoint,
+    Field,
+    FieldType,
+    Filter,
+    Integer,
+    IntegrityError,
+    InvalidParams,
+    Kind,
+    NoneOk,
+    Param,
+    Prepared,
+    ResourceType,
+    ResultSpec,
+    String,
+    boolean_filter,
+    core_tables,
+    update_method,
+)
 from plugins.evergreen.tables import test_results
 
 HOLDER = "evergreen: deactivated tasks"
@@ -40,8 +57,8 @@ EXPECTED_SAMPLE = 10
 
 PAGE = 1000
 
-br, b, bs = schema.buildrequests, schema.builders, schema.buildsets
-latest = schema.builds.alias("latest_build")
+br, b, bs = core_tables.buildrequests, core_tables.builders, core_tables.buildsets
+latest = core_tables.builds.alias("latest_build")
 
 
 class JsonText(FieldType):
@@ -56,7 +73,7 @@ class JsonText(FieldType):
 
 def _tag_value(prefix: str) -> Any:
     """The rest of the builder's first tag starting with *prefix* (e.g. ``variant:``), or NULL."""
-    tags = schema.builder_tags
+    tags = core_tables.builder_tags
     return (
         sa.select(sa.func.substr(tags.c.tag, len(prefix) + 1))
         .where(tags.c.builderid == b.c.id, tags.c.tag.startswith(prefix, autoescape=True))
@@ -76,18 +93,18 @@ TASK_NAME = sa.func.coalesce(_tag_value("task:"), b.c.name)
 
 
 def _held() -> Any:
-    holder = sa.select(schema.masters.c.id).where(schema.masters.c.name == HOLDER)
+    holder = sa.select(core_tables.masters.c.id).where(core_tables.masters.c.name == HOLDER)
     return sa.and_(br.c.claimed_by_masterid.is_not(None), br.c.claimed_by_masterid.in_(holder))
 
 
 def _of_latest_build(column: Any, aggregate: Any) -> Any:
     """An aggregate over the steps of the task's latest build (NULL without one)."""
-    steps = schema.steps
+    steps = core_tables.steps
     return sa.select(aggregate(column)).where(steps.c.buildid == latest.c.id).correlate(latest).scalar_subquery()
 
 
 def _tasks_source() -> Any:
-    builds = schema.builds
+    builds = core_tables.builds
     newest = sa.select(sa.func.max(builds.c.id)).where(builds.c.buildrequestid == br.c.id).correlate(br)
     return br.join(b, b.c.id == br.c.builderid).outerjoin(latest, latest.c.id == newest.scalar_subquery())
 
@@ -112,7 +129,7 @@ _BUILDER_OF = Prepared(
 
 
 def _recent_durations() -> sa.Select:
-    builds = schema.builds
+    builds = core_tables.builds
     return (
         sa.select((builds.c.complete_at - builds.c.started_at).label("duration"))
         .where(builds.c.builderid == sa.bindparam("builderid"), builds.c.results == SUCCESS,
@@ -135,10 +152,10 @@ class EvergreenTasks(ResourceType):
 
     def declare(self):
         """Fields (build request, builder naming, latest build and its steps) and endpoints."""
-        steps_started = _of_latest_build(schema.steps.c.started_at, sa.func.min)
-        heartbeat = _of_latest_build(sa.func.coalesce(schema.steps.c.complete_at, schema.steps.c.started_at),
+        steps_started = _of_latest_build(core_tables.steps.c.started_at, sa.func.min)
+        heartbeat = _of_latest_build(sa.func.coalesce(core_tables.steps.c.complete_at, core_tables.steps.c.started_at),
                                      sa.func.max)
-        builds, bp, workers = schema.builds, schema.build_properties, schema.workers
+        builds, bp, workers = core_tables.builds, core_tables.build_properties, core_tables.workers
         executions = sa.select(sa.func.count()).where(builds.c.buildrequestid == br.c.id).correlate(br)
         timeout_stage = (
             sa.select(bp.c.value).where(bp.c.buildid == latest.c.id, bp.c.name == TIMEOUT_PROPERTY)
@@ -180,7 +197,7 @@ class EvergreenTasks(ResourceType):
 
 
 def _version_source() -> Any:
-    bss, ss, changes = schema.buildset_sourcestamps, schema.sourcestamps, schema.changes
+    bss, ss, changes = core_tables.buildset_sourcestamps, core_tables.sourcestamps, core_tables.changes
     first_stamp = sa.select(sa.func.min(bss.c.sourcestampid)).where(bss.c.buildsetid == bs.c.id).correlate(bs)
     change = changes.alias("version_change")
     newest_change = sa.select(sa.func.max(changes.c.id)).where(changes.c.sourcestampid == ss.c.id).correlate(ss)
@@ -192,8 +209,8 @@ def _version_source() -> Any:
 
 def _in_project(bind: Any) -> Any:
     """Buildsets with a request to a builder of project *bind*."""
-    requests = schema.buildrequests.alias("project_request")
-    builders = schema.builders.alias("project_builder")
+    requests = core_tables.buildrequests.alias("project_request")
+    builders = core_tables.builders.alias("project_builder")
     found = (
         sa.select(requests.c.id)
         .select_from(requests.join(builders, builders.c.id == requests.c.builderid))

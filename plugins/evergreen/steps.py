@@ -11,9 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from master.data.resources.common import CANCELLED, FAILURE, SUCCESS
-from master.engine.interfaces import Command, CommandResult
-from master.engine.steps import ShellCommand, StepLog
+from master.sdk import CANCELLED, FAILURE, SUCCESS, Command, CommandResult, ShellCommand, StepLog
 from plugins.evergreen.junit import JUnitError, parse_junit
 from plugins.evergreen.resources import TIMEOUT_PROPERTY
 

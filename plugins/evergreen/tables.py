@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from master.db import schema
+from master.sdk import core_tables
 
 metadata = sa.MetaData(
     naming_convention={
@@ -24,9 +24,9 @@ test_results = sa.Table(
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     # Column objects, not "builds.id": the core tables live on another MetaData
-    sa.Column("buildid", sa.Integer, sa.ForeignKey(schema.builds.c.id, ondelete="CASCADE"), nullable=False),
-    sa.Column("stepid", sa.Integer, sa.ForeignKey(schema.steps.c.id, ondelete="CASCADE"), nullable=False),
-    sa.Column("logid", sa.Integer, sa.ForeignKey(schema.logs.c.id, ondelete="SET NULL")),
+    sa.Column("buildid", sa.Integer, sa.ForeignKey(core_tables.builds.c.id, ondelete="CASCADE"), nullable=False),
+    sa.Column("stepid", sa.Integer, sa.ForeignKey(core_tables.steps.c.id, ondelete="CASCADE"), nullable=False),
+    sa.Column("logid", sa.Integer, sa.ForeignKey(core_tables.logs.c.id, ondelete="SET NULL")),
     sa.Column("name", sa.String(1024), nullable=False),
     # pass, fail or skip, as Evergreen names test statuses
     sa.Column("status", sa.String(16), nullable=False),

@@ -24,9 +24,7 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from master.data.errors import DataError
-from master.data.resources.common import now
-from master.db.interfaces import StorageError
+from master.sdk import DataError, StorageError, now
 from plugins.selfserve import queries
 
 log = Logger()

@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import sqlalchemy as sa
-
-from master.plugin import Plugin
+from master.sdk import Plugin, PluginContext, ResourceType
 from plugins.selfserve import resources, tables
 from plugins.selfserve.agent import SelfServeAgent
-from plugins.selfserve.web import PREFIX, SelfServeWeb
+from plugins.selfserve.routes import PREFIX, SelfServeWeb
 
 
 class SelfServePlugin(Plugin):
@@ -25,6 +23,7 @@ class SelfServePlugin(Plugin):
     """
 
     name = "selfserve"
+    tables = tables.metadata
 
     def __init__(self, trusted_proxies: Iterable[str] = (), poll_interval: float = 5.0,
                  claim_timeout: float = 600.0) -> None:
@@ -44,21 +43,17 @@ class SelfServePlugin(Plugin):
     def _settings(self) -> tuple[Any, ...]:
         return (self.trusted_proxies, self.poll_interval, self.claim_timeout)
 
-    def resource_types(self) -> list[Any]:
+    def resource_types(self) -> list[ResourceType]:
         """Job records, and the read views of branches, builds and requests."""
         return resources.resource_types()
 
-    def metadata(self) -> sa.MetaData:
-        """The job table."""
-        return tables.metadata
-
-    def web_resources(self, data: Any) -> dict[str, Any]:
+    def routes(self, ctx: PluginContext) -> dict[str, Any]:
         """The self-serve routes at ``/self-serve``."""
-        return {PREFIX: SelfServeWeb(data, self).resource()}
+        return {PREFIX: SelfServeWeb(ctx, self)}
 
-    def services(self, data: Any) -> list[Any]:
+    def background(self, ctx: PluginContext) -> list[Any]:
         """The agent that does the queued jobs."""
-        agent = SelfServeAgent(data, self.poll_interval, self.claim_timeout)
+        agent = SelfServeAgent(ctx.data, self.poll_interval, self.claim_timeout)
         self._runtime["agent"] = agent
         return [agent]
 
@@ -66,13 +61,3 @@ class SelfServePlugin(Plugin):
     def agent(self) -> SelfServeAgent | None:
         """The agent of this master, once made."""
         return self._runtime.get("agent")
-
-    def authenticator(self, data: Any) -> Any:
-        """The master's Authenticator: ``data.auth`` when the master publishes it, else the agent's master's.
-
-        The agent is a child service of the master, which holds the Authenticator as ``auth``.
-        """
-        found = getattr(data, "auth", None)
-        if found is None and self.agent is not None:
-            found = getattr(self.agent.parent, "auth", None)
-        return found

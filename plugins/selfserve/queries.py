@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from master.data.base import Collection
-from master.data.errors import InvalidQuery
+from master.sdk import Collection, InvalidQuery
 from plugins.selfserve.resources import REVISION_PREFIX
 
 PAGE = 500

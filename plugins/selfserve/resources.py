@@ -23,11 +23,27 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
-from master.data.errors import InvalidQuery
-from master.data.resources.common import boolean_filter, dumps, list_loader, now, properties_loader
-from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
-from master.db import schema
+from master.sdk import (
+    Boolean,
+    DateTime,
+    Endpoint,
+    Field,
+    Integer,
+    InvalidQuery,
+    JsonObject,
+    Kind,
+    List,
+    NoneOk,
+    ResourceType,
+    String,
+    boolean_filter,
+    core_tables,
+    dumps,
+    list_loader,
+    now,
+    properties_loader,
+    update_method,
+)
 from plugins.selfserve.tables import jobs
 
 REVISION_PREFIX = 12
@@ -124,7 +140,7 @@ class SelfServeJobs(ResourceType):
 
 def _branches_source() -> Any:
     """Every branch name once: projects, source stamp projects and source stamp branches."""
-    p, ss = schema.projects, schema.sourcestamps
+    p, ss = core_tables.projects, core_tables.sourcestamps
     repo_of_project = sa.select(sa.func.max(ss.c.repository)).where(ss.c.project == p.c.name).scalar_subquery()
     named = sa.union_all(
         sa.select(p.c.name.label("name"), sa.literal("project").label("kind"), repo_of_project.label("repository")),
@@ -165,14 +181,14 @@ class SelfServeBranches(ResourceType):
 
 # -- builds and requests ----------------------------------------------------------------------------
 
-ss = schema.sourcestamps
-br = schema.buildrequests
-bs = schema.buildsets
+ss = core_tables.sourcestamps
+br = core_tables.buildrequests
+bs = core_tables.buildsets
 
 
 def _first_sourcestamp() -> Any:
     """The first source stamp of the request's buildset (BuildAPI shows one revision per build)."""
-    bss = schema.buildset_sourcestamps
+    bss = core_tables.buildset_sourcestamps
     return (
         sa.select(sa.func.min(bss.c.sourcestampid)).where(bss.c.buildsetid == br.c.buildsetid).scalar_subquery()
     )
@@ -191,7 +207,7 @@ def _on_branch(op: str, values: tuple[Any, ...]) -> Any:
 
 def _owner() -> Any:
     """The buildset's ``owner`` property (JSON text): who asked for it, by self-serve or a force form."""
-    bsp = schema.buildset_properties
+    bsp = core_tables.buildset_properties
     return (
         sa.select(bsp.c.value).where(bsp.c.buildsetid == br.c.buildsetid, bsp.c.name == "owner").scalar_subquery()
     )
@@ -225,7 +241,7 @@ class SelfServeRequests(ResourceType):
 
     def declare(self):
         """Fields, endpoints and loaders of requests."""
-        builders = schema.builders
+        builders = core_tables.builders
         source = (
             br.join(builders, builders.c.id == br.c.builderid)
             .join(bs, bs.c.id == br.c.buildsetid)
@@ -251,16 +267,17 @@ class SelfServeRequests(ResourceType):
             Endpoint("/selfserverequests", Kind.COLLECTION),
             Endpoint("/selfserverequests/n:request_id"),
         ]
+        builds = core_tables.builds
         loaders = {
             "properties": _request_properties_loader(),
-            "build_ids": list_loader("selfserve-build-ids", schema.builds.c.buildrequestid, schema.builds.c.id),
+            "build_ids": list_loader("selfserve-build-ids", builds.c.buildrequestid, builds.c.id),
         }
         return source, fields, endpoints, loaders
 
 
 def _request_properties_loader() -> Any:
     """The properties of each request's buildset."""
-    bsp = schema.buildset_properties
+    bsp = core_tables.buildset_properties
     joined = (
         sa.select(br.c.id.label("request_id"), bsp.c.name, bsp.c.value, bsp.c.source)
         .select_from(br.join(bsp, bsp.c.buildsetid == br.c.buildsetid))
@@ -279,7 +296,7 @@ class SelfServeBuilds(ResourceType):
 
     def declare(self):
         """Fields and endpoints of builds."""
-        b, builders, workers = schema.builds, schema.builders, schema.workers
+        b, builders, workers = core_tables.builds, core_tables.builders, core_tables.workers
         source = (
             b.join(br, br.c.id == b.c.buildrequestid)
             .join(builders, builders.c.id == b.c.builderid)

@@ -9,11 +9,12 @@ import sqlalchemy as sa
 
 from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import Conflict
-from master.data.resources.common import CANCELLED, now, properties_loader
+from master.data.resources.common import now, properties_loader
 from master.data.resources.livecache import LiveEntities
 from master.data.resultspec import Filter, ResultSpec
 from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
+from master.results import CANCELLED
 
 t = schema.buildrequests
 PROPERTY = ("property",)

@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
 from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
-from master.data.resources.common import (
-    CANCELLED,
-    EXCEPTION,
-    FAILURE,
-    RETRY,
-    SKIPPED,
-    SUCCESS,
-    WARNINGS,
-    dumps,
-    now,
-    properties_loader,
-)
+from master.data.resources.common import dumps, now, properties_loader
 from master.data.resources.livecache import LiveEntities
 from master.data.resources.sourcestamps import find_or_insert, sourcestamps_loader, ss_values
 from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
 from master.db import schema
 from master.db.interfaces import Prepared
+from master.results import worst_result
 
 t = schema.buildsets
 PROPERTY = ("property",)
@@ -57,20 +47,6 @@ _REQUEST_RESULTS = Prepared(("buildsets", "request-results"), lambda: sa.select(
 _COMPLETE = Prepared(("buildsets", "complete"), lambda: sa.update(t).where(
     t.c.id == sa.bindparam("bsid"), t.c.complete == sa.false()).values(
     complete=True, complete_at=sa.bindparam("complete_at"), results=sa.bindparam("results")))
-
-# Worse ranks higher, as in Buildbot: cancelled > retry > exception > failure > warnings >
-# success > skipped.  A buildset starts from success, so skipped requests count as success.
-_SEVERITY = {SKIPPED: 0, SUCCESS: 1, WARNINGS: 2, FAILURE: 3, EXCEPTION: 4, RETRY: 5, CANCELLED: 6}
-
-
-def worst_result(results: Iterable[int | None]) -> int:
-    """The worst of *results*, starting from success (None, a result never set, is ignored)."""
-    worst = SUCCESS
-    for result in results:
-        if result is not None and _SEVERITY[result] > _SEVERITY[worst]:
-            worst = result
-    return worst
-
 
 class Buildsets(ResourceType):
     """``/buildsets``: submissions of source stamps to builders; ``property=`` adds their properties."""

@@ -9,14 +9,13 @@ from typing import Any
 
 import orjson
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from master.data.base import Loader
+from master.data.types import INT64_MAX
 from master.db.interfaces import Prepared
-
-RESULTS = ("success", "warnings", "failure", "skipped", "exception", "retry", "cancelled")
-"""Result codes 0..6, by name."""
-SUCCESS, WARNINGS, FAILURE, SKIPPED, EXCEPTION, RETRY, CANCELLED = range(7)
 
 
 def now() -> int:
@@ -66,7 +65,40 @@ def list_loader(
             found[row["owner"]].append(row["value"])
         return {entity_id: found.get(entity_id, []) for entity_id in ids}
 
+    def inline(owner: ColumnElement) -> ColumnElement:
+        """The same lists as a column of the page's own query: a JSON array per row (see master.data.query)."""
+        listed = sa.select(value.label("value"), (order if order is not None else value).label("sort_key"))
+        # the LIMIT keeps SQLite from dropping the ORDER BY of a subquery that only feeds an aggregate
+        listed = listed.where(table_key == owner).correlate(owner.table)
+        listed = listed.order_by(listed.selected_columns.sort_key).limit(INT64_MAX).subquery("listed")
+        return sa.select(JsonList(listed.c.value, listed.c.sort_key)).select_from(listed).scalar_subquery()
+
+    load.inline = inline
     return load
+
+
+class JsonList(FunctionElement):
+    """``JsonList(value, sort_key)``: the aggregate JSON array of *value* in *sort_key* order.
+
+    PostgreSQL's ``json_agg`` orders by its own ``ORDER BY`` (its result is null over no rows);
+    SQLite's ``json_group_array`` (``[]`` over no rows) takes the rows in the order of the
+    sorted subquery they come from (SQLite has no ORDER BY in aggregates before 3.44).
+    """
+
+    name = "json_list"
+    inherit_cache = True
+
+
+@compiles(JsonList, "postgresql")
+def _json_list_postgresql(element: JsonList, compiler: Any, **kw: Any) -> str:
+    value, sort_key = element.clauses
+    return f"json_agg({compiler.process(value, **kw)} ORDER BY {compiler.process(sort_key, **kw)})"
+
+
+@compiles(JsonList)
+def _json_list(element: JsonList, compiler: Any, **kw: Any) -> str:
+    value, _ = element.clauses
+    return f"json_group_array({compiler.process(value, **kw)})"
 
 
 def properties_loader(key: str, table: sa.Table, owner: str, option: str | None = "property") -> Loader:

@@ -28,7 +28,7 @@ from dciauth.v2.headers import parse_headers
 from dciauth.v2.signature import is_valid
 from twisted.web.iweb import IRequest
 
-from master.www.auth import User, UserStore
+from master.sdk import User, UserStore
 from plugins.dci.errors import DciError
 
 HMAC_SCHEMES = ("DCI2-HMAC-SHA256", "AWS4-HMAC-SHA256")

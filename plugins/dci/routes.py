@@ -16,42 +16,43 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from klein import Klein
-from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import BaseConverter, ValidationError
 
-from master.data.base import Collection
-from master.data.errors import DataError, InvalidPath, NotFound
-from master.data.resultspec import Filter
-from master.www.auth import AuthError, UserStore, scope_plugin_reads
-from master.www.responses import json_routing_errors
-from plugins.dci.auth import Identity, authenticate, reader
+from master.sdk import (
+    AuthError,
+    Collection,
+    DataError,
+    Filter,
+    HttpError,
+    JsonApi,
+    PluginContext,
+    Response,
+    read_body,
+)
+from plugins.dci.access import Identity, authenticate, reader
+from plugins.dci.documents import (
+    CLIENT_KEYS,
+    COMPONENT_KEYS,
+    FILE_KEYS,
+    JOB_KEYS,
+    JOBSTATE_KEYS,
+    KV_KEYS,
+    RESULT_KEYS,
+    TEAM_KEYS,
+    TOPIC_KEYS,
+    created_job,
+    embedded,
+    file_document,
+    identity_document,
+    only,
+)
 from plugins.dci.embed import embed_jobs, parse_embed
-from plugins.dci.errors import DciError, malformed, not_found, unauthorized
+from plugins.dci.errors import DciError, error_document, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
 from plugins.dci.query import list_spec
 from plugins.dci.resources import JOB_STATUSES
-
-log = Logger()
-
-IDENTITY_KEYS = ("email", "etag", "fullname", "id", "name", "teams", "timezone")
-TOPIC_KEYS = ("component_types", "created_at", "data", "etag", "export_control", "id", "name", "next_topic_id",
-              "product_id", "state", "updated_at")
-COMPONENT_KEYS = ("canonical_project_name", "created_at", "data", "etag", "id", "message", "name", "state", "title",
-                  "topic_id", "type", "updated_at", "url")
-JOB_CREATED_KEYS = ("client_version", "comment", "created_at", "duration", "etag", "id", "previous_job_id",
-                    "product_id", "remoteci_id", "state", "status", "team_id", "topic_id", "topic_id_secondary",
-                    "update_previous_job_id", "updated_at", "user_agent")
-JOB_KEYS = (*JOB_CREATED_KEYS, "name", "configuration", "url", "tags", "data", "status_reason")
-JOBSTATE_KEYS = ("comment", "created_at", "id", "job_id", "status")
-FILE_KEYS = ("created_at", "etag", "id", "job_id", "jobstate_id", "md5", "mime", "name", "size", "state", "team_id",
-             "updated_at")
-RESULT_KEYS = ("created_at", "errors", "failures", "file_id", "id", "job_id", "name", "regressions", "skips",
-               "success", "successfixes", "time", "total", "updated_at")
-TEAM_KEYS = ("created_at", "etag", "has_pre_release_access", "id", "name", "state", "updated_at")
-CLIENT_KEYS = ("created_at", "data", "etag", "id", "name", "state", "team_id", "updated_at")
-KV_KEYS = ("job_id", "key", "value")
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """The largest file upload accepted (413 above)."""
@@ -164,99 +165,65 @@ class Call:
             raise malformed(f"the body is not valid JSON: {e}") from None
 
 
-@dataclass
-class Reply:
-    """What to answer: status, JSON body (None for no body) and an etag."""
-
-    status: int
-    body: Any = None
-    etag: str | None = None
-    raw: bytes | None = None
-    content_type: str | None = None
+def reply(status: int, body: Any = None, etag: str | None = None) -> Response:
+    """A DCI answer: *status*, a JSON *body* (None: no body) and the entity's ``ETag``."""
+    return Response(body, status, {"ETag": etag} if etag else {})
 
 
-Handler = Callable[["DciApi", Call], Awaitable[Reply]]
+Handler = Callable[["DciApi", Call], Awaitable[Response]]
 
 
-def _only(entity: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
-    return {key: entity[key] for key in keys}
+class DciId(BaseConverter):
+    """A path segment naming a DCI entity: a UUID in any spelling Python reads, passed on in lower case."""
+
+    def to_python(self, value: str) -> str:
+        """The id, or no match (so the path is another route's, or a 404)."""
+        if not _is_uuid(value):
+            raise ValidationError()
+        return value.lower()
 
 
-def _file_json(entity: dict[str, Any]) -> dict[str, Any]:
-    # the DCI server's file replies give the size as a string
-    return {**_only(entity, FILE_KEYS), "size": str(entity["size"])}
+KINDS = ("jobs", "topics", "components", "files", "jobstates", "remotecis", "teams", "feeders")
+"""The first segments of DCI's entity routes: an unknown path below one is that entity "not found"."""
 
 
-class DciApi:
-    """The routes of DCI API v1 over *data*; Basic auth users come from *users* (ci-master's users file)."""
+class DciApi(JsonApi):
+    """The routes of DCI API v1 over the plugin's context; Basic auth users come from *users*."""
 
-    app = json_routing_errors(Klein())
+    app = JsonApi.klein()
+    app.url_map.converters["dci_id"] = DciId
+    app.url_map.strict_slashes = False
     routes: list[tuple[bytes, tuple[str, ...], Handler]] = []
+    """Every route as (method, path segments with ``{id}`` arguments, handler)."""
+    max_body_bytes = staticmethod(_body_limit)
 
-    def __init__(self, data: Any, users: UserStore | None) -> None:
-        self.data = data
+    def __init__(self, ctx: PluginContext | Any, users: Any = None) -> None:
+        super().__init__(ctx)
         self.users = users
-
-    def resource(self) -> Any:
-        """The twisted.web resource to mount at ``/api/v1``; file uploads may pass the site's body limit."""
-        mounted = self.app.resource()
-        mounted.max_body_bytes = _body_limit
-        return mounted
 
     @classmethod
     def route(cls, method: str, pattern: str) -> Callable[[Handler], Handler]:
         """Register a handler for *method* on *pattern* (``{name}`` segments are UUID arguments)."""
 
         def register(handler: Handler) -> Handler:
-            cls.routes.append((method.encode(), tuple(p for p in pattern.strip("/").split("/") if p), handler))
+            segments = tuple(p for p in pattern.strip("/").split("/") if p)
+            cls.routes.append((method.encode(), segments, handler))
+            rule = "/" + "/".join(f"<dci_id:{p.strip('{}')}>" if p.startswith("{") else p for p in segments)
+
+            def endpoint(api: DciApi, request: IRequest, **args: str) -> Any:
+                return api.call(handler, request, args)
+
+            cls.app.route(rule, methods=[method], endpoint=f"{method} {rule}")(endpoint)
             return handler
 
         return register
 
-    @app.route("/", methods=None)
-    def dispatch_root(self, request: IRequest) -> Any:
-        """``/api/v1/`` itself."""
-        return defer.ensureDeferred(self._dispatch(request, ""))
+    def call(self, handler: Handler, request: IRequest, args: dict[str, str]) -> Any:
+        """Authenticate the caller (but for DCI's banner), then run *handler*, through the one error mapping."""
+        from twisted.internet import defer
 
-    @app.route("/<path:path>", methods=None)
-    def dispatch(self, request: IRequest, path: str) -> Any:
-        """Every request: find its route, authenticate, run the handler, render the reply."""
-        return defer.ensureDeferred(self._dispatch(request, path))
-
-    def _match(self, method: bytes, segments: list[str]) -> tuple[Handler | None, dict[str, str], list[bytes]]:
-        allowed: list[bytes] = []
-        for route_method, pattern, handler in self.routes:
-            if len(pattern) != len(segments):
-                continue
-            args = {}
-            for part, segment in zip(pattern, segments, strict=True):
-                if part.startswith("{"):
-                    if not _is_uuid(segment):
-                        break
-                    args[part.strip("{}")] = segment.lower()
-                elif part != segment:
-                    break
-            else:
-                if route_method == method:
-                    return handler, args, allowed
-                allowed.append(route_method)
-        return None, {}, allowed
-
-    async def _dispatch(self, request: IRequest, path: str) -> bytes:
-        segments = [s for s in path.split("/") if s]
-        try:
-            handler, args, allowed = self._match(request.method, segments)
-            if handler is None:
-                if allowed:
-                    request.setHeader(b"Allow", b", ".join(sorted(set(allowed))))
-                    raise DciError(405, f"method {request.method.decode(errors='replace')} is not allowed here")
-                if segments and segments[0] in ("jobs", "topics", "components", "files", "jobstates", "remotecis",
-                                                "teams", "feeders"):
-                    raise not_found(segments[0].removesuffix("s"))
-                raise DciError(404, f"no such DCI API path: /{'/'.join(segments)}")
-            body = request.content.read(MAX_FILE_BYTES + 1) if request.content is not None else b""
-            if len(body) > MAX_FILE_BYTES:
-                raise DciError(413, f"the body is larger than {MAX_FILE_BYTES} bytes")
+        async def work() -> Response:
+            body = read_body(request, MAX_FILE_BYTES)
             try:
                 query = {k.decode(): [v.decode() for v in vs] for k, vs in request.args.items()}
             except UnicodeDecodeError:
@@ -265,48 +232,59 @@ class DciApi:
             if handler is not _root:
                 identity = await authenticate(request, body, self.data, self.users)
                 if request.method in (b"GET", b"HEAD"):
-                    scope_plugin_reads(self.data, request, reader(identity, self.users))
-            reply = await handler(self, Call(request, identity, args, query, body))
-        except DciError as e:
-            reply = Reply(e.status, e.to_json())
-        except AuthError as e:
-            # a read the master's read rules refuse: DCI answers permission failures with 401
-            reply = Reply(401, DciError(401, f"Operation not authorized: {e.message}").to_json())
-        except (InvalidPath, NotFound) as e:
-            reply = Reply(404, DciError(404, e.message).to_json())
-        except DataError as e:
-            reply = Reply(400, DciError(400, e.message).to_json())
-        except defer.CancelledError:
-            raise
-        except Exception:
-            log.failure("DCI {method} {uri} failed", method=request.method, uri=request.uri)
-            reply = Reply(500, DciError(500, "internal error (logged on the master)").to_json())
-        return self._render(request, reply)
+                    self.auth.scope_reads(request, reader(identity, self.users))
+            return await handler(self, Call(request, identity, args, query, body))
 
-    @staticmethod
-    def _render(request: IRequest, reply: Reply) -> bytes:
-        request.setResponseCode(reply.status)
-        if reply.etag:
-            request.setHeader(b"ETag", reply.etag.encode())
-        if reply.raw is not None:
-            request.setHeader(b"Content-Type", (reply.content_type or "application/octet-stream").encode())
-            return reply.raw
-        if reply.body is None:
-            return b""
+        return defer.ensureDeferred(self.answer(request, work))
+
+    # -- DCI's wire format ---------------------------------------------------------------------
+
+    def before(self, request: IRequest) -> None:
+        """Nothing: :meth:`call` authenticates first, then opens the read scope as the caller."""
+
+    def error_body(self, status: int, message: str) -> Any:
+        """``{"status_code", "message", "payload"}``."""
+        return error_document(status, message)
+
+    def render(self, request: IRequest, body: Any, status: int = 200) -> bytes:
+        """Compact JSON, ``Content-Type: application/json``, as the DCI server writes it."""
+        request.setResponseCode(status)
         request.setHeader(b"Content-Type", b"application/json")
-        return orjson.dumps(reply.body)
+        return orjson.dumps(body)
+
+    def auth_error(self, request: IRequest, error: AuthError) -> HttpError:
+        """A read the master's read rules refuse: DCI answers permission failures with 401."""
+        return DciError(401, f"Operation not authorized: {error.message}")
+
+    def data_error(self, request: IRequest, error: DataError) -> HttpError:
+        """404 for a missing entity, else 400, with DCI's body."""
+        found = super().data_error(request, error)
+        return DciError(found.status, error.message)
+
+    def routing_error(self, request: IRequest, error: HTTPException) -> HttpError:
+        """No route: ``<entity> not found`` below an entity's path, else a 404 naming the path; 405 with ``Allow``."""
+        segments = [s for s in request.path.decode("utf-8", "replace").split("/") if s]
+        segments = segments[2:] if segments[:2] == ["api", "v1"] else segments
+        allowed = sorted(getattr(error, "valid_methods", None) or ())
+        if error.code == 405 and allowed:
+            raised = DciError(405, f"method {request.method.decode(errors='replace')} is not allowed here")
+            raised.headers["Allow"] = ", ".join(allowed)
+            return raised
+        if segments and segments[0] in KINDS:
+            return not_found(segments[0].removesuffix("s"))
+        return DciError(404, f"no such DCI API path: /{'/'.join(segments)}")
 
     # -- helpers used by the handlers --------------------------------------------------------
 
     async def list_of(
         self, path: tuple[str, ...], call: Call, plural: str, keys: tuple[str, ...], default_sort: str = "-created_at",
         extra: tuple[Filter, ...] = (),
-    ) -> Reply:
+    ) -> Response:
         """A DCI list of the collection at *path*, filtered, sorted and paged in SQL."""
         endpoint, _ = self.data.resolve(path)
         spec = list_spec(endpoint.rtype, call.query, keys, default_sort, extra)
         found: Collection = await self.data.get(path, spec)
-        return Reply(200, {plural: found.items, "_meta": {"count": found.total}})
+        return reply(200, {plural: found.items, "_meta": {"count": found.total}})
 
     async def one(self, plural: str, entity_id: str, singular: str) -> dict[str, Any]:
         """The entity *entity_id* of type *plural*; 404 ``<singular> not found`` if missing or archived."""
@@ -341,37 +319,32 @@ route = DciApi.route
 
 
 @route("GET", "/")
-async def _root(api: DciApi, call: Call) -> Reply:
-    return Reply(200, {"_status": "OK", "message": "Distributed CI."})
+async def _root(api: DciApi, call: Call) -> Response:
+    return reply(200, {"_status": "OK", "message": "Distributed CI."})
 
 
 @route("GET", "/identity")
-async def _identity(api: DciApi, call: Call) -> Reply:
+async def _identity(api: DciApi, call: Call) -> Response:
     who = call.identity
-    teams = {team_id: {"team_name": team["name"]} for team_id, team in who.teams.items()}
-    body = {"email": None, "etag": None, "fullname": None, "id": who.id, "name": None, "teams": teams,
-            "timezone": None}
-    if who.kind == "user":
-        body["name"] = who.name
-    return Reply(200, {"identity": body})
+    return reply(200, {"identity": identity_document(who.kind, who.id, who.name, who.teams)})
 
 
 # -- topics and components -----------------------------------------------------------------
 
 
 @route("GET", "/topics")
-async def _topics(api: DciApi, call: Call) -> Reply:
+async def _topics(api: DciApi, call: Call) -> Response:
     return await api.list_of(("dci_topics",), call, "topics", TOPIC_KEYS)
 
 
 @route("GET", "/topics/{id}")
-async def _topic(api: DciApi, call: Call) -> Reply:
+async def _topic(api: DciApi, call: Call) -> Response:
     topic = await api.one("dci_topics", call.args["id"], "topic")
-    return Reply(200, {"topic": _only(topic, TOPIC_KEYS)}, topic["etag"])
+    return reply(200, {"topic": only(topic, TOPIC_KEYS)}, topic["etag"])
 
 
 @route("POST", "/topics")
-async def _create_topic(api: DciApi, call: Call) -> Reply:
+async def _create_topic(api: DciApi, call: Call) -> Response:
     api.require_admin(call)
     body = check_body(call.json(), {
         "name": "string", "component_types": "strings?", "product_id": "uuid?", "export_control": "boolean?",
@@ -382,32 +355,32 @@ async def _create_topic(api: DciApi, call: Call) -> Reply:
     topic = await api.data.updates.dci_create_topic(
         body.pop("name"), body.pop("component_types", []), **body
     )
-    return Reply(201, {"topic": _only(topic, TOPIC_KEYS)}, topic["etag"])
+    return reply(201, {"topic": only(topic, TOPIC_KEYS)}, topic["etag"])
 
 
 @route("GET", "/topics/{id}/components")
-async def _topic_components(api: DciApi, call: Call) -> Reply:
+async def _topic_components(api: DciApi, call: Call) -> Response:
     await api.one("dci_topics", call.args["id"], "topic")
     path = ("dci_topics", call.args["id"], "dci_components")
     return await api.list_of(path, call, "components", COMPONENT_KEYS, "-released_at", api.team_filter(call, True))
 
 
 @route("GET", "/components")
-async def _components(api: DciApi, call: Call) -> Reply:
+async def _components(api: DciApi, call: Call) -> Response:
     return await api.list_of(("dci_components",), call, "components", COMPONENT_KEYS, "-released_at",
                              api.team_filter(call, True))
 
 
 @route("GET", "/components/{id}")
-async def _component(api: DciApi, call: Call) -> Reply:
+async def _component(api: DciApi, call: Call) -> Response:
     component = await api.one("dci_components", call.args["id"], "component")
     if component["team_id"] is not None and not call.identity.in_team(component["team_id"]):
         raise unauthorized()
-    return Reply(200, {"component": _only(component, COMPONENT_KEYS)}, component["etag"])
+    return reply(200, {"component": only(component, COMPONENT_KEYS)}, component["etag"])
 
 
 @route("POST", "/components")
-async def _create_component(api: DciApi, call: Call) -> Reply:
+async def _create_component(api: DciApi, call: Call) -> Response:
     api.require_admin(call, "feeder")
     body = check_body(call.json(), {
         "name": "string", "display_name": "string", "version": "string?", "type": "string", "topic_id": "uuid",
@@ -422,7 +395,7 @@ async def _create_component(api: DciApi, call: Call) -> Reply:
         raise unauthorized()
     values = {key: value for key, value in body.items() if value is not None}
     component = await api.data.updates.dci_create_component(values.pop("topic_id"), name, values.pop("type"), **values)
-    return Reply(201, {"component": _only(component, COMPONENT_KEYS)}, component["etag"])
+    return reply(201, {"component": only(component, COMPONENT_KEYS)}, component["etag"])
 
 
 # -- jobs ------------------------------------------------------------------------------------
@@ -432,24 +405,23 @@ def _job_values(body: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in body.items() if key not in _IGNORED_JOB_FIELDS}
 
 
-def _created_job(job: dict[str, Any], body: dict[str, Any]) -> Reply:
-    # the DCI server answers with the values it inserted: its own keys plus those the client sent
-    keys = JOB_CREATED_KEYS + tuple(k for k in JOB_KEYS if k in body and k not in JOB_CREATED_KEYS)
-    return Reply(201, {"job": _only(job, keys)}, job["etag"])
+def _created_job(job: dict[str, Any], body: dict[str, Any]) -> Response:
+    return reply(201, {"job": created_job(job, body)}, job["etag"])
 
 
-def _headers(call: Call) -> tuple[str | None, str | None]:
+def _new_job(call: Call, fields: dict[str, str], required: tuple[str, ...]) -> tuple[dict[str, Any], str | None, ...]:
+    """The body of a job a remoteci creates, and the client's user agent and version headers."""
+    body = check_body(call.json(), fields, required)
+    if call.identity.kind != "remoteci":
+        raise DciError(400, "Only remoteci can create job")
     agent = call.request.getHeader(b"user-agent")
     version = call.request.getHeader(b"client-version")
-    return (agent.decode("latin-1") if agent else None, version.decode("latin-1") if version else None)
+    return body, agent.decode("latin-1") if agent else None, version.decode("latin-1") if version else None
 
 
 @route("POST", "/jobs")
-async def _create_job(api: DciApi, call: Call) -> Reply:
-    body = check_body(call.json(), JOB_FIELDS, ("components",))
-    if call.identity.kind != "remoteci":
-        raise DciError(400, "Only remoteci can create job")
-    agent, version = _headers(call)
+async def _create_job(api: DciApi, call: Call) -> Response:
+    body, agent, version = _new_job(call, JOB_FIELDS, ("components",))
     job = await api.data.updates.dci_create_job(
         call.identity.entity, body.get("topic_id"), body["components"], _job_values(body), agent, version
     )
@@ -457,48 +429,36 @@ async def _create_job(api: DciApi, call: Call) -> Reply:
 
 
 @route("POST", "/jobs/schedule")
-async def _schedule_job(api: DciApi, call: Call) -> Reply:
-    body = check_body(call.json(), SCHEDULE_FIELDS, ("topic_id",))
-    if call.identity.kind != "remoteci":
-        raise DciError(400, "Only remoteci can create job")
-    agent, version = _headers(call)
+async def _schedule_job(api: DciApi, call: Call) -> Response:
+    body, agent, version = _new_job(call, SCHEDULE_FIELDS, ("topic_id",))
     job = await api.data.updates.dci_schedule_job(
         call.identity.entity, body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
     )
     return _created_job(job, body)
 
 
-_EMBED_KEYS = {"topic": TOPIC_KEYS, "remoteci": CLIENT_KEYS, "team": TEAM_KEYS, "components": COMPONENT_KEYS,
-               "results": RESULT_KEYS, "jobstates": JOBSTATE_KEYS}
-
-
-def _embedded(name: str, entity: dict[str, Any]) -> dict[str, Any]:
-    """An embedded object with the keys its own route shows (a remoteci's secret never)."""
-    return _file_json(entity) if name == "files" else _only(entity, _EMBED_KEYS[name])
-
-
 @route("GET", "/jobs")
-async def _jobs(api: DciApi, call: Call) -> Reply:
+async def _jobs(api: DciApi, call: Call) -> Response:
     names = parse_embed(call.query)
-    reply = await api.list_of(("dci_jobs",), call, "jobs", JOB_KEYS, extra=api.team_filter(call))
-    await embed_jobs(api.data, reply.body["jobs"], names, _embedded)
-    return reply
+    listing = await api.list_of(("dci_jobs",), call, "jobs", JOB_KEYS, extra=api.team_filter(call))
+    await embed_jobs(api.data, listing.body["jobs"], names, embedded)
+    return listing
 
 
 @route("GET", "/jobs/{id}")
-async def _job(api: DciApi, call: Call) -> Reply:
+async def _job(api: DciApi, call: Call) -> Response:
     names = parse_embed(call.query)
     job = await api.job_of(call, call.args["id"])
-    body = _only(job, JOB_KEYS)
+    body = only(job, JOB_KEYS)
     everything = {"field": [], "limit": ["200"]}
     components = await api.data.get(("dci_jobs", job["id"], "dci_components"), query={**everything, "order": ["type"]})
     results = await api.data.get(("dci_jobs", job["id"], "dci_results"), query={**everything, "order": ["created_at"]})
     kvs = await api.data.get(("dci_jobs", job["id"], "dci_kv"), query={**everything, "order": ["key"]})
-    body["components"] = [_only(c, COMPONENT_KEYS) for c in components.items]
-    body["results"] = [_only(r, RESULT_KEYS) for r in results.items]
-    body["keys_values"] = [_only(kv, KV_KEYS) for kv in kvs.items]
-    await embed_jobs(api.data, [body], [name for name in names if name not in body], _embedded)
-    return Reply(200, {"job": body}, job["etag"])
+    body["components"] = [only(c, COMPONENT_KEYS) for c in components.items]
+    body["results"] = [only(r, RESULT_KEYS) for r in results.items]
+    body["keys_values"] = [only(kv, KV_KEYS) for kv in kvs.items]
+    await embed_jobs(api.data, [body], [name for name in names if name not in body], embedded)
+    return reply(200, {"job": body}, job["etag"])
 
 
 def _if_match(call: Call) -> str:
@@ -509,58 +469,55 @@ def _if_match(call: Call) -> str:
 
 
 @route("PUT", "/jobs/{id}")
-async def _update_job(api: DciApi, call: Call) -> Reply:
+async def _update_job(api: DciApi, call: Call) -> Response:
     etag = _if_match(call)
     body = check_body(call.json(), JOB_UPDATE_FIELDS)
     await api.job_of(call, call.args["id"])
     job = await api.data.updates.dci_update_job(call.args["id"], etag, body)
-    return Reply(200, {"job": _only(job, JOB_KEYS)}, job["etag"])
+    return reply(200, {"job": only(job, JOB_KEYS)}, job["etag"])
 
 
 @route("DELETE", "/jobs/{id}")
-async def _delete_job(api: DciApi, call: Call) -> Reply:
+async def _delete_job(api: DciApi, call: Call) -> Response:
     etag = _if_match(call)
     await api.job_of(call, call.args["id"])
     await api.data.updates.dci_archive_job(call.args["id"], etag)
-    return Reply(204)
+    return reply(204)
 
 
-@route("GET", "/jobs/{id}/components")
-async def _job_components(api: DciApi, call: Call) -> Reply:
-    await api.job_of(call, call.args["id"])
-    return await api.list_of(("dci_jobs", call.args["id"], "dci_components"), call, "components", COMPONENT_KEYS)
+def _job_list(plural: str, keys: tuple[str, ...]) -> None:
+    """``GET /jobs/{id}/<plural>``: a job's *plural*, if the caller may see the job."""
+
+    async def listing(api: DciApi, call: Call) -> Response:
+        await api.job_of(call, call.args["id"])
+        return await api.list_of(("dci_jobs", call.args["id"], f"dci_{plural}"), call, plural, keys)
+
+    route("GET", f"/jobs/{{id}}/{plural}")(listing)
 
 
-@route("GET", "/jobs/{id}/jobstates")
-async def _job_jobstates(api: DciApi, call: Call) -> Reply:
-    await api.job_of(call, call.args["id"])
-    return await api.list_of(("dci_jobs", call.args["id"], "dci_jobstates"), call, "jobstates", JOBSTATE_KEYS)
+_job_list("components", COMPONENT_KEYS)
+_job_list("jobstates", JOBSTATE_KEYS)
+_job_list("results", RESULT_KEYS)
 
 
 @route("GET", "/jobs/{id}/files")
-async def _job_files(api: DciApi, call: Call) -> Reply:
+async def _job_files(api: DciApi, call: Call) -> Response:
     await api.job_of(call, call.args["id"])
-    reply = await api.list_of(("dci_jobs", call.args["id"], "dci_files"), call, "files", FILE_KEYS)
-    reply.body["files"] = [_file_json(f) for f in reply.body["files"]]
-    return reply
-
-
-@route("GET", "/jobs/{id}/results")
-async def _job_results(api: DciApi, call: Call) -> Reply:
-    await api.job_of(call, call.args["id"])
-    return await api.list_of(("dci_jobs", call.args["id"], "dci_results"), call, "results", RESULT_KEYS)
+    listing = await api.list_of(("dci_jobs", call.args["id"], "dci_files"), call, "files", FILE_KEYS)
+    listing.body["files"] = [file_document(f) for f in listing.body["files"]]
+    return listing
 
 
 @route("POST", "/jobs/{id}/kv")
-async def _add_kv(api: DciApi, call: Call) -> Reply:
+async def _add_kv(api: DciApi, call: Call) -> Response:
     body = check_body(call.json(), {"key": "string", "value": "number"}, ("key", "value"))
     await api.job_of(call, call.args["id"])
     kv = await api.data.updates.dci_set_job_kv(call.args["id"], body["key"], float(body["value"]))
-    return Reply(201, {"kv": _only(kv, KV_KEYS)})
+    return reply(201, {"kv": only(kv, KV_KEYS)})
 
 
 @route("GET", "/jobs/{id}/kv")
-async def _job_kv(api: DciApi, call: Call) -> Reply:
+async def _job_kv(api: DciApi, call: Call) -> Response:
     await api.job_of(call, call.args["id"])
     return await api.list_of(("dci_jobs", call.args["id"], "dci_kv"), call, "kvs", KV_KEYS, "key")
 
@@ -569,20 +526,20 @@ async def _job_kv(api: DciApi, call: Call) -> Reply:
 
 
 @route("POST", "/jobstates")
-async def _create_jobstate(api: DciApi, call: Call) -> Reply:
+async def _create_jobstate(api: DciApi, call: Call) -> Response:
     body = check_body(call.json(), {"job_id": "uuid", "status": "status", "comment": "string?"}, ("job_id", "status"))
     job = await api.job_of(call, body["job_id"].lower())
     jobstate = await api.data.updates.dci_add_jobstate(job["id"], body["status"], body.get("comment"))
-    return Reply(201, {"jobstate": _only(jobstate, JOBSTATE_KEYS)})
+    return reply(201, {"jobstate": only(jobstate, JOBSTATE_KEYS)})
 
 
 @route("GET", "/jobstates/{id}")
-async def _jobstate(api: DciApi, call: Call) -> Reply:
+async def _jobstate(api: DciApi, call: Call) -> Response:
     jobstate = await api.data.get(("dci_jobstates", call.args["id"]))
     if jobstate is None:
         raise not_found("jobstate")
     await api.job_of(call, jobstate["job_id"])
-    return Reply(200, {"jobstate": _only(jobstate, JOBSTATE_KEYS)})
+    return reply(200, {"jobstate": only(jobstate, JOBSTATE_KEYS)})
 
 
 def _dci_headers(call: Call) -> dict[str, str]:
@@ -596,7 +553,7 @@ def _dci_headers(call: Call) -> dict[str, str]:
 
 
 @route("POST", "/files")
-async def _create_file(api: DciApi, call: Call) -> Reply:
+async def _create_file(api: DciApi, call: Call) -> Response:
     headers = _dci_headers(call)
     job_id, jobstate_id = headers.get("job_id"), headers.get("jobstate_id")
     if not job_id and not jobstate_id:
@@ -618,36 +575,36 @@ async def _create_file(api: DciApi, call: Call) -> Reply:
     entity = await api.data.updates.dci_add_file(
         job, jobstate_id.lower() if jobstate_id else None, headers["name"], mime, call.body, junit
     )
-    return Reply(201, {"file": _file_json(entity)})
+    return reply(201, {"file": file_document(entity)})
 
 
 @route("GET", "/files/{id}")
-async def _file(api: DciApi, call: Call) -> Reply:
+async def _file(api: DciApi, call: Call) -> Response:
     entity = await api.one("dci_files", call.args["id"], "file")
     await api.job_of(call, entity["job_id"])
-    return Reply(200, {"file": _file_json(entity)}, entity["etag"])
+    return reply(200, {"file": file_document(entity)}, entity["etag"])
 
 
 @route("GET", "/files/{id}/content")
-async def _file_content(api: DciApi, call: Call) -> Reply:
+async def _file_content(api: DciApi, call: Call) -> Response:
     entity = await api.one("dci_files", call.args["id"], "file")
     await api.job_of(call, entity["job_id"])
     raw = await api.data.get(("dci_files", entity["id"], "content"))
     body = b"".join([chunk async for chunk in raw.chunks])
-    return Reply(200, raw=body, content_type=raw.content_type)
+    return Response(body, 200, {"Content-Type": raw.content_type or "application/octet-stream"})
 
 
 # -- teams, remotecis, feeders ---------------------------------------------------------------
 
 
 @route("GET", "/teams")
-async def _teams(api: DciApi, call: Call) -> Reply:
+async def _teams(api: DciApi, call: Call) -> Response:
     extra = () if call.identity.is_admin else (Filter("id", "in", tuple(call.identity.teams) or ("",)),)
     return await api.list_of(("dci_teams",), call, "teams", TEAM_KEYS, extra=extra)
 
 
 @route("POST", "/teams")
-async def _create_team(api: DciApi, call: Call) -> Reply:
+async def _create_team(api: DciApi, call: Call) -> Response:
     api.require_admin(call)
     body = check_body(call.json(), {"name": "string", "country": "string?", "state": "state?",
                                     "has_pre_release_access": "boolean?", "external": "boolean?"}, ("name",))
@@ -655,22 +612,22 @@ async def _create_team(api: DciApi, call: Call) -> Reply:
     if existing.items:
         raise DciError(409, "We are unable to create this resource. A similar resource already exists.")
     team = await api.data.updates.dci_find_or_create_team(body["name"])
-    return Reply(201, {"team": _only(team, TEAM_KEYS)}, team["etag"])
+    return reply(201, {"team": only(team, TEAM_KEYS)}, team["etag"])
 
 
 def _client_routes(kind: str, plural: str) -> None:
     rtype = f"dci_{plural}"
 
-    async def listing(api: DciApi, call: Call) -> Reply:
+    async def listing(api: DciApi, call: Call) -> Response:
         return await api.list_of((rtype,), call, plural, CLIENT_KEYS, extra=api.team_filter(call))
 
-    async def show(api: DciApi, call: Call) -> Reply:
+    async def show(api: DciApi, call: Call) -> Response:
         entity = await api.one(rtype, call.args["id"], kind)
         if not call.identity.in_team(entity["team_id"]):
             raise unauthorized()
-        return Reply(200, {kind: _only(entity, CLIENT_KEYS)}, entity["etag"])
+        return reply(200, {kind: only(entity, CLIENT_KEYS)}, entity["etag"])
 
-    async def create(api: DciApi, call: Call) -> Reply:
+    async def create(api: DciApi, call: Call) -> Response:
         api.require_admin(call)
         body = check_body(call.json(), {"name": "string", "team_id": "uuid", "data": "object?", "state": "state?"},
                           ("name", "team_id"))
@@ -678,7 +635,7 @@ def _client_routes(kind: str, plural: str) -> None:
             raise not_found("team")
         entity, secret = await getattr(api.data.updates, f"dci_create_{kind}")(body["name"], body["team_id"].lower())
         # the secret is shown once, to whoever made the client
-        return Reply(201, {kind: {**_only(entity, CLIENT_KEYS), "api_secret": secret}}, entity["etag"])
+        return reply(201, {kind: {**only(entity, CLIENT_KEYS), "api_secret": secret}}, entity["etag"])
 
     route("GET", f"/{plural}")(listing)
     route("GET", f"/{plural}/{{id}}")(show)

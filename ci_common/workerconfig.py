@@ -11,8 +11,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+from ci_common import protocol
+
 CONFIG_FILE = "worker.cfg"
-PATH = "worker"  # protocol.PATH, as text: the WebSocket endpoint on the master's web port
+PATH = protocol.PATH.decode()  # the WebSocket endpoint on the master's web port
 
 _SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
 

@@ -17,28 +17,22 @@ or in HTML a 302 to its job page.
 
 from __future__ import annotations
 
-import base64
 import calendar
 import datetime
-import functools
 import html
 import json
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from klein import Klein
-from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.web import resource
 from twisted.web.iweb import IRequest
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException
 
-from master.data.errors import DataError
-from master.data.resources.common import RETRY, SUCCESS, now
-from master.db.interfaces import StorageError
-from master.www.auth import AuthError
+from master.sdk import RETRY, SUCCESS, AuthError, HttpError, JsonApi, PluginContext, StorageError, handler, now
 from plugins.selfserve import queries
+from plugins.selfserve.access import check_read, requester
+from plugins.selfserve.documents import job_object, page
 
 log = Logger()
 
@@ -79,15 +73,6 @@ ROUTES = [
 ]
 
 
-class Failed(Exception):
-    """A request cannot be served: answered ``{"status": "FAILED", "msg": msg}`` with *status*."""
-
-    def __init__(self, status: int, msg: str) -> None:
-        super().__init__(msg)
-        self.status = status
-        self.msg = msg
-
-
 # -- parameters and formats -------------------------------------------------------------------------
 
 
@@ -121,14 +106,6 @@ def wants_json(request: IRequest) -> bool:
     return b"application/json" in (request.getHeader(b"accept") or b"")
 
 
-def page(title: str, body_html: str) -> bytes:
-    """A small HTML page."""
-    return (
-        f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1>\n{body_html}\n</body></html>\n"
-    ).encode()
-
-
 def respond(request: IRequest, body: Any, status: int = 200, title: str = "self-serve") -> bytes:
     """*body* as JSON, or as an HTML page showing it."""
     request.setResponseCode(status)
@@ -146,17 +123,17 @@ def one(args: dict[str, list[str]], name: str) -> str | None:
 
 
 def integer(value: str | None, message: str, default: int | None = None, minimum: int | None = None) -> int:
-    """*value* as an integer (or *default* when absent); Failed(400, message) when it is not one."""
+    """*value* as an integer (or *default* when absent); HttpError(400, message) when it is not one."""
     if value is None or value == "":
         if default is None:
-            raise Failed(400, message)
+            raise HttpError(400, message)
         return default
     try:
         number = int(value.strip())
     except ValueError:
-        raise Failed(400, message) from None
+        raise HttpError(400, message) from None
     if minimum is not None and number < minimum:
-        raise Failed(400, message)
+        raise HttpError(400, message)
     return number
 
 
@@ -179,9 +156,10 @@ class SelfServeFront(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, routes: resource.Resource) -> None:
+    def __init__(self, api: SelfServeWeb) -> None:
         super().__init__()
-        self.routes = routes
+        self.api = api
+        self.routes = api.app.resource()
 
     def render(self, request: IRequest) -> Any:
         """Dispatch *request*."""
@@ -198,8 +176,9 @@ class SelfServeFront(resource.Resource):
         override = query_args(request).get("_method") or args.get("_method")
         if override and request.method != b"POST":
             if override[-1].upper() != request.method.decode("latin-1").upper():
-                return failed(request, 405, f"_method={override[-1]} is only honoured on a POST: a "
-                                            f"{request.method.decode('latin-1')} changes nothing")
+                return self.api.render_error(request, HttpError(
+                    405, f"_method={override[-1]} is only honoured on a POST: a "
+                         f"{request.method.decode('latin-1')} changes nothing"))
             override = None
         if override and override[-1].upper() in ("GET", "POST", "PUT", "DELETE"):
             request.method = override[-1].upper().encode()
@@ -208,114 +187,73 @@ class SelfServeFront(resource.Resource):
         return self.routes.render(request)
 
 
-def handled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run an async route; Failed becomes its FAILED answer, anything else a 500 (logged)."""
-
-    @functools.wraps(fn)
-    def route(self: SelfServeWeb, request: IRequest, **kwargs: Any) -> defer.Deferred:
-        async def run() -> bytes:
-            try:
-                return await fn(self, request, **kwargs)
-            except Failed as e:
-                return failed(request, e.status, e.msg)
-            except AuthError as e:  # a read the read scope refused
-                return failed(request, 403, f"ACCESS DENIED! {e.message}")
-            except DataError as e:  # a value no field can hold, refused by the data API: the caller's
-                return failed(request, 400, e.message)
-            except Exception:
-                log.failure("self-serve {path} failed", path=request.path)
-                return failed(request, 500, "internal error (see the master's log)")
-
-        return defer.ensureDeferred(run())
-
-    return route
-
-
-def failed(request: IRequest, status: int, msg: str) -> bytes:
-    """The FAILED answer."""
-    return respond(request, {"status": "FAILED", "msg": msg}, status, title=f"{status}: {msg}")
-
-
 # -- the routes -------------------------------------------------------------------------------------
 
 
-class SelfServeWeb:
-    """The self-serve routes over one DataAPI; *plugin* gives the agent, the authenticator and the proxies."""
+class SelfServeWeb(JsonApi):
+    """The self-serve routes over one plugin context; *plugin* gives the agent and the trusted proxies."""
 
-    app = Klein()
+    app = JsonApi.klein()
+    internal_error = "internal error (see the master's log)"
 
-    def __init__(self, data: Any, plugin: Any) -> None:
-        self.data = data
+    def __init__(self, ctx: PluginContext | Any, plugin: Any) -> None:
+        super().__init__(ctx)
         self.plugin = plugin
 
     def resource(self) -> resource.Resource:
         """The twisted.web resource to mount at ``/self-serve``."""
-        return SelfServeFront(self.app.resource())
+        return SelfServeFront(self)
+
+    # -- BuildAPI's wire format --
+
+    def error_body(self, status: int, message: str) -> Any:
+        """``{"status": "FAILED", "msg": message}``."""
+        return {"status": "FAILED", "msg": message}
+
+    def render(self, request: IRequest, body: Any, status: int = 200) -> bytes:
+        """JSON or an HTML page showing it (see :func:`respond`); a failure's page is titled with it."""
+        failure = status >= 400 and isinstance(body, dict) and body.get("status") == "FAILED"
+        return respond(request, body, status, title=f"{status}: {body['msg']}" if failure else "self-serve")
+
+    def auth_error(self, request: IRequest, error: AuthError) -> HttpError:
+        """A read the read scope refused: 403 ``ACCESS DENIED!``, as BuildAPI answers every refusal."""
+        return HttpError(403, f"ACCESS DENIED! {error.message}")
+
+    def routing_error(self, request: IRequest, error: HTTPException) -> HttpError:
+        """No route has this path (404), or the path takes other methods (405)."""
+        if error.code == 405:
+            return HttpError(405, f"Method {request.method.decode('latin-1')} is not allowed here")
+        return HttpError(404, f"No such self-serve path: {request.path.decode('utf-8', 'replace')}")
+
+    def before(self, request: IRequest) -> None:
+        """Nothing: each read route checks its caller against the resource type it reads (:meth:`check_read`)."""
 
     # -- checks shared by the routes --
 
     def user(self, request: IRequest, action: str) -> str:
-        """Who asks for job *action*: a trusted proxy's X-Remote-User, else the ci-master user; else 403."""
-        remote = request.getHeader(b"x-remote-user")
-        host = getattr(request.getClientAddress(), "host", None)
-        if remote and host in self.plugin.trusted_proxies:
-            return remote.decode("utf-8", "replace")
-        authenticator = self.plugin.authenticator(self.data)
-        if authenticator is not None and authenticator.enabled:
-            try:
-                user = authenticator.authenticate(request)
-                if user is None:
-                    raise Failed(403, "ACCESS DENIED! Log in with the user name and password of a ci-master user "
-                                      "(HTTP Basic auth)")
-                authenticator.authorize(user, "selfservejobs", action)
-            except AuthError as e:
-                raise Failed(403, f"ACCESS DENIED! {e.message}") from None
-            return user.name
-        # the master has no users (auth unset): every control is open, the name is taken as given
-        header = (request.getHeader(b"authorization") or b"").decode("latin-1")
-        scheme, _, credentials = header.partition(" ")
-        if scheme.lower() == "basic":
-            try:
-                name = base64.b64decode(credentials.strip()).decode().partition(":")[0]
-            except (ValueError, UnicodeDecodeError):
-                name = ""
-            if name:
-                return name
-        raise Failed(403, "ACCESS DENIED! Give a user name (HTTP Basic auth)")
+        """Who asks for job *action* (see :func:`plugins.selfserve.access.requester`)."""
+        return requester(request, self.auth, self.plugin.trusted_proxies, action)
 
     def check_read(self, request: IRequest, resource_type: str) -> None:
-        """Refuse (403) a read the master's read rules forbid; reads are public unless it has some.
-
-        *resource_type* is what the route mainly reads; every other type it reads on the way
-        (branches, requests, builders...) is checked too, by the read scope opened here.
-        """
-        authenticator = self.plugin.authenticator(self.data)
-        restricts = getattr(authenticator, "restricts_reads", False)
-        if not (restricts() if callable(restricts) else restricts):
-            return
-        try:
-            user = authenticator.authenticate(request)
-            authenticator.authorize_read(user, resource_type)
-        except AuthError as e:
-            raise Failed(403, f"ACCESS DENIED! {e.message}") from None
-        authenticator.scope_reads(user)
+        """Refuse (403) a read the master's read rules forbid (see :func:`plugins.selfserve.access.check_read`)."""
+        check_read(request, self.auth, resource_type)
 
     async def branch(self, name: str) -> dict[str, Any]:
-        """The branch *name*, or Failed(404)."""
+        """The branch *name*, or HttpError(404)."""
         found = await queries.find_branch(self.data, name)
         if found is None:
-            raise Failed(404, f"Branch {name} not found")
+            raise HttpError(404, f"Branch {name} not found")
         return found
 
     async def build_on(self, branch: str, build_id: int) -> dict[str, Any]:
-        """Build *build_id* if it is on *branch*, else Failed(404)."""
+        """Build *build_id* if it is on *branch*, else HttpError(404)."""
         found = await queries.first(self.data, "selfservebuilds", build_id=str(build_id), branch=branch)
         if found is None:
-            raise Failed(404, f"Build {build_id} not found on branch {branch}")
+            raise HttpError(404, f"Build {build_id} not found on branch {branch}")
         return found
 
     async def request_on(self, branch: str, request_id: int, detailed: bool = False) -> dict[str, Any]:
-        """Request *request_id* if it is on *branch*, else Failed(404)."""
+        """Request *request_id* if it is on *branch*, else HttpError(404)."""
         query = {"request_id": [str(request_id)], "branch": [branch], "limit": ["1"]}
         if not detailed:
             query["field"] = [f for f in ("request_id", "complete", "claimed", "buildername", "branch",
@@ -323,19 +261,19 @@ class SelfServeWeb:
                                           "reason")]
         found = (await self.data.get("selfserverequests", query=query)).items
         if not found:
-            raise Failed(404, f"Request {request_id} not found on branch {branch}")
+            raise HttpError(404, f"Request {request_id} not found on branch {branch}")
         return found[0]
 
     async def submit(self, request: IRequest, action: str, who: str, what: dict[str, Any]) -> bytes:
         """Queue a job: 202 OK with its id (HTML: 302 to its page), or 503 FAILED."""
         agent = self.plugin.agent
         if agent is None or not agent.accepting:
-            raise Failed(503, "Couldn't send the job to the self-serve agent: it is not running; try again later")
+            raise HttpError(503, "Couldn't send the job to the self-serve agent: it is not running; try again later")
         try:
             jobid = await self.data.updates.add_selfserve_job(action, who, what)
         except StorageError as e:
             log.warn("self-serve: cannot record a job: {e}", e=e)
-            raise Failed(503, "Couldn't create the job record; try again later") from None
+            raise HttpError(503, "Couldn't create the job record; try again later") from None
         if not wants_json(request):
             request.setResponseCode(302)
             request.setHeader(b"Location", f"/{PREFIX}/jobs/{jobid}".encode())
@@ -345,7 +283,7 @@ class SelfServeWeb:
     # -- informational routes --
 
     @app.route("/", methods=None)
-    @handled
+    @handler
     async def root(self, request: IRequest) -> bytes:
         """The list of routes."""
         if wants_json(request):
@@ -358,7 +296,7 @@ class SelfServeWeb:
                                             f"{rows}</table>")
 
     @app.route("/branches", methods=None)
-    @handled
+    @handler
     async def branches(self, request: IRequest) -> bytes:
         """``{name: {repo, graph_branches, repo_type}}``."""
         self.check_read(request, "selfservebranches")
@@ -371,7 +309,7 @@ class SelfServeWeb:
         return respond(request, result, title="branches")
 
     @app.route("/jobs", methods=None)
-    @handled
+    @handler
     async def jobs(self, request: IRequest) -> bytes:
         """Past job requests, newest first."""
         self.check_read(request, "selfservejobs")
@@ -384,7 +322,7 @@ class SelfServeWeb:
         return respond(request, [job_object(job) for job in found.items], title="jobs")
 
     @app.route("/jobs/<job_id>", methods=None)
-    @handled
+    @handler
     async def job(self, request: IRequest, job_id: str) -> bytes:
         """One job request and, once done, its outcome."""
         self.check_read(request, "selfservejobs")
@@ -392,11 +330,11 @@ class SelfServeWeb:
         if job_id.isdigit():
             found = await queries.first(self.data, "selfservejobs", jobid=job_id)
         if found is None:
-            raise Failed(404, f"Job {job_id} not found")
+            raise HttpError(404, f"Job {job_id} not found")
         return respond(request, job_object(found), title=f"job {job_id}")
 
     @app.route("/<branch>", methods=None)
-    @handled
+    @handler
     async def branch_builds(self, request: IRequest, branch: str) -> bytes:
         """The builds started on the branch on one day (UTC)."""
         self.check_read(request, "selfservebuilds")
@@ -405,7 +343,7 @@ class SelfServeWeb:
         try:
             day = datetime.date.fromisoformat(date) if date else datetime.datetime.now(datetime.UTC).date()
         except ValueError:
-            raise Failed(400, "Bad date") from None
+            raise HttpError(400, "Bad date") from None
         start = calendar.timegm(day.timetuple())
         query = {"branch": [branch], "starttime__ge": [str(start)], "starttime__lt": [str(start + 86400)],
                  "order": ["build_id"]}
@@ -413,7 +351,7 @@ class SelfServeWeb:
         return respond(request, await queries.build_objects(self.data, builds, branch), title=f"builds on {branch}")
 
     @app.route("/<branch>/builders", methods=None)
-    @handled
+    @handler
     async def builders(self, request: IRequest, branch: str) -> bytes:
         """The names of the branch's builders."""
         self.check_read(request, "builders")
@@ -422,7 +360,7 @@ class SelfServeWeb:
         return respond(request, names, title=f"builders of {branch}")
 
     @app.route("/<branch>/user/<user>", methods=None)
-    @handled
+    @handler
     async def user_builds(self, request: IRequest, branch: str, user: str) -> bytes:
         """``{"builds", "running", "pending"}`` that *user* asked for on the branch."""
         self.check_read(request, "selfservebuilds")
@@ -446,33 +384,19 @@ class SelfServeWeb:
     # -- builds --
 
     @app.route("/<branch>/build", methods=["POST"])
-    @handled
+    @handler
     async def rebuild_build(self, request: IRequest, branch: str) -> bytes:
         """Queue a rebuild of ``build_id``."""
-        who = self.user(request, "rebuild_build")
-        await self.branch(branch)
-        args = request.selfserve_args
-        build_id = integer(one(args, "build_id"), "Bad build_id")
-        priority = integer(one(args, "priority"), "Bad priority", default=0)
-        count = integer(one(args, "count"), "Bad count", default=1, minimum=1)
-        await self.build_on(branch, build_id)
-        return await self.submit(request, "rebuild_build", who, {"bid": build_id, "priority": priority,
-                                                                 "count": count})
+        return await self._rebuild(request, branch, "rebuild_build", "build_id", "bid", self.build_on)
 
     @app.route("/<branch>/build/<build_id>", methods=["DELETE"])
-    @handled
+    @handler
     async def cancel_build(self, request: IRequest, branch: str, build_id: str) -> bytes:
         """Queue the cancelling of a build."""
-        who = self.user(request, "cancel_build")
-        await self.branch(branch)
-        bid = integer(build_id, "Non-integer build_id")
-        build = await self.build_on(branch, bid)
-        if build["complete"]:
-            raise Failed(400, "Build already complete")
-        return await self.submit(request, "cancel_build", who, {"bid": bid})
+        return await self._cancel(request, branch, "cancel_build", build_id, "bid", self.build_on)
 
     @app.route("/<branch>/build/<build_id>", methods=None)
-    @handled
+    @handler
     async def build(self, request: IRequest, branch: str, build_id: str) -> bytes:
         """One build, its request with properties."""
         self.check_read(request, "selfservebuilds")
@@ -486,33 +410,41 @@ class SelfServeWeb:
     # -- requests --
 
     @app.route("/<branch>/request", methods=["POST"])
-    @handled
+    @handler
     async def rebuild_request(self, request: IRequest, branch: str) -> bytes:
         """Queue a rebuild of ``request_id``."""
-        who = self.user(request, "rebuild_request")
-        await self.branch(branch)
-        args = request.selfserve_args
-        request_id = integer(one(args, "request_id"), "Bad request_id")
-        priority = integer(one(args, "priority"), "Bad priority", default=0)
-        count = integer(one(args, "count"), "Bad count", default=1, minimum=1)
-        await self.request_on(branch, request_id)
-        return await self.submit(request, "rebuild_request", who, {"brid": request_id, "priority": priority,
-                                                                   "count": count})
+        return await self._rebuild(request, branch, "rebuild_request", "request_id", "brid", self.request_on)
 
     @app.route("/<branch>/request/<request_id>", methods=["DELETE"])
-    @handled
+    @handler
     async def cancel_request(self, request: IRequest, branch: str, request_id: str) -> bytes:
         """Queue the cancelling of a request (a running one's build is stopped)."""
-        who = self.user(request, "cancel_request")
+        return await self._cancel(request, branch, "cancel_request", request_id, "brid", self.request_on)
+
+    async def _rebuild(self, request: IRequest, branch: str, action: str, param: str, key: str, find: Any) -> bytes:
+        """Queue a rebuild of the build or request named by parameter *param* (``count`` times, at ``priority``)."""
+        who = self.user(request, action)
         await self.branch(branch)
-        brid = integer(request_id, "Non-integer request_id")
-        found = await self.request_on(branch, brid)
+        args = request.selfserve_args
+        number = integer(one(args, param), f"Bad {param}")
+        priority = integer(one(args, "priority"), "Bad priority", default=0)
+        count = integer(one(args, "count"), "Bad count", default=1, minimum=1)
+        await find(branch, number)
+        return await self.submit(request, action, who, {key: number, "priority": priority, "count": count})
+
+    async def _cancel(self, request: IRequest, branch: str, action: str, given: str, key: str, find: Any) -> bytes:
+        """Queue the cancelling of the build or request *given* (400 once it is complete)."""
+        who = self.user(request, action)
+        await self.branch(branch)
+        kind = "build" if key == "bid" else "request"
+        number = integer(given, f"Non-integer {kind}_id")
+        found = await find(branch, number)
         if found["complete"]:
-            raise Failed(400, "Request already complete")
-        return await self.submit(request, "cancel_request", who, {"brid": brid})
+            raise HttpError(400, f"{kind.capitalize()} already complete")
+        return await self.submit(request, action, who, {key: number})
 
     @app.route("/<branch>/request/<request_id>", methods=["PUT"])
-    @handled
+    @handler
     async def reprioritize(self, request: IRequest, branch: str, request_id: str) -> bytes:
         """Queue a new priority for a pending request."""
         who = self.user(request, "reprioritize")
@@ -521,13 +453,13 @@ class SelfServeWeb:
         priority = integer(one(request.selfserve_args, "priority"), "Bad priority")
         found = await self.request_on(branch, brid)
         if found["complete"]:
-            raise Failed(400, "Request already complete")
+            raise HttpError(400, "Request already complete")
         if found["claimed"]:
-            raise Failed(400, "Request is already running")
+            raise HttpError(400, "Request is already running")
         return await self.submit(request, "reprioritize", who, {"brid": brid, "priority": priority})
 
     @app.route("/<branch>/request/<request_id>", methods=None)
-    @handled
+    @handler
     async def request_info(self, request: IRequest, branch: str, request_id: str) -> bytes:
         """One request, with its properties and builds."""
         self.check_read(request, "selfserverequests")
@@ -538,17 +470,17 @@ class SelfServeWeb:
     # -- revisions --
 
     @app.route("/<branch>/rev/<revision>", methods=["DELETE"])
-    @handled
+    @handler
     async def cancel_revision(self, request: IRequest, branch: str, revision: str) -> bytes:
         """Queue the cancelling of every pending request and running build at the revision."""
         who = self.user(request, "cancel_revision")
         await self.branch(branch)
         if not await self._revision_known(branch, revision):
-            raise Failed(404, f"Revision {revision} not found on branch {branch}")
+            raise HttpError(404, f"Revision {revision} not found on branch {branch}")
         return await self.submit(request, "cancel_revision", who, {"branch": branch, "revision": revision[:12]})
 
     @app.route("/<branch>/rev/<revision>", methods=["POST"])
-    @handled
+    @handler
     async def new_build_at_revision(self, request: IRequest, branch: str, revision: str) -> bytes:
         """Queue new builds of the branch's builders at the revision."""
         who = self.user(request, "new_build_at_revision")
@@ -556,7 +488,7 @@ class SelfServeWeb:
         return await self.submit(request, "new_build_at_revision", who, {"branch": branch, "revision": revision})
 
     @app.route("/<branch>/rev/<revision>", methods=None)
-    @handled
+    @handler
     async def revision_builds(self, request: IRequest, branch: str, revision: str) -> bytes:
         """The builds and the pending requests at the revision, in one list."""
         self.check_read(request, "selfservebuilds")
@@ -568,7 +500,7 @@ class SelfServeWeb:
         return respond(request, items, title=f"{branch} at {revision}")
 
     @app.route("/<branch>/rev/<revision>/is_done", methods=None)
-    @handled
+    @handler
     async def is_done(self, request: IRequest, branch: str, revision: str) -> bytes:
         """``{"job_complete", "job_passed", "stableDelay"}`` of the builds at the revision."""
         self.check_read(request, "selfservebuilds")
@@ -580,7 +512,7 @@ class SelfServeWeb:
         builds = await queries.builds_at_revision(self.data, branch, revision)
         waiting = await queries.requests_at_revision(self.data, branch, revision, complete="false")
         if not builds and not waiting:
-            raise Failed(404, f"Revision {revision} not found on branch {branch}")
+            raise HttpError(404, f"Revision {revision} not found on branch {branch}")
         moment = now()
         complete = not waiting and all(b["endtime"] is not None and moment - b["endtime"] >= delay for b in builds)
         passed = complete and all(b["status"] in (SUCCESS, RETRY) for b in builds)
@@ -588,13 +520,13 @@ class SelfServeWeb:
                        title=f"is {branch} at {revision} done?")
 
     @app.route("/<branch>/rev/<revision>/nightly", methods=["POST"])
-    @handled
+    @handler
     async def new_nightly(self, request: IRequest, branch: str, revision: str) -> bytes:
         """Queue nightly builds at the revision."""
         return await self._new_kind(request, branch, revision, "new_nightly_at_revision")
 
     @app.route("/<branch>/rev/<revision>/pgo", methods=["POST"])
-    @handled
+    @handler
     async def new_pgo(self, request: IRequest, branch: str, revision: str) -> bytes:
         """Queue PGO builds at the revision."""
         return await self._new_kind(request, branch, revision, "new_pgobuild_at_revision")
@@ -606,7 +538,7 @@ class SelfServeWeb:
         return await self.submit(request, action, who, {"branch": branch, "revision": revision, "priority": priority})
 
     @app.route("/<branch>/builders/<builder_name>/<revision>", methods=["POST"])
-    @handled
+    @handler
     async def new_build_for_builder(self, request: IRequest, branch: str, builder_name: str, revision: str) -> bytes:
         """Queue a build of one builder at the revision."""
         who = self.user(request, "new_build_for_builder")
@@ -616,7 +548,7 @@ class SelfServeWeb:
         properties = json_param(one(args, "properties"), dict, {})
         files = json_param(one(args, "files"), list, [])
         if builder_name not in {b["name"] for b in await queries.branch_builders(self.data, found)}:
-            raise Failed(404, f"Builder {builder_name} not found on branch {branch}")
+            raise HttpError(404, f"Builder {builder_name} not found on branch {branch}")
         return await self.submit(request, "new_build_for_builder", who, {
             "branch": branch, "revision": revision, "priority": priority, "builder_name": builder_name,
             "properties": properties, "files": files,
@@ -628,28 +560,3 @@ class SelfServeWeb:
             return True
         query = {**queries.revision_query(branch, revision), "limit": ["1"], "field": ["request_id"]}
         return bool((await self.data.get("selfserverequests", query=query)).items)
-
-    # -- no route --
-
-    @app.handle_errors(NotFound)
-    def not_found(self, request: IRequest, failure: Any) -> bytes:
-        """No route has this path."""
-        return failed(request, 404, f"No such self-serve path: {request.path.decode('utf-8', 'replace')}")
-
-    @app.handle_errors(MethodNotAllowed)
-    def not_allowed(self, request: IRequest, failure: Any) -> bytes:
-        """The path takes other methods."""
-        return failed(request, 405, f"Method {request.method.decode('latin-1')} is not allowed here")
-
-
-def job_object(job: dict[str, Any]) -> dict[str, Any]:
-    """BuildAPI's job object (plus ``request_id``, the job's id, to link to it)."""
-    return {
-        "request_id": job["jobid"],
-        "action": job["action"],
-        "who": job["who"],
-        "when": job["when"],
-        "what": job["what"],
-        "completed_at": job["completed_at"],
-        "complete_data": job["complete_data"],
-    }

@@ -20,18 +20,13 @@ from typing import Any
 from urllib.parse import urlencode
 
 import orjson
-from klein import Klein
-from twisted.internet import defer
-from twisted.logger import Logger
 from twisted.web.iweb import IRequest
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException
 
-from master.data.errors import DataError, InvalidQuery
-from master.www.auth import AuthError, scope_plugin_reads
+from master.sdk import AuthError, DataError, HttpError, JsonApi, PluginContext, handler, read_body
 from plugins.evergreen import documents as docs
+from plugins.evergreen.access import api_user, reader_user
 from plugins.evergreen.reads import Reader
-
-log = Logger()
 
 JSON = b"application/json; charset=utf-8"
 DEFAULT_LIMIT = 10
@@ -39,15 +34,6 @@ DEFAULT_LIMIT = 10
 HISTORY_REVISIONS = 10
 """Revisions in a task history (Evergreen's MaxNumRevisions)."""
 GROUP_BY = ("tasks", "builds")
-
-
-class ApiError(Exception):
-    """An error reply: *status* and the message of ``{"message": ...}``."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 def reply(request: IRequest, body: Any, status: int = 200) -> bytes:
@@ -66,7 +52,7 @@ def _arg(request: IRequest, name: str) -> str | None:
     try:
         return values[-1].decode()
     except UnicodeDecodeError:
-        raise ApiError(400, f"'{name}' is not valid UTF-8") from None
+        raise HttpError(400, f"'{name}' is not valid UTF-8") from None
 
 
 def _site_url(request: IRequest) -> str:
@@ -75,53 +61,51 @@ def _site_url(request: IRequest) -> str:
     return f"{'https' if request.isSecure() else 'http'}://{host}"
 
 
-class EvergreenApi:
-    """The routes over one DataAPI; ``resource()`` is what the plugin mounts."""
+class EvergreenApi(JsonApi):
+    """The routes over one plugin context; ``resource()`` is what the plugin mounts."""
 
-    app = Klein()
+    app = JsonApi.klein()
+    auth_challenge = b'Basic realm="ci-master"'
 
-    def __init__(self, data: Any) -> None:
-        self.data = data
-        self.reader = Reader(data)
+    def __init__(self, ctx: PluginContext | Any) -> None:
+        super().__init__(ctx)
+        self.reader = Reader(self.data)
 
-    def resource(self) -> Any:
-        """The twisted.web resource serving the routes."""
-        return self.app.resource()
+    # -- Evergreen's wire format ----------------------------------------------------------------
 
-    def _run(self, request: IRequest, work: Any) -> defer.Deferred:
-        """Answer with what *work* returns, or its ApiError; anything else is logged and a 500."""
+    def error_body(self, status: int, message: str) -> Any:
+        """``{"message": message}``."""
+        return {"message": message}
 
-        async def answer() -> bytes:
-            try:
-                if request.method in (b"GET", b"HEAD"):
-                    try:
-                        scope_plugin_reads(self.data, request, self._reader_user(request))
-                    except BaseException:
-                        work.close()  # never started: say so, or Python warns it was never awaited
-                        raise
-                return reply(request, await work)
-            except ApiError as e:
-                return reply(request, {"message": e.message}, e.status)
-            except AuthError as e:
-                if e.status == 401:
-                    request.setHeader(b"WWW-Authenticate", b'Basic realm="ci-master"')
-                return reply(request, {"message": f"unauthorized: {e.message}"}, e.status)
-            except InvalidQuery as e:  # a value no field can hold (beyond 64 bits, a NUL), refused by the data API
-                return reply(request, {"message": e.message}, 400)
-            except defer.CancelledError:
-                raise
-            except Exception:
-                log.failure("Evergreen REST {method} {uri} failed", method=request.method, uri=request.uri)
-                return reply(request, {"message": "internal error (logged on the master)"}, 500)
+    def render(self, request: IRequest, body: Any, status: int = 200) -> bytes:
+        """Indented JSON and a trailing newline (:func:`reply`)."""
+        return reply(request, body, status)
 
-        return defer.ensureDeferred(answer())
+    def auth_error(self, request: IRequest, error: AuthError) -> HttpError:
+        """``unauthorized: <why>`` with its 401 (and a Basic challenge) or 403."""
+        refused = super().auth_error(request, error)
+        return HttpError(refused.status, f"unauthorized: {error.message}", refused.headers)
+
+    def routing_error(self, request: IRequest, error: HTTPException) -> HttpError:
+        """404 for a path that is no route, 405 (with ``Allow``) for a route's other methods."""
+        if error.code == 405:
+            allowed = ", ".join(getattr(error, "valid_methods", None) or ())
+            return HttpError(405, f"method {request.method.decode(errors='replace')} is not allowed; use {allowed}",
+                             {"Allow": allowed})
+        return HttpError(404, f"no such route: {request.path.decode(errors='replace')}")
+
+    def before(self, request: IRequest) -> None:
+        """A GET reads as its caller: ``Api-User``/``Api-Key``, or the master's own credentials."""
+        if request.method in (b"GET", b"HEAD"):
+            self.auth.scope_reads(request, reader_user(request, self.auth))
 
     # -- projects -------------------------------------------------------------------------------
 
     @app.route("/projects/<project>/versions", methods=["GET"])
-    def project_versions(self, request: IRequest, project: str) -> defer.Deferred:
+    @handler
+    async def project_versions(self, request: IRequest, project: str) -> Any:
         """The newest versions of a project, ``limit`` per page from ``start`` (an ``order``) down."""
-        return self._run(request, self._project_versions(request, project))
+        return await self._project_versions(request, project)
 
     async def _project_versions(self, request: IRequest, project: str) -> dict[str, Any]:
         limit = self._limit(request)
@@ -145,9 +129,9 @@ class EvergreenApi:
         try:
             limit = int(raw)
         except ValueError:
-            raise ApiError(400, f"Error parsing '{raw}' as an integer for 'limit'") from None
+            raise HttpError(400, f"Error parsing '{raw}' as an integer for 'limit'") from None
         if not 1 <= limit <= maximum:
-            raise ApiError(400, f"'limit' must be between 1 and {maximum}, not {limit}")
+            raise HttpError(400, f"'limit' must be between 1 and {maximum}, not {limit}")
         return limit
 
     @staticmethod
@@ -158,24 +142,25 @@ class EvergreenApi:
         try:
             start = int(raw)
         except ValueError:
-            raise ApiError(400, "'start' query parameter must be a valid integer") from None
+            raise HttpError(400, "'start' query parameter must be a valid integer") from None
         if start < 0:
-            raise ApiError(400, "'start' must be a non-negative integer")
+            raise HttpError(400, "'start' must be a non-negative integer")
         return start
 
     @app.route("/projects/<project>/revisions/<revision>", methods=["GET"])
-    def project_revision(self, request: IRequest, project: str, revision: str) -> defer.Deferred:
+    @handler
+    async def project_revision(self, request: IRequest, project: str, revision: str) -> Any:
         """The newest version of a project at a revision."""
-        return self._run(request, self._project_revision(project, revision))
+        return await self._project_revision(project, revision)
 
     async def _project_revision(self, project: str, revision: str) -> dict[str, Any]:
         projectid = await self.reader.project_id(project)
         if projectid is None:
-            raise ApiError(400, "project doesn't exist")
+            raise HttpError(400, "project doesn't exist")
         versions, _ = await self.reader.project_versions(projectid, 1, None, revision)
         views = await self.reader.views(project, projectid, versions)
         if not views:
-            raise ApiError(404, f"Error finding revision '{revision}' for project '{project}'")
+            raise HttpError(404, f"Error finding revision '{revision}' for project '{project}'")
         return docs.version_document(views[0])
 
     # -- versions -------------------------------------------------------------------------------
@@ -183,34 +168,36 @@ class EvergreenApi:
     async def _version(self, version_id: str) -> docs.VersionView:
         view = await self.reader.version(version_id)
         if view is None:
-            raise ApiError(404, "error finding version")
+            raise HttpError(404, "error finding version")
         return view
 
     @app.route("/versions/<version_id>", methods=["GET"])
-    def version(self, request: IRequest, version_id: str) -> defer.Deferred:
+    @handler
+    async def version(self, request: IRequest, version_id: str) -> Any:
         """A version."""
 
         async def work() -> dict[str, Any]:
             return docs.version_document(await self._version(version_id))
 
-        return self._run(request, work())
+        return await work()
 
     @app.route("/versions/<version_id>", methods=["PATCH"])
-    def patch_version(self, request: IRequest, version_id: str) -> defer.Deferred:
+    @handler
+    async def patch_version(self, request: IRequest, version_id: str) -> Any:
         """Activate or deactivate a version: ``{"activated": bool}``; replies with the version."""
-        return self._run(request, self._patch_version(request, version_id))
+        return await self._patch_version(request, version_id)
 
     async def _patch_version(self, request: IRequest, version_id: str) -> dict[str, Any]:
-        user = self._api_user(request)
+        user = api_user(request, self.auth)
         try:
-            body = json.loads(request.content.read() or b"{}")
+            body = json.loads(read_body(request) or b"{}")
         except ValueError as e:
-            raise ApiError(400, f"problem parsing input: {e}") from None
+            raise HttpError(400, f"problem parsing input: {e}") from None
         if not isinstance(body, dict):
-            raise ApiError(400, "problem parsing input: expected a JSON object")
+            raise HttpError(400, "problem parsing input: expected a JSON object")
         activated = body.get("activated")
         if activated is not None and not isinstance(activated, bool):
-            raise ApiError(400, "'activated' must be true or false")
+            raise HttpError(400, "'activated' must be true or false")
         view = await self._version(version_id)
         if activated is not None:
             projectid = view.tasks[0]["projectid"]
@@ -218,90 +205,57 @@ class EvergreenApi:
                 await self.data.control(("evergreen_versions", str(view.bsid)), "set_activation",
                                         {"activated": activated, "projectid": projectid}, user)
             except DataError as e:
-                raise ApiError(400, e.message) from None
+                raise HttpError(400, e.message) from None
             view = await self._version(version_id)
         return docs.version_document(view)
 
-    def _reader_user(self, request: IRequest) -> Any:
-        """Who reads: the ``Api-User`` whose token is ``Api-Key``, else the master's credentials' user, else None.
-
-        Evergreen's clients send ``Api-User``/``Api-Key`` on every call; others may log in as on
-        ``/api/v2`` (Bearer token, Basic password, session cookie).
-        """
-        auth = getattr(self.data, "auth", None)
-        if auth is None or not auth.restricts_reads:
-            return None
-        name = (request.getHeader(b"api-user") or b"").decode("latin-1").strip()
-        key = (request.getHeader(b"api-key") or b"").decode("latin-1").strip()
-        if name or key:
-            user = auth.users.by_token(key) if key else None
-            if user is None or user.name != name:
-                raise AuthError(401, "unknown Api-User or wrong Api-Key")
-            return user
-        return auth.authenticate(request)
-
-    def _api_user(self, request: IRequest) -> Any:
-        """The ci-master user named by ``Api-User`` whose API token is ``Api-Key``, allowed to activate; else 401."""
-        name = (request.getHeader(b"api-user") or b"").decode("latin-1").strip()
-        key = (request.getHeader(b"api-key") or b"").decode("latin-1").strip()
-        auth = getattr(self.data, "auth", None)
-        if not name or not key:
-            raise ApiError(401, "unauthorized: send the Api-User and Api-Key headers")
-        if auth is None or not auth.enabled:
-            raise ApiError(401, "unauthorized: this master has no users (auth is off in master.cfg)")
-        user = auth.users.by_token(key)
-        if user is None or user.name != name:
-            raise ApiError(401, "unauthorized: unknown Api-User or wrong Api-Key")
-        try:
-            auth.authorize(user, "evergreen_versions", "set_activation")
-        except AuthError:
-            raise ApiError(401, "not authorized to modify this version") from None
-        return user
-
     @app.route("/versions/<version_id>/status", methods=["GET"])
-    def version_status(self, request: IRequest, version_id: str) -> defer.Deferred:
+    @handler
+    async def version_status(self, request: IRequest, version_id: str) -> Any:
         """The statuses of a version's tasks, by task (``groupby=tasks``) or by build variant (``builds``)."""
 
         async def work() -> dict[str, Any]:
             group_by = _arg(request, "groupby") or "tasks"
             if group_by not in GROUP_BY:
-                raise ApiError(400, f"Invalid groupby parameter '{group_by}'")
+                raise HttpError(400, f"Invalid groupby parameter '{group_by}'")
             return docs.version_status(await self._version(version_id), group_by)
 
-        return self._run(request, work())
+        return await work()
 
     # -- builds ---------------------------------------------------------------------------------
 
     async def _build(self, build_id: str) -> tuple[docs.VersionView, str]:
         found = await self.reader.build(build_id)
         if found is None:
-            raise ApiError(404, "error finding build")
+            raise HttpError(404, "error finding build")
         return found
 
     @app.route("/builds/<build_id>", methods=["GET"])
-    def build(self, request: IRequest, build_id: str) -> defer.Deferred:
+    @handler
+    async def build(self, request: IRequest, build_id: str) -> Any:
         """A build: one variant's tasks in a version."""
 
         async def work() -> dict[str, Any]:
             return docs.build_document(*await self._build(build_id))
 
-        return self._run(request, work())
+        return await work()
 
     @app.route("/builds/<build_id>/status", methods=["GET"])
-    def build_status(self, request: IRequest, build_id: str) -> defer.Deferred:
+    @handler
+    async def build_status(self, request: IRequest, build_id: str) -> Any:
         """The statuses of a build's tasks."""
 
         async def work() -> dict[str, Any]:
             return docs.build_status(*await self._build(build_id))
 
-        return self._run(request, work())
+        return await work()
 
     # -- tasks ----------------------------------------------------------------------------------
 
     async def _task(self, request: IRequest, task_id: str) -> tuple[docs.VersionView, dict[str, Any], dict]:
         found = await self.reader.task(task_id)
         if found is None:
-            raise ApiError(404, "error finding task")
+            raise HttpError(404, "error finding task")
         view, task = found
         tests = await self.reader.test_results([task["buildid"]])
         site = _site_url(request)
@@ -312,36 +266,39 @@ class EvergreenApi:
         return view, task, docs.test_results_map(tests, log_url)
 
     @app.route("/tasks/<task_id>", methods=["GET"])
-    def task(self, request: IRequest, task_id: str) -> defer.Deferred:
+    @handler
+    async def task(self, request: IRequest, task_id: str) -> Any:
         """A task, with its test results."""
 
         async def work() -> dict[str, Any]:
             return docs.task_document(*await self._task(request, task_id))
 
-        return self._run(request, work())
+        return await work()
 
     @app.route("/tasks/<task_id>/status", methods=["GET"])
-    def task_status(self, request: IRequest, task_id: str) -> defer.Deferred:
+    @handler
+    async def task_status(self, request: IRequest, task_id: str) -> Any:
         """A task's status and test results."""
 
         async def work() -> dict[str, Any]:
             return docs.task_status_document(*await self._task(request, task_id))
 
-        return self._run(request, work())
+        return await work()
 
     @app.route("/tasks/<task_name>/history", methods=["GET"])
-    def task_history(self, request: IRequest, task_name: str) -> defer.Deferred:
+    @handler
+    async def task_history(self, request: IRequest, task_name: str) -> Any:
         """The task *task_name* in the newest versions of a project (``project=``, or ``project_id=``)."""
-        return self._run(request, self._history(request, task_name))
+        return await self._history(request, task_name)
 
     async def _history(self, request: IRequest, task_name: str) -> dict[str, Any]:
         # the documentation says project=, Evergreen's code read project_id=: both are accepted
         project = _arg(request, "project") or _arg(request, "project_id")
         if not project:
-            raise ApiError(400, "project id must not be empty: give ?project=<id>")
+            raise HttpError(400, "project id must not be empty: give ?project=<id>")
         projectid = await self.reader.project_id(project)
         if projectid is None:
-            raise ApiError(404, f"error loading project '{project}'")
+            raise HttpError(404, f"error loading project '{project}'")
         bsids, exhausted = await self.reader.history(projectid, task_name, HISTORY_REVISIONS)
         versions = [await self.data.get(("evergreen_versions", str(bsid))) for bsid in bsids]
         views = await self.reader.views(project, projectid, [v for v in versions if v is not None])
@@ -351,18 +308,3 @@ class EvergreenApi:
         for test in await self.reader.test_results(list(build_tasks), status="fail"):
             failed.setdefault(build_tasks[test["buildid"]], []).append(test["name"])
         return docs.history_document(views, task_name, failed, exhausted)
-
-    # -- anything else --------------------------------------------------------------------------
-
-    @app.handle_errors
-    def errors(self, request: IRequest, failure: Any) -> bytes:
-        """Routing errors as JSON: 404 for a path that is no route, 405 for a route's other methods."""
-        if failure.check(NotFound):
-            return reply(request, {"message": f"no such route: {request.path.decode(errors='replace')}"}, 404)
-        if failure.check(MethodNotAllowed):
-            allowed = ", ".join(failure.value.valid_methods or ())
-            request.setHeader(b"Allow", allowed.encode())
-            return reply(request, {"message": f"method {request.method.decode(errors='replace')} is not allowed; "
-                                              f"use {allowed}"}, 405)
-        log.failure("Evergreen REST {uri} failed", failure, uri=request.uri)
-        return reply(request, {"message": "internal error (logged on the master)"}, 500)
