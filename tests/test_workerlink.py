@@ -20,7 +20,7 @@ from master.config import WorkerConfig
 from master.data.connector import DataAPI
 from master.data.resources import core_resource_types
 from master.engine.interfaces import Command, CommandResult, IRunningCommand, IWorkerConnection, WorkerLost
-from master.engine.workerlink import BAD_CREDENTIALS, WorkerConnection, WorkerLink
+from master.engine.workerlink import BAD_CREDENTIALS, WorkerConnection, WorkerLink, WorkerProtocol
 from master.security import hash_password
 from master.www.rest import RestApi
 from master.www.site import build_site
@@ -463,3 +463,16 @@ async def test_stop(env: Env) -> None:
     # no one gets in any more
     with pytest.raises(ConnectionError):
         await env.connect()
+
+
+def test_sending_while_the_peer_closes_is_dropped_not_raised() -> None:
+    """A control (e.g. a second ``kill``) sent after the worker started closing must not raise Disconnected."""
+    protocol = WorkerProtocol()
+    protocol.state = WorkerProtocol.STATE_CLOSING  # the peer's close frame arrived; onClose has not run yet
+    sent: list[bytes] = []
+    protocol.sendMessage = lambda payload, isBinary=False: sent.append(payload)  # type: ignore[method-assign]
+    protocol.send({"type": P.INTERRUPT, "cmd": "c1"})
+    assert sent == []
+    protocol.state = WorkerProtocol.STATE_OPEN
+    protocol.send({"type": P.INTERRUPT, "cmd": "c1"})
+    assert len(sent) == 1

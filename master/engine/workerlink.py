@@ -381,7 +381,9 @@ class WorkerProtocol(WebSocketServerProtocol):
 
     def send(self, message: dict[str, Any]) -> None:
         """Send *message* as JSON text, unless the connection is closing."""
-        if not self.closing and self.phase != "closed":
+        # A close the peer started puts Autobahn's state in CLOSING before onClose runs, and
+        # sendMessage then raises Disconnected: what was to be sent no longer matters.
+        if not self.closing and self.phase != "closed" and self.state == self.STATE_OPEN:
             self.sendMessage(orjson.dumps(message), isBinary=False)
 
     def refuse(self, code: int, reason: str) -> None:
