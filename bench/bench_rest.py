@@ -228,6 +228,7 @@ def serve(db_url: str, port: int) -> None:
     from master.data.connector import DataAPI
     from master.data.resources import core_resource_types
     from master.db.backends import make_storage
+    from master.memory import trim_heap
     from master.www.responses import json_body
     from master.www.rest import RestApi
     from master.www.site import build_root, build_site
@@ -262,6 +263,7 @@ def serve(db_url: str, port: int) -> None:
         root = build_root({"api": RestApi(data).resource(), "const": Constant(body).app.resource()})
         reactor.listenTCP(port, build_site(root), interface="127.0.0.1", backlog=256)
         gc.freeze()  # as the master does once it has started
+        trim_heap()
         print("READY", flush=True)
 
     def failed(failure: Any) -> None:

@@ -266,6 +266,16 @@ def _json_list(value: Any) -> list[Any]:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
+def _json_lists(values: list[Any]) -> list[list[Any]]:
+    """The lists of one inlined column over a page: SQLite's JSON texts are decoded in one go (one
+    ``orjson.loads`` of the joined array, not one per row), other values one by one.
+    """
+    if values and all(type(value) is str for value in values):
+        decoded: list[list[Any]] = orjson.loads("[" + ",".join(values) + "]")
+        return decoded
+    return [_json_list(value) for value in values]
+
+
 async def _read_paged(
     data: DataAPI, page: Prepared, count: Prepared, params: dict[str, Any], spec: ResultSpec
 ) -> tuple[list[dict[str, Any]], int]:
@@ -292,14 +302,17 @@ async def encode(
     columns = [name for name in selected if fields[name].column is not None or name in inlined]
     converters = [(name, fields[name].type.from_db) for name in columns
                   if fields[name].column is not None and fields[name].type.converts]
-    converters += [(name, _json_list) for name in inlined]
     if rtype.id_field in columns:
         items = rows
     else:  # the id was read for the loaders and the order tie-break, not asked for
         items = [{name: row[name] for name in columns} for row in rows]
-    for item in items:
-        for name, convert in converters:
-            item[name] = convert(item[name])
+    if converters:
+        for item in items:
+            for name, convert in converters:
+                item[name] = convert(item[name])
+    for name in inlined:
+        for item, value in zip(items, _json_lists([item[name] for item in items]), strict=True):
+            item[name] = value
     wanted = [name for name in selected if fields[name].column is None and name not in inlined]
     if wanted and items:
         ids = [row[rtype.id_field] for row in rows]

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
@@ -57,6 +58,15 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 # psycopg2 returns bytea as memoryview; SQLite returns bytes.  The data layer should not care.
 _BYTEA_OIDS = frozenset(psycopg2.BINARY.values)
+
+
+def _load_json(value: str | bytes | None, cursor: Any) -> Any:
+    return None if value is None else orjson.loads(value)
+
+
+# ``json`` values (the lists of a page, ``json_agg``) decoded by orjson: psycopg2's default is
+# the standard library's json.loads, several times slower on the builders list's hundred lists
+_JSON = psycopg2.extensions.new_type((114,), "JSON_ORJSON", _load_json)
 
 # Dead peers (a pulled cable, a paused VM) are noticed by TCP keepalive within about a
 # minute instead of the kernel's default two hours; a URL may override these.
@@ -353,6 +363,7 @@ class _Pool(txpostgres.ConnectionPool):
         finally:
             if timer.active():
                 timer.cancel()
+        psycopg2.extensions.register_type(_JSON, conn.pollable())
 
     @staticmethod
     def is_open(conn: _Connection) -> bool:
