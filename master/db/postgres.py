@@ -27,7 +27,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import orjson
 import psycopg2
 import psycopg2.extensions
 from sqlalchemy.dialects.postgresql import psycopg2 as pg_dialect
@@ -58,15 +57,6 @@ DEFAULT_CONNECT_TIMEOUT = 10.0
 
 # psycopg2 returns bytea as memoryview; SQLite returns bytes.  The data layer should not care.
 _BYTEA_OIDS = frozenset(psycopg2.BINARY.values)
-
-
-def _load_json(value: str | bytes | None, cursor: Any) -> Any:
-    return None if value is None else orjson.loads(value)
-
-
-# ``json`` values (the lists of a page, ``json_agg``) decoded by orjson: psycopg2's default is
-# the standard library's json.loads, several times slower on the builders list's hundred lists
-_JSON = psycopg2.extensions.new_type((114,), "JSON_ORJSON", _load_json)
 
 # Dead peers (a pulled cable, a paused VM) are noticed by TCP keepalive within about a
 # minute instead of the kernel's default two hours; a URL may override these.
@@ -363,7 +353,6 @@ class _Pool(txpostgres.ConnectionPool):
         finally:
             if timer.active():
                 timer.cancel()
-        psycopg2.extensions.register_type(_JSON, conn.pollable())
 
     @staticmethod
     def is_open(conn: _Connection) -> bool:
@@ -384,7 +373,22 @@ class _Pool(txpostgres.ConnectionPool):
 
     def run_with_connection(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> defer.Deferred[T]:
         """Lend one connection to ``fn``, waiting for a free one if all are busy."""
-        return self._semaphore.run(lambda: defer.ensureDeferred(self._lend(fn)))
+        semaphore = self._semaphore
+        if semaphore.tokens > 0 and not semaphore.waiting:
+            # the common case, an open connection free now, without the semaphore's and a
+            # coroutine's Deferreds: each read pays for these layers in CPU
+            conn = self.connections.pop()
+            if self.is_open(conn):
+                semaphore.tokens -= 1
+                return defer.maybeDeferred(fn, conn).addBoth(self._returned, conn)
+            self.connections.add(conn)  # to be reopened on the way below
+        return semaphore.run(lambda: defer.ensureDeferred(self._lend(fn)))
+
+    def _returned(self, result: T, conn: _Connection) -> T:
+        """A connection lent by the direct path of :meth:`run_with_connection` is back: pass *result* on."""
+        self._give_back(conn)
+        self._semaphore.release()
+        return result
 
     async def _lend(self, fn: Callable[[_Connection], defer.Deferred[T]]) -> T:
         conn = self.connections.pop()
@@ -393,12 +397,15 @@ class _Pool(txpostgres.ConnectionPool):
                 await self.connect(conn)
             return await fn(conn)
         finally:
-            # A connection left inside a transaction (a failed rollback, a cancelled
-            # interaction) would leak that transaction into the next borrower's work.
-            raw = conn.pollable()
-            if raw is not None and not raw.closed and raw.get_transaction_status() != _IDLE:
-                self.discard(conn)
-            self.connections.add(conn)
+            self._give_back(conn)
+
+    def _give_back(self, conn: _Connection) -> None:
+        # A connection left inside a transaction (a failed rollback, a cancelled
+        # interaction) would leak that transaction into the next borrower's work.
+        raw = conn.pollable()
+        if raw is not None and not raw.closed and raw.get_transaction_status() != _IDLE:
+            self.discard(conn)
+        self.connections.add(conn)
 
 
 @implementer(ITransaction)
