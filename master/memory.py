@@ -28,3 +28,18 @@ def return_big_blocks(threshold: int = MMAP_THRESHOLD) -> bool:
         return bool(libc.mallopt(M_MMAP_THRESHOLD, threshold))
     except (OSError, AttributeError):  # another C library (musl has no mallopt to speak of)
         return False
+
+
+def trim_heap() -> bool:
+    """Give the C heap's free pages back to the system (glibc's ``malloc_trim``); True if any went.
+
+    Start-up allocates and frees a good deal (config, migrations check, statement building):
+    glibc keeps those freed pages resident until told otherwise, about a megabyte of a
+    master's RSS that it never uses again.  Called once, when the master has started.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(None).malloc_trim(0))
+    except (OSError, AttributeError):  # another C library
+        return False

@@ -65,6 +65,7 @@ class MasterMetrics:
         def histogram(name: str, text: str, labels: Iterable[str], **kw: Any) -> Histogram:
             return Histogram(PREFIX + name, text, list(labels), registry=registry, **kw)
 
+        self._http_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.http_requests = counter(
             "http_requests", "HTTP requests answered, by route pattern, method and status",
             ("route", "method", "status"),
@@ -119,11 +120,19 @@ class MasterMetrics:
         if route is None:
             # unknown paths are the client's choice: one label for them all
             route = "unmatched" if status == 404 else _mount_prefix(root, request.path)
-        method = request.method.decode(errors="replace") if request.method in _METHODS else "other"
-        self.http_requests.labels(route, method, str(status)).inc()
+        method = _METHODS.get(request.method, "other")
+        # the children of the label sets seen, kept: prometheus_client's labels() takes a lock and
+        # validates on every call, a cost paid per request; the sets are bounded (patterns, statuses)
+        key = (route, method, status)
+        counted = self._http_children.get(key)
+        if counted is None:
+            counted = self._http_children[key] = (
+                self.http_requests.labels(route, method, str(status)), self.http_duration.labels(route, method)
+            )
+        counted[0].inc()
         started = getattr(request, "started_at", None)
         if started is not None:
-            self.http_duration.labels(route, method).observe(time.monotonic() - started)
+            counted[1].observe(time.monotonic() - started)
         action = getattr(request, "metrics_action", None)
         if action is not None:
             outcome = getattr(request, "metrics_outcome", None) or RPC_OUTCOMES.get(status, str(status))
@@ -197,7 +206,8 @@ def _mount_prefix(root: resource.Resource, path: bytes) -> str:
     return "/" + "/".join(prefix) if prefix else "/ (web UI)"
 
 
-_METHODS = frozenset({b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS"})
+_METHODS = {name: name.decode() for name in (b"GET", b"HEAD", b"POST", b"PUT", b"PATCH", b"DELETE", b"OPTIONS")}
+"""The method labels; any other method is counted as ``other``."""
 
 
 def _timed(method: Any, histogram: Any) -> Any:

@@ -35,7 +35,7 @@ from master.engine.engine import Engine
 from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.heartbeat import Heartbeat
-from master.memory import return_big_blocks
+from master.memory import return_big_blocks, trim_heap
 from master.reporters.service import Reporters
 from master.retention import RetentionService
 from master.www.auth import Authenticator
@@ -191,6 +191,7 @@ class MasterService(service.MultiService):
         # what start-up made (modules, metadata, config) lives as long as the process: keep it
         # out of the collector's way, which shortens every later full collection
         gc.freeze()
+        trim_heap()  # and give back the C heap start-up freed
         log.info("ci-master {name} (pid {pid}) serving {url}", name=self.name, pid=os.getpid(), url=url)
         return url
 

@@ -128,6 +128,40 @@ async def test_openapi_document(api: Api) -> None:
 # -- reading -----------------------------------------------------------------------------------
 
 
+@pytest_twisted.ensureDeferred
+async def test_plain_reads_skip_the_router_and_answer_as_routed_reads(api: Api, monkeypatch: Any) -> None:
+    """A plain read (``builds/1``) is answered without Klein's router, exactly as the routed form
+    (``builds/1/``, ``builds/%31``) is: status, body, ETag, Link; errors too."""
+    from klein.resource import KleinResource
+
+    routed: list[bytes] = []
+    original = KleinResource.render
+
+    def counting(self: Any, request: Any) -> Any:
+        routed.append(request.path)
+        return original(self, request)
+
+    monkeypatch.setattr(KleinResource, "render", counting)
+    pairs = [
+        ("/api/v2/builds/1", "/api/v2/builds/%31"),
+        ("/api/v2/builds?limit=2&order=-buildid", "/api/v2/builds/?limit=2&order=-buildid"),
+        ("/api/v2/builds/999", "/api/v2/builds/999/"),
+        ("/api/v2/nosuch/1", "/api/v2/nosuch/1/"),
+        ("/api/v2/builds?bogus=1", "/api/v2/builds/?bogus=1"),
+    ]
+    for plain, other in pairs:
+        routed.clear()
+        code, body, response = await api.get(plain)
+        assert routed == [], plain  # not through the router
+        code2, body2, response2 = await api.get(other)
+        assert routed, other  # through it
+        assert (code, body) == (code2, body2), (plain, other)
+        for header in ("ETag", "Content-Type", "Link"):
+            assert response.headers.getRawHeaders(header) == response2.headers.getRawHeaders(header), header
+    head = await treq.head(api.url + "/api/v2/builds/1", pool=api.pool)
+    assert head.code == 200 and await head.content() == b""
+
+
 @ALSO_OVER_TCP
 @pytest_twisted.ensureDeferred
 async def test_single_and_collection_envelopes(api: Api) -> None:

@@ -8,13 +8,16 @@ first ascending and last descending, the same on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from master.data.base import Collection, Endpoint, Field, Kind
+from master.data.base import Collection, Endpoint, Field, Kind, ResourceType
 from master.data.errors import InvalidQuery
 from master.data.resultspec import Filter, ResultSpec
 from master.data.types import check_int64, check_text
@@ -142,21 +145,49 @@ def _counter(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]) -> str 
     return counter_name(table, values)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What reading and encoding *selected* fields of a resource type takes, worked out once per pair."""
+
+    columns: tuple[str, ...]
+    """The columns the page query reads: the selected ones with a column, and the id."""
+    inlined: tuple[str, ...]
+    """Selected list fields the page query reads as JSON arrays (see :func:`_inlined`)."""
+    encoded: tuple[str, ...]
+    """The fields of an entity taken from its row: with a column, or inlined."""
+    converters: tuple[tuple[str, Callable[[Any], Any]], ...]
+    """``(field, from_db)`` of the encoded columns whose type converts database values."""
+    loaded: tuple[str, ...]
+    """Selected fields filled by their loaders, a query per page."""
+
+
+@lru_cache(maxsize=1024)
+def _plan(rtype: ResourceType, selected: tuple[str, ...]) -> _Plan:
+    fields = rtype.fields
+    columns = [name for name in selected if fields[name].column is not None]
+    if rtype.id_field not in columns:
+        columns.append(rtype.id_field)
+    inlined = _inlined(rtype, selected)
+    encoded = tuple(name for name in selected if fields[name].column is not None or name in inlined)
+    converters = tuple((name, fields[name].type.from_db) for name in encoded
+                       if fields[name].column is not None and fields[name].type.converts)
+    loaded = tuple(name for name in selected if fields[name].column is None and name not in inlined)
+    return _Plan(tuple(columns), inlined, encoded, converters, loaded)
+
+
 def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
     """Return ``(page query, count query or None, params, selected fields)`` for a getter."""
     rtype = endpoint.rtype
     fields = rtype.fields
     selected = spec.fields or tuple(fields)
-    columns = [name for name in selected if fields[name].column is not None]
-    if rtype.id_field not in columns:
-        columns.append(rtype.id_field)
-    inlined = _inlined(rtype, selected)
+    plan = _plan(rtype, selected)
+    columns, inlined = plan.columns, plan.inlined
     params: dict[str, Any] = {f"arg_{name}": value for name, value in args.items()}
     arg_names = tuple(args)
     filtered = [rtype.field_for(flt.field) for flt in spec.filters]
     filter_key = [_bind_filter(filtered[index], flt, index, params) for index, flt in enumerate(spec.filters)]
     collection = endpoint.kind is Kind.COLLECTION
-    shape = (endpoint.pattern, tuple(columns), inlined, tuple(filter_key), spec.order, collection)
+    shape = (endpoint.pattern, columns, inlined, tuple(filter_key), spec.order, collection)
 
     def where() -> list[ColumnElement]:
         filters = [
@@ -260,10 +291,20 @@ def _inlined(rtype: Any, selected: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def _json_list(value: Any) -> list[Any]:
-    """A list read by an inlined list loader: JSON text (SQLite), already decoded (PostgreSQL), null for none."""
+    """A list read by an inlined list loader: JSON text (SQLite), a list already (PostgreSQL's ARRAY), null for none."""
     if value is None:
         return []
     return orjson.loads(value) if isinstance(value, str | bytes) else value
+
+
+def _json_lists(values: list[Any]) -> list[list[Any]]:
+    """The lists of one inlined column over a page: SQLite's JSON texts are decoded in one go (one
+    ``orjson.loads`` of the joined array, not one per row), other values one by one.
+    """
+    if values and all(type(value) is str for value in values):
+        decoded: list[list[Any]] = orjson.loads("[" + ",".join(values) + "]")
+        return decoded
+    return [_json_list(value) for value in values]
 
 
 async def _read_paged(
@@ -286,24 +327,24 @@ async def encode(
 ) -> list[dict[str, Any]]:
     """Turn rows into entities: convert column values by field type, then run the loaders."""
     rtype = endpoint.rtype
-    fields = rtype.fields
+    plan = _plan(rtype, selected)
     # rows are dicts keyed by field name already; only the values of converting types change
-    inlined = _inlined(rtype, selected)
-    columns = [name for name in selected if fields[name].column is not None or name in inlined]
-    converters = [(name, fields[name].type.from_db) for name in columns
-                  if fields[name].column is not None and fields[name].type.converts]
-    converters += [(name, _json_list) for name in inlined]
-    if rtype.id_field in columns:
+    if rtype.id_field in plan.encoded:
         items = rows
     else:  # the id was read for the loaders and the order tie-break, not asked for
+        columns = plan.encoded
         items = [{name: row[name] for name in columns} for row in rows]
-    for item in items:
-        for name, convert in converters:
-            item[name] = convert(item[name])
-    wanted = [name for name in selected if fields[name].column is None and name not in inlined]
-    if wanted and items:
+    converters = plan.converters
+    if converters:
+        for item in items:
+            for name, convert in converters:
+                item[name] = convert(item[name])
+    for name in plan.inlined:
+        for item, value in zip(items, _json_lists([item[name] for item in items]), strict=True):
+            item[name] = value
+    if plan.loaded and items:
         ids = [row[rtype.id_field] for row in rows]
-        for name in wanted:
+        for name in plan.loaded:
             values = await rtype.loaders[name](data, ids, spec)
             for item, entity_id in zip(items, ids, strict=True):
                 item[name] = values[entity_id]

@@ -71,6 +71,11 @@ COUNTERS: dict[str, list[tuple[Dimension, ...]]] = {
 """Per counted table, the dimension sets it is counted by (``()``: the table's total)."""
 
 
+_COUNTED_NAMES = {table: frozenset(frozenset(d.name for d in dimset) for dimset in dims)
+                  for table, dims in COUNTERS.items()}
+"""Per counted table, the sets of dimension names it has counters for (read on every collection read)."""
+
+
 def _sorted(dims: tuple[Dimension, ...]) -> tuple[Dimension, ...]:
     return tuple(sorted(dims, key=lambda d: d.name))
 
@@ -80,14 +85,11 @@ def counter_name(table: str, values: Mapping[str, Any]) -> str | None:
 
     Values are ints or bools; a null value, or a set of dimensions not counted, has no counter.
     """
-    dims = COUNTERS.get(table)
-    if dims is None:
-        return None
-    wanted = set(values)
-    if not any({d.name for d in dimset} == wanted for dimset in dims):
+    counted = _COUNTED_NAMES.get(table)
+    if counted is None or frozenset(values) not in counted:
         return None
     parts = [table]
-    for name in sorted(wanted):
+    for name in sorted(values):
         value = values[name]
         if value is None or not isinstance(value, bool | int):
             return None

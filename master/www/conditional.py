@@ -14,6 +14,7 @@ an index serves at the same cost however deep in history the page is.
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any
 from urllib.parse import urlencode
 
@@ -69,4 +70,11 @@ def next_link(
     bound = f"{id_field}__lt" if order == (f"-{id_field}",) else f"{id_field}__gt"
     query = [(name, value) for name, values in args.items() if name not in ("offset", bound) for value in values]
     query.append((bound, str(last_id)))
+    if all(_UNQUOTED.fullmatch(name) and _UNQUOTED.fullmatch(value) for name, value in query):
+        # what urlencode would give, without its quoting of each name and value (a page's cost)
+        return f"{base}{path.strip('/')}?{'&'.join(f'{name}={value}' for name, value in query)}"
     return f"{base}{path.strip('/')}?{urlencode(query)}"
+
+
+_UNQUOTED = re.compile(r"[A-Za-z0-9_.~-]*")
+"""Text ``urllib.parse.quote_plus`` leaves as it is."""

@@ -81,6 +81,10 @@ class LimitedChannel(http.HTTPChannel):
 
     def allHeadersReceived(self) -> None:  # noqa: N802
         """Refuse a body announced larger than its route takes; else give the request its limit."""
+        if self._transferDecoder is None or self.length == 0:
+            # no body to limit (most requests): spare the walk of the resource tree
+            super().allHeadersReceived()
+            return
         request = self.requests[-1]
         request.max_body_bytes = limit = body_limit(self.site, self._command, self._path)
         if self.length is not None and self.length > limit:

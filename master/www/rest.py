@@ -11,6 +11,7 @@ detail in the body (it is logged).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +19,8 @@ from klein import Klein
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
-from twisted.web import resource
+from twisted.python.failure import Failure
+from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 from zope.interface import implementer
 
@@ -36,6 +38,15 @@ from master.www.responses import database_available, json_error, json_routing_er
 from master.www.site import NotFoundResource
 
 log = Logger()
+
+API_PREFIX = b"/api/v2/"
+
+_PLAIN_PATH = re.compile(rb"[A-Za-z0-9._~!$&'()*+,;=:@-]+(?:/[A-Za-z0-9._~!$&'()*+,;=:@-]+)*")
+"""A path after ``/api/v2/`` that Klein's router would take as it is: non-empty segments without
+%-escapes, separators or controls, and no trailing slash (reads of such paths skip the router)."""
+
+_KLEIN_ROUTES = frozenset({b"openapi.json", b"application.spec"})
+"""The reads Klein serves by a route of their own (``/api/v2/`` itself is never plain)."""
 
 ALLOW = b"GET, HEAD, POST, OPTIONS"
 READ_ONLY_ALLOW = b"GET, HEAD, OPTIONS"
@@ -114,7 +125,7 @@ class RestApi:
     def resource(self) -> Any:
         """The twisted.web resource to mount at ``/api``: the version list, with these routes at ``v2``."""
         api = ApiVersions(self.base_url)
-        api.putChild(b"v2", self.app.resource())
+        api.putChild(b"v2", _ReadFirst(self, self.app.resource()))
         return api
 
     @app.route("/", methods=["GET", "HEAD"])
@@ -142,7 +153,9 @@ class RestApi:
         """GET/HEAD read, POST controls, OPTIONS answers what is allowed; anything else is 405."""
         method = request.method
         if method in (b"GET", b"HEAD"):
-            return defer.ensureDeferred(self._get(request, path))
+            # split the path as received, so that an encoded slash (%2F) stays in its segment
+            segments = path_segments(request.path, API_PREFIX)
+            return defer.ensureDeferred(self._get(request, path, path if segments is None else segments))
         allow = self._allow(path)
         if method == b"POST":
             if allow is READ_ONLY_ALLOW:
@@ -164,19 +177,18 @@ class RestApi:
             return ALLOW  # a POST gets JSON-RPC's 404, other methods a 405
         return ALLOW if endpoint.actions else READ_ONLY_ALLOW
 
-    async def _get(self, request: IRequest, path: str) -> bytes | None:
+    async def _get(self, request: IRequest, path: str, segments: str | tuple[str, ...]) -> bytes | None:
+        """Answer a read of *path* (as routed), given as *segments* (as received); None once streamed."""
         if not database_available(self.data.storage):
             return unavailable_error(request)  # at once: not after the storage's retry window
-        # split the path as received, so that an encoded slash (%2F) stays in its segment
-        segments = path_segments(request.path, b"/api/v2/")
         try:
-            endpoint, args = self.data.resolve(path if segments is None else segments)
+            endpoint, args = self.data.resolve(segments)
             note_route(request, endpoint.pattern)
             if self.auth is not None and self.auth.restricts_reads:
                 self.auth.authorize_read(self.auth.authenticate(request), endpoint.rtype.plural)
             query = query_args(request)
             spec = self.data.parse_spec(endpoint, query)
-            result = await self.data.get_resolved(endpoint, args, spec, path if segments is None else segments)
+            result = await self.data.get_resolved(endpoint, args, spec, segments)
         except (InvalidPath, NotFound) as e:
             return json_error(request, 404, e.message)
         except DataError as e:
@@ -259,3 +271,57 @@ class RestApi:
         finally:
             request.unregisterProducer()
         return None  # Klein finishes the request
+
+
+class _ReadFirst(resource.Resource):
+    """``/api/v2``: a GET or HEAD of a plain path goes straight to :meth:`RestApi._get`, the rest through Klein.
+
+    Klein's router (werkzeug) costs about as much CPU as a whole read of a single build: a
+    read of a path it would route to :meth:`RestApi.dispatch` as it is (``_PLAIN_PATH``) is
+    answered here with the same code, the same cancellation when the client hangs up, and the
+    same fault handling; every other request (POST, OPTIONS, the root, the OpenAPI document,
+    paths with escapes or empty segments) keeps the Klein routes.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: RestApi, routes: resource.Resource) -> None:
+        super().__init__()
+        self.api = api
+        self.routes = routes
+
+    def render(self, request: server.Request) -> Any:
+        """Serve a plain read here, anything else through the Klein routes."""
+        raw = request.path
+        if (
+            request.method not in (b"GET", b"HEAD")
+            or not raw.startswith(API_PREFIX)
+            or _PLAIN_PATH.fullmatch(raw, len(API_PREFIX)) is None
+            or raw[len(API_PREFIX):] in _KLEIN_ROUTES
+        ):
+            return self.routes.render(request)
+        path = raw[len(API_PREFIX):].decode("ascii")
+        answer = defer.ensureDeferred(self.api._get(request, path, tuple(path.split("/"))))
+        finished: list[bool] = []
+
+        def gone(result: object) -> object:
+            finished.append(True)
+            if isinstance(result, Failure):
+                answer.cancel()  # the client hung up: stop the read, as Klein does
+            return None
+
+        def write(body: bytes | None) -> None:
+            if body is not None:
+                request.write(body)
+            if not finished:
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if not finished:
+                request.processingFailed(failure)  # a JSON 500, logged (CorsRequest)
+            elif not failure.check(defer.CancelledError):
+                log.failure("GET {uri} failed after the client went away", failure=failure, uri=request.uri)
+
+        request.notifyFinish().addBoth(gone)
+        answer.addCallbacks(write, failed)
+        return server.NOT_DONE_YET

@@ -66,12 +66,15 @@ def list_loader(
         return {entity_id: found.get(entity_id, []) for entity_id in ids}
 
     def inline(owner: ColumnElement) -> ColumnElement:
-        """The same lists as a column of the page's own query: a JSON array per row (see master.data.query)."""
-        listed = sa.select(value.label("value"), (order if order is not None else value).label("sort_key"))
+        """The same lists as a column of the page's own query: an array per row (see master.data.query)."""
+        sort_key = order if order is not None else value
+        listed = sa.select(value.label("value"), sort_key.label("sort_key"))
         # the LIMIT keeps SQLite from dropping the ORDER BY of a subquery that only feeds an aggregate
         listed = listed.where(table_key == owner).correlate(owner.table)
         listed = listed.order_by(listed.selected_columns.sort_key).limit(INT64_MAX).subquery("listed")
-        return sa.select(JsonList(listed.c.value, listed.c.sort_key)).select_from(listed).scalar_subquery()
+        as_json = sa.select(JsonList(listed.c.value, listed.c.sort_key)).select_from(listed).scalar_subquery()
+        ordered = sa.select(value).where(table_key == owner).correlate(owner.table).order_by(sort_key)
+        return ListColumn(as_json, ordered)
 
     load.inline = inline
     return load
@@ -80,7 +83,6 @@ def list_loader(
 class JsonList(FunctionElement):
     """``JsonList(value, sort_key)``: the aggregate JSON array of *value* in *sort_key* order.
 
-    PostgreSQL's ``json_agg`` orders by its own ``ORDER BY`` (its result is null over no rows);
     SQLite's ``json_group_array`` (``[]`` over no rows) takes the rows in the order of the
     sorted subquery they come from (SQLite has no ORDER BY in aggregates before 3.44).
     """
@@ -89,16 +91,38 @@ class JsonList(FunctionElement):
     inherit_cache = True
 
 
-@compiles(JsonList, "postgresql")
-def _json_list_postgresql(element: JsonList, compiler: Any, **kw: Any) -> str:
-    value, sort_key = element.clauses
-    return f"json_agg({compiler.process(value, **kw)} ORDER BY {compiler.process(sort_key, **kw)})"
-
-
 @compiles(JsonList)
 def _json_list(element: JsonList, compiler: Any, **kw: Any) -> str:
     value, _ = element.clauses
     return f"json_group_array({compiler.process(value, **kw)})"
+
+
+class ListColumn(ColumnElement[Any]):
+    """The inlined list of a list loader, as each backend reads it cheapest.
+
+    PostgreSQL: ``ARRAY(SELECT value ... ORDER BY sort_key)``, which psycopg2 hands over as a
+    list (``{}``, not null, over no rows); about half the server time of ``json_agg`` over a
+    sorted subquery, and no JSON to decode.  Elsewhere (SQLite): *as_json*, a JSON text.
+    Built only into statements compiled once per shape (``Prepared``), so it needs no cache key.
+    """
+
+    inherit_cache = False
+
+    def __init__(self, as_json: ColumnElement[Any], ordered: sa.Select[Any]) -> None:
+        self.as_json = as_json
+        self.ordered = ordered
+        self.type = as_json.type
+
+
+@compiles(ListColumn, "postgresql")
+def _list_column_postgresql(element: ListColumn, compiler: Any, **kw: Any) -> str:
+    return f"ARRAY({compiler.process(element.ordered, **kw)})"
+
+
+@compiles(ListColumn)
+def _list_column(element: ListColumn, compiler: Any, **kw: Any) -> str:
+    result: str = compiler.process(element.as_json, **kw)
+    return result
 
 
 def properties_loader(key: str, table: sa.Table, owner: str, option: str | None = "property") -> Loader:
