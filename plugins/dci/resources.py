@@ -3,7 +3,7 @@
 Every type is registered under a ``dci_`` name (``/api/v2/dci_jobs``...), so DCI data is read
 like any other through the data API, and every change is an event (``dci_jobs/<id>/update``
 when a job's status changes).  The routes (:mod:`plugins.dci.routes`) reads through
-``data.get`` and writes only through the ``data.updates.dci_*`` methods defined here.
+``data.get`` and writes only through the ``dci_*`` update methods defined here.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """The DCI API v1 routes (a Klein app mounted at ``/api/v1``) over the data API.
 
 Reads go through ``data.get`` with a ResultSpec made from DCI's list parameters; writes go
-through the ``data.updates.dci_*`` update methods.  Replies have DCI's shapes: lists as
+through the ``dci_*`` update methods, called on their resource types
+(``data.resource_type(Jobs)``).  Replies have DCI's shapes: lists as
 ``{"<plural>": [...], "_meta": {"count": N}}``, single items as ``{"<singular>": {...}}`` with
 an ``ETag`` header, errors as ``{"status_code", "message", "payload"}``.  The keys of each
 entity are those of the DCI server's replies (see ``TOPIC_KEYS``...).
@@ -52,7 +53,7 @@ from plugins.dci.embed import embed_jobs, parse_embed
 from plugins.dci.errors import DciError, error_document, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
 from plugins.dci.query import list_spec
-from plugins.dci.resources import JOB_STATUSES
+from plugins.dci.resources import JOB_STATUSES, Components, Files, JobKeyValues, Jobs, Jobstates, Teams, Topics
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """The largest file upload accepted (413 above)."""
@@ -352,7 +353,7 @@ async def _create_topic(api: DciApi, call: Call) -> Response:
     }, ("name",))
     body.pop("next_topic", None)
     body = {key: value for key, value in body.items() if value is not None}
-    topic = await api.data.updates.dci_create_topic(
+    topic = await api.data.resource_type(Topics).dci_create_topic(
         body.pop("name"), body.pop("component_types", []), **body
     )
     return reply(201, {"topic": only(topic, TOPIC_KEYS)}, topic["etag"])
@@ -394,7 +395,8 @@ async def _create_component(api: DciApi, call: Call) -> Response:
     if body.get("team_id") and not call.identity.in_team(body["team_id"]):
         raise unauthorized()
     values = {key: value for key, value in body.items() if value is not None}
-    component = await api.data.updates.dci_create_component(values.pop("topic_id"), name, values.pop("type"), **values)
+    components = api.data.resource_type(Components)
+    component = await components.dci_create_component(values.pop("topic_id"), name, values.pop("type"), **values)
     return reply(201, {"component": only(component, COMPONENT_KEYS)}, component["etag"])
 
 
@@ -422,7 +424,7 @@ def _new_job(call: Call, fields: dict[str, str], required: tuple[str, ...]) -> t
 @route("POST", "/jobs")
 async def _create_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, JOB_FIELDS, ("components",))
-    job = await api.data.updates.dci_create_job(
+    job = await api.data.resource_type(Jobs).dci_create_job(
         call.identity.entity, body.get("topic_id"), body["components"], _job_values(body), agent, version
     )
     return _created_job(job, body)
@@ -431,7 +433,7 @@ async def _create_job(api: DciApi, call: Call) -> Response:
 @route("POST", "/jobs/schedule")
 async def _schedule_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, SCHEDULE_FIELDS, ("topic_id",))
-    job = await api.data.updates.dci_schedule_job(
+    job = await api.data.resource_type(Jobs).dci_schedule_job(
         call.identity.entity, body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
     )
     return _created_job(job, body)
@@ -473,7 +475,7 @@ async def _update_job(api: DciApi, call: Call) -> Response:
     etag = _if_match(call)
     body = check_body(call.json(), JOB_UPDATE_FIELDS)
     await api.job_of(call, call.args["id"])
-    job = await api.data.updates.dci_update_job(call.args["id"], etag, body)
+    job = await api.data.resource_type(Jobs).dci_update_job(call.args["id"], etag, body)
     return reply(200, {"job": only(job, JOB_KEYS)}, job["etag"])
 
 
@@ -481,7 +483,7 @@ async def _update_job(api: DciApi, call: Call) -> Response:
 async def _delete_job(api: DciApi, call: Call) -> Response:
     etag = _if_match(call)
     await api.job_of(call, call.args["id"])
-    await api.data.updates.dci_archive_job(call.args["id"], etag)
+    await api.data.resource_type(Jobs).dci_archive_job(call.args["id"], etag)
     return reply(204)
 
 
@@ -512,7 +514,7 @@ async def _job_files(api: DciApi, call: Call) -> Response:
 async def _add_kv(api: DciApi, call: Call) -> Response:
     body = check_body(call.json(), {"key": "string", "value": "number"}, ("key", "value"))
     await api.job_of(call, call.args["id"])
-    kv = await api.data.updates.dci_set_job_kv(call.args["id"], body["key"], float(body["value"]))
+    kv = await api.data.resource_type(JobKeyValues).dci_set_job_kv(call.args["id"], body["key"], float(body["value"]))
     return reply(201, {"kv": only(kv, KV_KEYS)})
 
 
@@ -529,7 +531,7 @@ async def _job_kv(api: DciApi, call: Call) -> Response:
 async def _create_jobstate(api: DciApi, call: Call) -> Response:
     body = check_body(call.json(), {"job_id": "uuid", "status": "status", "comment": "string?"}, ("job_id", "status"))
     job = await api.job_of(call, body["job_id"].lower())
-    jobstate = await api.data.updates.dci_add_jobstate(job["id"], body["status"], body.get("comment"))
+    jobstate = await api.data.resource_type(Jobstates).dci_add_jobstate(job["id"], body["status"], body.get("comment"))
     return reply(201, {"jobstate": only(jobstate, JOBSTATE_KEYS)})
 
 
@@ -572,7 +574,7 @@ async def _create_file(api: DciApi, call: Call) -> Response:
     mime = headers.get("mime")
     # the body is the file, whatever the Content-Type says: never decoded as JSON
     junit = parse_junit(call.body) if mime == "application/junit" else None
-    entity = await api.data.updates.dci_add_file(
+    entity = await api.data.resource_type(Files).dci_add_file(
         job, jobstate_id.lower() if jobstate_id else None, headers["name"], mime, call.body, junit
     )
     return reply(201, {"file": file_document(entity)})
@@ -611,7 +613,7 @@ async def _create_team(api: DciApi, call: Call) -> Response:
     existing = await api.data.get("dci_teams", query={"name": [body["name"]]})
     if existing.items:
         raise DciError(409, "We are unable to create this resource. A similar resource already exists.")
-    team = await api.data.updates.dci_find_or_create_team(body["name"])
+    team = await api.data.resource_type(Teams).dci_find_or_create_team(body["name"])
     return reply(201, {"team": only(team, TEAM_KEYS)}, team["etag"])
 
 

@@ -220,7 +220,7 @@ def _in_project(bind: Any) -> Any:
 
 
 async def _set_activation(call: ActionCall) -> list[int]:
-    return await call.data.updates.set_evergreen_activation(
+    return await call.data.resource_type(EvergreenVersions).set_evergreen_activation(
         call.args["bsid"], call.params["activated"], call.params["projectid"]
     )
 

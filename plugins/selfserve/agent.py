@@ -26,6 +26,7 @@ from twisted.logger import Logger
 
 from master.sdk import DataError, StorageError, now
 from plugins.selfserve import queries
+from plugins.selfserve.resources import SelfServeJobs
 
 log = Logger()
 
@@ -124,7 +125,7 @@ class SelfServeAgent(service.Service):
                 if not self.running:
                     return
                 stale = now() - int(self.claim_timeout)
-                if await self.data.updates.claim_selfserve_job(job["jobid"], self.agent_id, stale):
+                if await self.data.resource_type(SelfServeJobs).claim_selfserve_job(job["jobid"], self.agent_id, stale):
                     await self.run_job(job)
                     ran = True
             if not ran and not self._again:
@@ -145,7 +146,7 @@ class SelfServeAgent(service.Service):
         except Exception as e:  # a fault of ours: the job says so, the log has the traceback
             log.failure("self-serve job {jobid} failed", jobid=job["jobid"])
             msg, details, errors = f"internal error: {type(e).__name__}", {}, True
-        await self.data.updates.complete_selfserve_job(job["jobid"], errors, msg, **details)
+        await self.data.resource_type(SelfServeJobs).complete_selfserve_job(job["jobid"], errors, msg, **details)
 
     async def _reprioritize(self, what: dict[str, Any], who: str) -> tuple[str, dict[str, Any]]:
         brid, priority = what["brid"], what["priority"]

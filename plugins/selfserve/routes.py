@@ -33,6 +33,7 @@ from master.sdk import RETRY, SUCCESS, AuthError, HttpError, JsonApi, PluginCont
 from plugins.selfserve import queries
 from plugins.selfserve.access import check_read, requester
 from plugins.selfserve.documents import job_object, page
+from plugins.selfserve.resources import SelfServeJobs
 
 log = Logger()
 
@@ -270,7 +271,7 @@ class SelfServeWeb(JsonApi):
         if agent is None or not agent.accepting:
             raise HttpError(503, "Couldn't send the job to the self-serve agent: it is not running; try again later")
         try:
-            jobid = await self.data.updates.add_selfserve_job(action, who, what)
+            jobid = await self.data.resource_type(SelfServeJobs).add_selfserve_job(action, who, what)
         except StorageError as e:
             log.warn("self-serve: cannot record a job: {e}", e=e)
             raise HttpError(503, "Couldn't create the job record; try again later") from None
