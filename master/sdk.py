@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import EllipsisType, SimpleNamespace
 from typing import Any, ClassVar
 
 import orjson
@@ -189,7 +189,7 @@ class PluginAuth:
         if auth is not None:
             auth.authorize_read(user, resource)
 
-    def scope_reads(self, request: IRequest, user: User | None | type[Ellipsis] = ...) -> None:
+    def scope_reads(self, request: IRequest, user: User | None | EllipsisType = ...) -> None:
         """Check every later ``data.get`` of the running route against the read rules, as *user*
         (by default whoever *request* authenticates as).  Every GET route calls this before it reads.
         """
@@ -294,7 +294,7 @@ def read_body(request: IRequest, limit: int | None = None) -> bytes:
     if request.content is None:
         return b""
     request.content.seek(0)
-    raw = request.content.read(limit + 1)
+    raw: bytes = request.content.read(limit + 1)
     if len(raw) > limit:
         raise HttpError(413, f"the body is larger than {limit} bytes")
     return raw
@@ -322,7 +322,7 @@ def handler(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     a :class:`Response`, or ``bytes`` already rendered.
     """
 
-    def route(self: JsonApi, request: IRequest, *args: Any, **kwargs: Any) -> defer.Deferred:
+    def route(self: JsonApi, request: IRequest, *args: Any, **kwargs: Any) -> defer.Deferred[bytes]:
         return defer.ensureDeferred(self.answer(request, lambda: method(self, request, *args, **kwargs)))
 
     route.__name__ = method.__name__
@@ -357,8 +357,11 @@ class JsonApi:
         """A Klein app whose router errors (no such path, another method) answer through the API's error mapping."""
         app = Klein()
 
-        def routing(instance: JsonApi, request: IRequest, failure: Failure) -> bytes:
-            return instance.render_error(request, instance.routing_error(request, failure.value))
+        def routing(self: JsonApi, request: IRequest, failure: Failure) -> bytes:
+            # *self* is the API instance; Klein's error-method protocol names it so
+            error = failure.value
+            assert isinstance(error, HTTPException), error  # registered for HTTPException only
+            return self.render_error(request, self.routing_error(request, error))
 
         app.handle_errors(HTTPException)(routing)
         return app
@@ -368,7 +371,7 @@ class JsonApi:
         mounted = self.app.resource()
         limit = getattr(self, "max_body_bytes", None)
         if limit is not None:
-            mounted.max_body_bytes = limit
+            mounted.max_body_bytes = limit  # type: ignore[attr-defined]  # ours, read by master.www.httplimits
         return mounted
 
     # -- the wire format (override per API) -------------------------------------------------------
@@ -392,8 +395,8 @@ class JsonApi:
 
     def auth_error(self, request: IRequest, error: AuthError) -> HttpError:
         """An AuthError's answer: its 401 or 403 and message (with ``auth_challenge`` on a 401)."""
-        challenge = error.status == 401 and self.auth_challenge
-        headers = {"WWW-Authenticate": self.auth_challenge.decode()} if challenge else {}
+        challenge = self.auth_challenge if error.status == 401 else None
+        headers = {"WWW-Authenticate": challenge.decode()} if challenge else {}
         return HttpError(error.status, error.message, headers)
 
     def data_error(self, request: IRequest, error: DataError) -> HttpError:

@@ -70,11 +70,18 @@ class BaseScheduler(Configured):
         self.builderNames = list(builderNames)
         self.properties = dict(properties or {})
         self.priority = priority
-        self.engine: Engine | None = None
+        self._engine: Engine | None = None
         self.schedulerid: int | None = None
         self.running = False
         # a builder's row is found by its name and never deleted: its id, once known, stays right
         self._builder_ids: dict[str, int] = {}
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this scheduler is attached to (RuntimeError before :meth:`attach`)."""
+        if self._engine is None:
+            raise RuntimeError(f"scheduler {self.name!r} is not attached to an engine")
+        return self._engine
 
     @property
     def data(self) -> Any:
@@ -83,7 +90,7 @@ class BaseScheduler(Configured):
 
     async def attach(self, engine: Engine) -> None:
         """Register with the engine (and the schedulers table) on start or reconfig."""
-        self.engine = engine
+        self._engine = engine
         self.schedulerid = await engine.data.updates.find_scheduler_id(self.name)
 
     async def try_claim(self) -> bool:
@@ -373,11 +380,11 @@ def _cron_set(value: CronField, low: int, high: int, label: str) -> set[int] | N
     """The allowed values of a cron field, or None for any."""
     if value == "*" or value is None:
         return None
-    values = [value] if isinstance(value, int) else list(value)
+    values: list[object] = [value] if isinstance(value, int) else list(value)
     for item in values:
         if not isinstance(item, int) or not low <= item <= high:
             raise ValueError(f"Nightly: {label} must be '*', or integers from {low} to {high}; got {value!r}")
-    return set(values)
+    return {item for item in values if isinstance(item, int)}  # all are, as checked above
 
 
 class Nightly(_Timed):

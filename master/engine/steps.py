@@ -146,12 +146,23 @@ class BuildStep(Configured):
         self.description = description
         self.descriptionDone = descriptionDone
         # set by the build that runs this copy
-        self.build: Build | None = None
+        self._build: Build | None = None
         self.stepid: int | None = None
         self.interrupted: str | None = None
         self.logs: list[StepLog] = []
 
     # -- what subclasses use ----------------------------------------------------------------
+
+    @property
+    def build(self) -> Build:
+        """The build running this step (RuntimeError before one has taken it)."""
+        if self._build is None:
+            raise RuntimeError(f"step {self.name!r} belongs to no build yet")
+        return self._build
+
+    @build.setter
+    def build(self, build: Build) -> None:
+        self._build = build
 
     @property
     def data(self) -> Any:
@@ -165,13 +176,13 @@ class BuildStep(Configured):
     async def add_log(self, name: str, type: str = "s") -> StepLog:
         """Add a log to this step."""
         logid = await self.data.updates.add_log(self.stepid, name, type)
-        step_log = StepLog(self.data, logid, getattr(self.build, "redact", None))
+        step_log = StepLog(self.data, logid, getattr(self._build, "redact", None))
         self.logs.append(step_log)
         return step_log
 
     async def set_state(self, text: str) -> None:
         """Say in words what the step is doing."""
-        redact = getattr(self.build, "redact", None)
+        redact = getattr(self._build, "redact", None)
         await self.data.updates.set_step_state_string(self.stepid, redact(text) if redact else text)
 
     def describe(self, done: bool) -> str:
@@ -300,7 +311,7 @@ class ShellCommand(RunsCommands):
             "env": env, "builder": self.build.builder.name, "workdir": str(self.render(self.workdir)),
             "timeout": self.timeout, "max_time": self.max_time,
         }
-        redact = getattr(self.build, "redact", None)
+        redact = getattr(self._build, "redact", None)
         if redact:  # the worker's own log (the master's, for a LocalWorker) shows no secret
             kwargs["shown"] = redact(command if isinstance(command, str) else " ".join(str(p) for p in command))
         if isinstance(command, str):
@@ -315,7 +326,7 @@ class ShellCommand(RunsCommands):
         command = self.make_command()
         await self.set_state(self.describe(False))
         stdio = await self.add_log("stdio")
-        shown = command.shell if command.shell is not None else shlex.join(command.argv)
+        shown = command.shell if command.shell is not None else shlex.join(command.argv or [])
         stdio.add_header(f"{shown}\n in dir {command.workdir} (timeout {command.timeout} secs)")
         for name, value in sorted(command.env.items()):
             stdio.add_header(f" env: {name}={'(removed)' if value is None else value}")
@@ -342,7 +353,7 @@ class ShellCommand(RunsCommands):
 
     def evaluate(self, result: CommandResult) -> int:
         """The step's result from how the command ended."""
-        return self.decodeRC.get(result.rc, FAILURE)
+        return self.decodeRC.get(result.rc, FAILURE) if result.rc is not None else FAILURE
 
 
 class SetPropertyFromCommand(ShellCommand):
@@ -359,7 +370,7 @@ class SetPropertyFromCommand(ShellCommand):
         self,
         command: Sequence[Any] | str | Any,
         property: str | None = None,  # noqa: A002 (Buildbot's name)
-        extract_fn: Callable[[int, str, str], dict[str, Any]] | None = None,
+        extract_fn: Callable[[int | None, str, str], dict[str, Any]] | None = None,
         strip: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -378,7 +389,7 @@ class SetPropertyFromCommand(ShellCommand):
 
     def evaluate(self, result: CommandResult) -> int:
         """Keep the result; the properties are set by :meth:`run`."""
-        self._result = result
+        self._result: CommandResult | None = result
         return super().evaluate(result)
 
     async def run(self) -> int:
@@ -393,7 +404,7 @@ class SetPropertyFromCommand(ShellCommand):
         if self.property is not None:
             if results == SUCCESS:
                 found[self.property] = stdout.strip() if self.strip else stdout
-        else:
+        elif self.extract_fn is not None:
             found = dict(self.extract_fn(result.rc, stdout, stderr))
         for name, value in found.items():
             await self.build.set_property(name, value, "SetPropertyFromCommand Step")
@@ -446,7 +457,7 @@ class Trigger(BuildStep):
         """Submit a buildset to each scheduler, then wait for them if asked to."""
         engine = self.build.engine
         # a secret rendered here would become a property of the triggered builds: never its value
-        redact = getattr(self.build, "redact", None)
+        redact = getattr(self._build, "redact", None)
         props = {name: redact.value(value) if redact is not None else value
                  for name, value in self.render(self.set_properties).items()}
         for name in self.copy_properties:
