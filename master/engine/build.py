@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
-from master.engine.latent import LatentSlot, WorkerPreparation
+from master.engine.latent import LatentSlot, Slot, WorkerPreparation
 from master.engine.locks import release_build_locks, start_build_locks, take_step_locks
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep
@@ -40,14 +40,14 @@ DATABASE_LOST = "the database was unavailable"
 class Build:
     """One build of *builder* for the request *request* (a buildrequests entity) on worker *conn*."""
 
-    def __init__(self, engine: Engine, builder: Builder, request: dict[str, Any], conn: IWorkerConnection) -> None:
+    def __init__(self, engine: Engine, builder: Builder, request: dict[str, Any], conn: Slot) -> None:
         self.engine = engine
         self.data = engine.data
         self.builder = builder
         self.request = request
-        self.conn = conn
+        self.conn: Slot = conn
         # what the distributor reserved: conn itself, or a latent worker's slot until its connection replaces conn
-        self.slot = conn
+        self.slot: Slot = conn
         self.buildid: int | None = None
         self.number: int | None = None
         self.props = Properties()
@@ -59,6 +59,13 @@ class Build:
         self.current: BuildStep | None = None
         self.redact = Redactor({})  # the build's secrets out of what it stores (set when it starts)
         self.timer = metrics_of(self.data).build_timer(builder.name)
+
+    @property
+    def worker(self) -> IWorkerConnection:
+        """The connection the build's commands run on (RuntimeError while a latent worker is still starting)."""
+        if isinstance(self.conn, LatentSlot):
+            raise RuntimeError(f"build {self.buildid}: its latent worker {self.conn.name!r} is not connected yet")
+        return self.conn
 
     @property
     def brid(self) -> int:

@@ -254,7 +254,7 @@ class RunsCommands(BuildStep):
             if on_output is not None:
                 on_output(stream, text)
 
-        self._running = self.build.conn.run(command, output)
+        self._running = self.build.worker.run(command, output)
         try:
             return await self._running.result
         finally:

@@ -82,8 +82,8 @@ class TestResults(_TransferStep):
         out: list[str] = []
         command = Command(shell=f"{loops}; true", builder=self.build.builder.name,
                           workdir=str(self.render(self.workdir)), timeout=60)
-        result = await self.build.conn.run(command, lambda stream, text: out.append(text) if stream == "o" else None
-                                           ).result
+        result = await self.build.worker.run(command, lambda stream, text: out.append(text) if stream == "o" else None
+                                             ).result
         if result.rc != 0:
             raise TransferFailed(f"could not list the files matching {', '.join(patterns)} (exit {result.rc})")
         files = list(dict.fromkeys(line for line in "".join(out).splitlines() if line))
@@ -104,7 +104,7 @@ class TestResults(_TransferStep):
         for path in files:
             sink = io.BytesIO()
             build = self.build
-            await self._await(build.conn.files.upload(
+            await self._await(build.worker.files.upload(
                 sink, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=path, kind="file",
                 maxsize=self.maxsize))
             try:

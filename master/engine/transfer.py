@@ -222,6 +222,8 @@ class _TransferStep(BuildStep):
         """Upload *workersrc* into the build's artifact *name* and record what arrived."""
         build = self.build
         root = self._root()
+        if build.buildid is None:
+            raise TransferFailed("the build has no id yet: it has not started")
         parent = await threads.deferToThread(make_parent, root, build.buildid, name)
         final = parent / name.rsplit("/", 1)[-1]
         temp = parent / f".{final.name}.upload-{uuid.uuid4().hex[:12]}"
@@ -233,7 +235,7 @@ class _TransferStep(BuildStep):
         unpacked = temp.with_name(temp.name + ".d")
         try:
             with open(fd, "wb", buffering=0) as sink:
-                received = await self._await(build.conn.files.upload(
+                received = await self._await(build.worker.files.upload(
                     sink, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=workersrc,
                     kind=kind, maxsize=self.maxsize, compress=compress))
             if received.kind == "file":
@@ -248,7 +250,11 @@ class _TransferStep(BuildStep):
                 await threads.deferToThread(_put_in_place, unpacked, final)
                 files = [(f"{name}/{path}", size, digest) for path, size, digest in inside]
         finally:
-            await threads.deferToThread(lambda: (_remove(temp), _remove(unpacked)))
+            def remove_both() -> None:
+                _remove(temp)
+                _remove(unpacked)
+
+            await threads.deferToThread(remove_both)
         stdio.add_header(f"uploaded {received.size} bytes, sha256 {received.sha256}"
                          + (f" ({len(files)} files)" if received.kind == "dir" else ""))
         await self.record(files)
@@ -281,7 +287,7 @@ class _TransferStep(BuildStep):
         """Send what *read* gives to *workerdest* on the worker."""
         build = self.build
         stdio.add_header(f"downloading {what} to {workerdest} on worker {build.conn.name}")
-        digest = await self._await(build.conn.files.download(
+        digest = await self._await(build.worker.files.download(
             read, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=workerdest,
             mode=self.mode))
         stdio.add_header(f"downloaded, sha256 {digest}")

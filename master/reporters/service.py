@@ -78,13 +78,16 @@ class ReporterRunner:
             running = self._running[row["buildid"]] = defer.Deferred()
             defer.ensureDeferred(self._chain(row["buildid"])).chainDeferred(running)
 
+    def _delivery(self, row: Any) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._deliver(row))
+
     async def _chain(self, buildid: int) -> None:
         try:
             queue = self._queues[buildid]
             while queue and not self.stopping:
                 row = queue.pop(0)
                 try:
-                    await self._limit.run(lambda row=row: defer.ensureDeferred(self._deliver(row)))
+                    await self._limit.run(self._delivery, row)
                 except defer.CancelledError:
                     return
                 except Exception:

@@ -133,5 +133,5 @@ def _user_id(name: str) -> str:
 def reader(identity: Identity, users: UserStore | None) -> User | None:
     """The ci-master user the read rules see for *identity*: the user itself, or ``dci-<kind>`` for a client."""
     if identity.kind == "user":
-        return users.user(identity.name) if users is not None else None
+        return users.user(identity.name) if users is not None and identity.name is not None else None
     return User(f"{identity.kind}:{identity.name}", frozenset({f"dci-{identity.kind}"}))

@@ -55,7 +55,7 @@ async def embed_jobs(data: Any, jobs: list[dict[str, Any]], names: Sequence[str]
                 spec = ResultSpec(filters=[Filter("id", "in", wanted)], limit=len(wanted))
                 found = {entity["id"]: entity for entity in (await data.get((plural,), spec=spec)).items}
             for job in jobs:
-                entity = found.get(job.get(key))
+                entity = found.get(job.get(key) or "")
                 job[name] = shape(name, entity) if entity is not None else None
         else:
             plural, order = MANY[name]

@@ -158,6 +158,13 @@ class Call:
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def caller(self) -> Identity:
+        """Who makes the request, on a route that needs someone (401 when nobody is authenticated)."""
+        if self.identity is None:
+            raise unauthorized()
+        return self.identity
+
     def json(self) -> Any:
         """The body as JSON (400 if it is not)."""
         try:
@@ -297,22 +304,22 @@ class DciApi(JsonApi):
     async def job_of(self, call: Call, job_id: str) -> dict[str, Any]:
         """The job, if the caller may see it (404 if missing, 401 if another team's)."""
         job = await self.one("dci_jobs", job_id, "job")
-        if not call.identity.in_team(job["team_id"]):
+        if not call.caller.in_team(job["team_id"]):
             raise unauthorized()
         return job
 
     @staticmethod
     def team_filter(call: Call, nullable: bool = False) -> tuple[Filter, ...]:
         """Restrict a list to the caller's teams (and to no team at all if *nullable*); none for admins."""
-        if call.identity.is_admin:
+        if call.caller.is_admin:
             return ()
-        values = (*call.identity.teams, *((None,) if nullable else ()))
+        values = (*call.caller.teams, *((None,) if nullable else ()))
         return (Filter("team_id", "in", values or ("",)),)
 
     @staticmethod
     def require_admin(call: Call, *kinds: str) -> None:
         """401 unless the caller is an administrator or one of *kinds*."""
-        if not (call.identity.is_admin or call.identity.kind in kinds):
+        if not (call.caller.is_admin or call.caller.kind in kinds):
             raise unauthorized()
 
 
@@ -326,7 +333,7 @@ async def _root(api: DciApi, call: Call) -> Response:
 
 @route("GET", "/identity")
 async def _identity(api: DciApi, call: Call) -> Response:
-    who = call.identity
+    who = call.caller
     return reply(200, {"identity": identity_document(who.kind, who.id, who.name, who.teams)})
 
 
@@ -375,7 +382,7 @@ async def _components(api: DciApi, call: Call) -> Response:
 @route("GET", "/components/{id}")
 async def _component(api: DciApi, call: Call) -> Response:
     component = await api.one("dci_components", call.args["id"], "component")
-    if component["team_id"] is not None and not call.identity.in_team(component["team_id"]):
+    if component["team_id"] is not None and not call.caller.in_team(component["team_id"]):
         raise unauthorized()
     return reply(200, {"component": only(component, COMPONENT_KEYS)}, component["etag"])
 
@@ -392,7 +399,7 @@ async def _create_component(api: DciApi, call: Call) -> Response:
     body.pop("display_name", None)
     if not name:
         raise malformed("'name' is a required property")
-    if body.get("team_id") and not call.identity.in_team(body["team_id"]):
+    if body.get("team_id") and not call.caller.in_team(body["team_id"]):
         raise unauthorized()
     values = {key: value for key, value in body.items() if value is not None}
     components = api.data.resource_type(Components)
@@ -411,10 +418,12 @@ def _created_job(job: dict[str, Any], body: dict[str, Any]) -> Response:
     return reply(201, {"job": created_job(job, body)}, job["etag"])
 
 
-def _new_job(call: Call, fields: dict[str, str], required: tuple[str, ...]) -> tuple[dict[str, Any], str | None, ...]:
+def _new_job(
+    call: Call, fields: dict[str, str], required: tuple[str, ...]
+) -> tuple[dict[str, Any], str | None, str | None]:
     """The body of a job a remoteci creates, and the client's user agent and version headers."""
     body = check_body(call.json(), fields, required)
-    if call.identity.kind != "remoteci":
+    if call.caller.kind != "remoteci":
         raise DciError(400, "Only remoteci can create job")
     agent = call.request.getHeader(b"user-agent")
     version = call.request.getHeader(b"client-version")
@@ -425,7 +434,7 @@ def _new_job(call: Call, fields: dict[str, str], required: tuple[str, ...]) -> t
 async def _create_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, JOB_FIELDS, ("components",))
     job = await api.data.resource_type(Jobs).dci_create_job(
-        call.identity.entity, body.get("topic_id"), body["components"], _job_values(body), agent, version
+        call.caller.entity, body.get("topic_id"), body["components"], _job_values(body), agent, version
     )
     return _created_job(job, body)
 
@@ -434,7 +443,7 @@ async def _create_job(api: DciApi, call: Call) -> Response:
 async def _schedule_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, SCHEDULE_FIELDS, ("topic_id",))
     job = await api.data.resource_type(Jobs).dci_schedule_job(
-        call.identity.entity, body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
+        call.caller.entity, body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
     )
     return _created_job(job, body)
 
@@ -570,6 +579,7 @@ async def _create_file(api: DciApi, call: Call) -> Response:
         if jobstate is None:
             raise not_found("jobstate")
         job_id = jobstate["job_id"]
+    assert job_id  # the header's (checked above), or the jobstate's
     job = await api.job_of(call, job_id.lower())
     mime = headers.get("mime")
     # the body is the file, whatever the Content-Type says: never decoded as JSON
@@ -601,7 +611,7 @@ async def _file_content(api: DciApi, call: Call) -> Response:
 
 @route("GET", "/teams")
 async def _teams(api: DciApi, call: Call) -> Response:
-    extra = () if call.identity.is_admin else (Filter("id", "in", tuple(call.identity.teams) or ("",)),)
+    extra = () if call.caller.is_admin else (Filter("id", "in", tuple(call.caller.teams) or ("",)),)
     return await api.list_of(("dci_teams",), call, "teams", TEAM_KEYS, extra=extra)
 
 
@@ -625,7 +635,7 @@ def _client_routes(kind: str, plural: str) -> None:
 
     async def show(api: DciApi, call: Call) -> Response:
         entity = await api.one(rtype, call.args["id"], kind)
-        if not call.identity.in_team(entity["team_id"]):
+        if not call.caller.in_team(entity["team_id"]):
             raise unauthorized()
         return reply(200, {kind: only(entity, CLIENT_KEYS)}, entity["etag"])
 

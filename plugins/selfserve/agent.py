@@ -85,8 +85,13 @@ class SelfServeAgent(service.Service):
         running, self._again = self._draining, False
         if running is None:
             return defer.succeed(None)
-        waiter: defer.Deferred = defer.Deferred()
-        running.addBoth(lambda result: waiter.callback(None) or result)
+        waiter: defer.Deferred[None] = defer.Deferred()
+
+        def wake(result: object) -> object:
+            waiter.callback(None)
+            return result
+
+        running.addBoth(wake)
         return waiter
 
     @property
