@@ -49,6 +49,7 @@ from master.data.base import (
     ResourceType,
     update_method,
 )
+from master.data.connector import DataAPI
 from master.data.errors import Conflict, DataError, InvalidParams, InvalidPath, InvalidQuery, NotFound
 from master.data.resources.common import (
     boolean_filter,
@@ -73,7 +74,7 @@ from master.www.responses import encode_json, json_body
 
 __all__ = [
     # the plugin and what it is handed
-    "Plugin", "PluginContext", "PluginAuth",
+    "Plugin", "PluginContext", "PluginAuth", "DataAPI",
     # web routes
     "JsonApi", "HttpError", "Response", "handler", "read_body", "read_json", "encode_json",
     # declaring resource types
@@ -200,7 +201,7 @@ class PluginAuth:
 class PluginContext:
     """What a plugin's routes and services are handed: the data API, the auth policy, the master directory, a clock."""
 
-    data: Any
+    data: DataAPI
     auth: PluginAuth
     basedir: Path
     clock: Any
@@ -474,13 +475,12 @@ class JsonApi:
 
 
 @asynccontextmanager
-async def open_data(db_url: str, plugin: Plugin) -> AsyncIterator[Any]:
+async def open_data(db_url: str, plugin: Plugin) -> AsyncIterator[DataAPI]:
     """A data API on *db_url* with *plugin*'s resource types (its tables created or migrated), for a plugin's
     own command-line tools; storage is closed on exit.
     """
     from twisted.internet import threads
 
-    from master.data.connector import DataAPI
     from master.db import migrate
     from master.db.backends import make_storage
 

@@ -27,6 +27,7 @@ from master.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCES
 from master.secrets import Redactor, load_build_secrets
 
 if TYPE_CHECKING:
+    from master.data.connector import DataAPI
     from master.engine.builder import Builder
     from master.engine.engine import Engine
 
@@ -42,7 +43,7 @@ class Build:
 
     def __init__(self, engine: Engine, builder: Builder, request: dict[str, Any], conn: Slot) -> None:
         self.engine = engine
-        self.data = engine.data
+        self.data: DataAPI = engine.data  # set: builds run on a started engine
         self.builder = builder
         self.request = request
         self.conn: Slot = conn
@@ -59,6 +60,13 @@ class Build:
         self.current: BuildStep | None = None
         self.redact = Redactor({})  # the build's secrets out of what it stores (set when it starts)
         self.timer = metrics_of(self.data).build_timer(builder.name)
+
+    @property
+    def id(self) -> int:
+        """The build's id, from its start on (RuntimeError before: it has no row yet)."""
+        if self.buildid is None:
+            raise RuntimeError(f"the build of request {self.brid} has not started: it has no id yet")
+        return self.buildid
 
     @property
     def worker(self) -> IWorkerConnection:
@@ -92,7 +100,7 @@ class Build:
         """Set a build property, in memory and through the data API (secret values in it redacted)."""
         value = self.redact.value(value)
         self.props.set(name, value, source)
-        await self.data.updates.set_build_properties(self.buildid, {name: (value, source)})
+        await self.data.updates.set_build_properties(self.id, {name: (value, source)})
 
     async def _load_buildset(self) -> None:
         """The buildset's properties and source stamps, and the properties a build sets itself."""
@@ -183,7 +191,7 @@ class Build:
                 self.lost = True
             if result != SUCCESS:
                 return
-            await self.data.updates.set_build_state_string(self.buildid, "building")
+            await self.data.updates.set_build_state_string(self.id, "building")
         halted = False
         for template in self.builder.steps:
             if self.stopped is not None or self.lost:
@@ -204,7 +212,7 @@ class Build:
     async def _run_step(self, step: BuildStep) -> int:
         data = self.data
         step.build = self
-        step.stepid, _, step.name = await data.updates.add_step(self.buildid, step.name)
+        step.stepid, _, step.name = await data.updates.add_step(self.id, step.name)
         if not step.should_run():
             await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf), state_string="skipped")
             return SKIPPED

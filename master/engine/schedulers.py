@@ -41,6 +41,7 @@ from master.data.errors import Conflict, InvalidParams
 from master.engine.config import Configured
 
 if TYPE_CHECKING:
+    from master.data.connector import DataAPI
     from master.engine.engine import Engine
 
 log = Logger()
@@ -84,7 +85,14 @@ class BaseScheduler(Configured):
         return self._engine
 
     @property
-    def data(self) -> Any:
+    def id(self) -> int:
+        """The scheduler's id, found by :meth:`attach` (RuntimeError before)."""
+        if self.schedulerid is None:
+            raise RuntimeError(f"scheduler {self.name!r} is not attached: it has no id yet")
+        return self.schedulerid
+
+    @property
+    def data(self) -> DataAPI:
         """The data API of the master running this scheduler."""
         return self.engine.data
 
@@ -98,7 +106,7 @@ class BaseScheduler(Configured):
         if self.running:
             return True
         try:
-            await self.data.updates.set_scheduler_master(self.schedulerid, self.engine.masterid)
+            await self.data.updates.set_scheduler_master(self.id, self.engine.masterid)
         except Conflict:
             return False
         self.running = True
@@ -111,7 +119,7 @@ class BaseScheduler(Configured):
             self.running = False
             await self.stop()
             try:
-                await self.data.updates.set_scheduler_master(self.schedulerid, None)
+                await self.data.updates.set_scheduler_master(self.id, None)
             except Exception:
                 log.failure("could not release scheduler {name}", name=self.name)
 

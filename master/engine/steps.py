@@ -30,6 +30,7 @@ from master.metrics import metrics_of
 from master.results import CANCELLED, FAILURE, SKIPPED, SUCCESS, WARNINGS, worst_result
 
 if TYPE_CHECKING:
+    from master.data.connector import DataAPI
     from master.engine.build import Build
 
 log = Logger()
@@ -42,7 +43,7 @@ class StepLog:
     batched into the next one, so a chatty command costs few database writes.
     """
 
-    def __init__(self, data: Any, logid: int, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(self, data: DataAPI, logid: int, redact: Callable[[str], str] | None = None) -> None:
         self.data = data
         self.logid = logid
         self.redact = redact or str  # whole lines only: a secret split across chunks is joined first
@@ -165,7 +166,14 @@ class BuildStep(Configured):
         self._build = build
 
     @property
-    def data(self) -> Any:
+    def id(self) -> int:
+        """The step's id, once its build has added it (RuntimeError before)."""
+        if self.stepid is None:
+            raise RuntimeError(f"step {self.name!r} has not been added to its build: it has no id yet")
+        return self.stepid
+
+    @property
+    def data(self) -> DataAPI:
         """The data API of the build's master."""
         return self.build.data
 
@@ -175,7 +183,7 @@ class BuildStep(Configured):
 
     async def add_log(self, name: str, type: str = "s") -> StepLog:
         """Add a log to this step."""
-        logid = await self.data.updates.add_log(self.stepid, name, type)
+        logid = await self.data.updates.add_log(self.id, name, type)
         step_log = StepLog(self.data, logid, getattr(self._build, "redact", None))
         self.logs.append(step_log)
         return step_log
@@ -183,7 +191,7 @@ class BuildStep(Configured):
     async def set_state(self, text: str) -> None:
         """Say in words what the step is doing."""
         redact = getattr(self._build, "redact", None)
-        await self.data.updates.set_step_state_string(self.stepid, redact(text) if redact else text)
+        await self.data.updates.set_step_state_string(self.id, redact(text) if redact else text)
 
     def describe(self, done: bool) -> str:
         """The state string shown while running and when done."""
@@ -473,7 +481,7 @@ class Trigger(BuildStep):
             bsids.append(bsid)
             for builderid, brid in brids.items():
                 await self.data.updates.add_step_url(
-                    self.stepid, f"{scheduler.name} #{brid}", f"#/buildrequests/{brid}?builderid={builderid}"
+                    self.id, f"{scheduler.name} #{brid}", f"#/buildrequests/{brid}?builderid={builderid}"
                 )
         if not self.waitForFinish:
             return SUCCESS

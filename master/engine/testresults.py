@@ -129,11 +129,11 @@ class TestResults(_TransferStep):
 
     async def _record(self, path: str, cases: Sequence[TestCase], counts: dict[str, int]) -> None:
         build, updates = self.build, self.data.updates
-        setid = await updates.add_test_result_set(build.builder.builderid, build.buildid, self.stepid,
+        setid = await updates.add_test_result_set(build.builder.builderid, build.id, self.id,
                                                   f"JUnit {path}", "pass_fail", "boolean")
         await updates.add_test_results(build.builder.builderid, setid, result_rows(cases))
         await updates.complete_test_result_set(setid, counts[PASSED], counts[FAILED] + counts[ERROR])
-        await updates.add_step_url(self.stepid, f"{path}: {summary(counts)}",
+        await updates.add_step_url(self.id, f"{path}: {summary(counts)}",
                                    f"{self._base_url()}api/v2/test_result_sets/{setid}/results")
 
     async def run(self) -> int:

@@ -264,13 +264,13 @@ class _TransferStep(BuildStep):
         build = self.build
         links = 0
         for name, size, digest in files:
-            await self.data.updates.add_artifact(build.buildid, self.stepid, name, size, digest,
+            await self.data.updates.add_artifact(build.id, self.id, name, size, digest,
                                                  content_type_of(name), build.engine.masterid)
             if links < MAX_STEP_URLS:
-                await self.data.updates.add_step_url(self.stepid, name, self.artifact_url(name))
+                await self.data.updates.add_step_url(self.id, name, self.artifact_url(name))
                 links += 1
         if len(files) > links:
-            await self.data.updates.add_step_url(self.stepid, f"all {len(files)} artifacts",
+            await self.data.updates.add_step_url(self.id, f"all {len(files)} artifacts",
                                                  f"{self._base_url()}api/v2/builds/{build.buildid}/artifacts")
 
     def _base_url(self) -> str:

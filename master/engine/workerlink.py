@@ -18,7 +18,7 @@ import functools
 import itertools
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from autobahn.twisted.resource import WebSocketResource
@@ -41,6 +41,9 @@ from master.engine.interfaces import (
     WorkerLost,
 )
 from master.security import check_password, hash_password, is_password_hash
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
 
 log = Logger()
 
@@ -561,7 +564,7 @@ class WorkerLink:
 
     def __init__(
         self,
-        data: Any,
+        data: DataAPI,
         masterid: int,
         workers: Mapping[str, Any] | Sequence[Any],
         listener: IWorkerListener,

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from master.sdk import (
     Action,
     ActionCall,
+    DataAPI,
     Endpoint,
     Field,
     Integer,
@@ -107,7 +108,7 @@ _COMMENTS_OF_TICKETS = Prepared(
 )
 
 
-async def _load_comments(data: Any, ids: list[int], spec: Any) -> dict[int, list[dict[str, Any]]]:
+async def _load_comments(data: DataAPI, ids: list[int], spec: Any) -> dict[int, list[dict[str, Any]]]:
     """Fill ``comments`` for a page of tickets in one query."""
     found: dict[int, list[dict[str, Any]]] = {ticket_id: [] for ticket_id in ids}
     for row in await data.storage.fetch_all(_COMMENTS_OF_TICKETS, {"ids": ids}):

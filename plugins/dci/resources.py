@@ -21,6 +21,7 @@ from sqlalchemy.sql import ColumnElement
 
 from master.sdk import (
     Boolean,
+    DataAPI,
     Endpoint,
     Field,
     FieldType,
@@ -681,7 +682,7 @@ class FileContentEndpoint(Endpoint):
     def __init__(self) -> None:
         super().__init__("/dci_files/s:id/content", Kind.RAW, doc="the file's content")
 
-    async def get(self, data: Any, spec: Any, args: dict[str, Any]) -> RawContent:
+    async def get(self, data: DataAPI, spec: Any, args: dict[str, Any]) -> RawContent:
         """A RawContent of the stored bytes; NotFound for an unknown file."""
         f = tables.files
         rows = await data.storage.fetch_all(

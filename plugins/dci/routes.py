@@ -430,11 +430,19 @@ def _new_job(
     return body, agent.decode("latin-1") if agent else None, version.decode("latin-1") if version else None
 
 
+def _remoteci(call: Call) -> dict[str, Any]:
+    """The remoteci entity of the caller, which :func:`_new_job` has checked is a remoteci."""
+    entity = call.caller.entity
+    if entity is None:
+        raise DciError(400, "Only remoteci can create job")
+    return entity
+
+
 @route("POST", "/jobs")
 async def _create_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, JOB_FIELDS, ("components",))
     job = await api.data.resource_type(Jobs).dci_create_job(
-        call.caller.entity, body.get("topic_id"), body["components"], _job_values(body), agent, version
+        _remoteci(call), body.get("topic_id"), body["components"], _job_values(body), agent, version
     )
     return _created_job(job, body)
 
@@ -443,7 +451,7 @@ async def _create_job(api: DciApi, call: Call) -> Response:
 async def _schedule_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, SCHEDULE_FIELDS, ("topic_id",))
     job = await api.data.resource_type(Jobs).dci_schedule_job(
-        call.caller.entity, body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
+        _remoteci(call), body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
     )
     return _created_job(job, body)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from master.sdk import Filter, ResultSpec
+from master.sdk import DataAPI, Filter, ResultSpec
 from plugins.evergreen import mapping as m
 from plugins.evergreen.documents import VersionView
 
@@ -28,7 +28,7 @@ TASK_ORDER = ("buildsetid", "variant", "task_name", "taskid")
 class Reader:
     """Evergreen's objects read from a DataAPI."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: DataAPI) -> None:
         self.data = data
 
     async def _all(self, path: tuple[str, ...], filters: list[Filter], order: Sequence[str],

@@ -21,6 +21,7 @@ from master.sdk import (
     Action,
     ActionCall,
     Boolean,
+    DataAPI,
     DateTime,
     Endpoint,
     Field,
@@ -109,7 +110,7 @@ def _tasks_source() -> Any:
     return br.join(b, b.c.id == br.c.builderid).outerjoin(latest, latest.c.id == newest.scalar_subquery())
 
 
-async def _expected_durations(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, int]:
+async def _expected_durations(data: DataAPI, ids: list[Any], spec: Any) -> Mapping[Any, int]:
     """Per task: the mean duration (ns) of its builder's last successful builds, 0 without any."""
     rows = await data.storage.fetch_all(_BUILDER_OF, {"ids": ids})
     builder_of = {row["id"]: row["builderid"] for row in rows}

@@ -24,7 +24,7 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from master.sdk import DataError, StorageError, now
+from master.sdk import DataAPI, DataError, StorageError, now
 from plugins.selfserve import queries
 from plugins.selfserve.resources import SelfServeJobs
 
@@ -43,7 +43,7 @@ class SelfServeAgent(service.Service):
 
     name = "selfserve-agent"
 
-    def __init__(self, data: Any, poll_interval: float = 5.0, claim_timeout: float = 600.0) -> None:
+    def __init__(self, data: DataAPI, poll_interval: float = 5.0, claim_timeout: float = 600.0) -> None:
         self.data = data
         self.poll_interval = poll_interval
         self.claim_timeout = claim_timeout
@@ -174,7 +174,7 @@ class SelfServeAgent(service.Service):
         buildset = await self.data.get(("buildsets", str(request["buildsetid"])), query={"property": ["*"]})
         properties = {name: (value, source) for name, (value, source) in (buildset["properties"] or {}).items()}
         properties["owner"] = (who, SOURCE)
-        new = []
+        new: list[int] = []
         for _ in range(count):
             _bsid, brids = await self.data.updates.add_buildset(
                 "selfserve", [ss["ssid"] for ss in buildset["sourcestamps"]], reason, properties,
