@@ -63,7 +63,6 @@ class IWorkerConnection(Interface):
     workerid = Attribute("the worker's id in the data API")
     info = Attribute("dict the worker reported: os, python, hostname, ...")
     max_builds = Attribute("how many builds the worker runs at once")
-    files = Attribute("its file transfers (master.engine.filelink.FileTransfers): upload and download")
 
     def run(command: Command, on_output: OutputCallback) -> IRunningCommand:
         """Start *command*; *on_output* gets its output as it comes."""

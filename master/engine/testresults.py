@@ -104,7 +104,7 @@ class TestResults(_TransferStep):
         for path in files:
             sink = io.BytesIO()
             build = self.build
-            await self._await(build.worker.files.upload(
+            await self._await(self._files().upload(
                 sink, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=path, kind="file",
                 maxsize=self.maxsize))
             try:

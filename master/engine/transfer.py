@@ -32,7 +32,7 @@ from twisted.internet import threads
 from twisted.logger import Logger
 
 from master.data.resources.artifacts import artifacts_root, content_type_of
-from master.engine.filelink import Transfer, TransferFailed, TransferStopped
+from master.engine.filelink import FileTransfers, Transfer, TransferFailed, TransferStopped
 from master.engine.interfaces import WorkerLost
 from master.engine.steps import BuildStep, StepLog
 from master.results import CANCELLED, FAILURE, SUCCESS
@@ -180,6 +180,13 @@ class _TransferStep(BuildStep):
         if self._transfer is not None:
             self._transfer.stop(reason)
 
+    def _files(self) -> FileTransfers:
+        """The file transfers of the build's worker (the worker link's connections have them)."""
+        files = getattr(self.build.worker, "files", None)  # IWorkerConnection does not promise them
+        if not isinstance(files, FileTransfers):
+            raise TransferFailed(f"worker {self.build.worker.name} cannot transfer files")
+        return files
+
     async def _await(self, transfer: Transfer) -> Any:
         self._transfer = transfer
         if self.interrupted is not None:
@@ -235,7 +242,7 @@ class _TransferStep(BuildStep):
         unpacked = temp.with_name(temp.name + ".d")
         try:
             with open(fd, "wb", buffering=0) as sink:
-                received = await self._await(build.worker.files.upload(
+                received = await self._await(self._files().upload(
                     sink, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=workersrc,
                     kind=kind, maxsize=self.maxsize, compress=compress))
             if received.kind == "file":
@@ -287,7 +294,7 @@ class _TransferStep(BuildStep):
         """Send what *read* gives to *workerdest* on the worker."""
         build = self.build
         stdio.add_header(f"downloading {what} to {workerdest} on worker {build.conn.name}")
-        digest = await self._await(build.worker.files.download(
+        digest = await self._await(self._files().download(
             read, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=workerdest,
             mode=self.mode))
         stdio.add_header(f"downloaded, sha256 {digest}")
