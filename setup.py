@@ -39,7 +39,10 @@ setup(
         "test": ["pytest>=8", "pytest-twisted>=1.14", "treq>=23.11", "ruff>=0.6", "dciclient>=4",
                  "playwright>=1.40", "aiosmtpd>=1.4", "schemathesis>=4.0",
                  "hvac>=2", "docker>=7",
-                 "import-linter>=2.1"],  # lint-imports: the architecture contracts in pyproject.toml
+                 "import-linter>=2.1",  # lint-imports: the architecture contracts in pyproject.toml
+                 # mypy (pyproject.toml [tool.mypy]); a new mypy finds new things: upgraded on purpose
+                 "mypy>=2.4,<2.5", "mypy-zope>=1.0.17,<1.1",
+                 "types-defusedxml", "types-psycopg2", "types-hvac", "types-docker"],
         "docker": ["docker>=7"],  # DockerLatentWorker (master.engine.docker)
     },
     entry_points={

@@ -51,8 +51,8 @@ def log_observer(basedir: str | Path) -> object:
     from twisted.python.logfile import LogFile
 
     # 0600: the log may quote secrets; twistd opens it before it sets the daemon's umask
-    return textFileLogObserver(LogFile(LOGFILE, str(basedir), rotateLength=10_000_000, maxRotatedFiles=10,
-                                       defaultMode=0o600))
+    log_file = LogFile(LOGFILE, str(basedir), rotateLength=10_000_000, maxRotatedFiles=10, defaultMode=0o600)
+    return textFileLogObserver(log_file)  # type: ignore[arg-type]  # a LogFile is a text file, not typed as IO
 
 
 def read_pid(basedir: Path) -> int | None:

@@ -11,13 +11,14 @@ import os
 
 from twisted.application import service
 from twisted.logger import ILogObserver
+from twisted.python.components import Componentized
 
 from ci_common import twistd_process
 from master.config import load_config
 from master.service import MasterService
 
 
-def make_application(basedir: str) -> service.Application:
+def make_application(basedir: str) -> Componentized:
     """The twistd application of the master in *basedir*."""
     os.umask(0o077)  # twistd sets it too, but only once it has forked: files made before are private as well
     config = load_config(basedir)

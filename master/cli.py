@@ -334,7 +334,7 @@ def run_in_reactor(work: Any) -> Any:
         reactor.stop()
 
     reactor.callWhenRunning(lambda: defer.ensureDeferred(work()).addBoth(finished))
-    reactor.run(installSignalHandlers=False)
+    reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]  # IReactorCore.run omits the keyword
     if isinstance(outcome[0], Failure):
         outcome[0].raiseException()
     return outcome[0]

@@ -197,9 +197,9 @@ def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
         if builder.name in seen:
             raise ConfigError(f"builders[{index}]: builder name {builder.name!r} is used twice")
         seen.add(builder.name)
-        unknown = [name for name in builder.workernames if name not in workers]
-        if unknown:
-            raise ConfigError(f"builders[{index}].workernames: no such worker(s) {', '.join(map(repr, unknown))}")
+        missing = [name for name in builder.workernames if name not in workers]
+        if missing:
+            raise ConfigError(f"builders[{index}].workernames: no such worker(s) {', '.join(map(repr, missing))}")
     try:
         check_engine_config(config.builders, config.schedulers)
         check_reporters(config.reporters)
@@ -221,9 +221,9 @@ def _check_auth(auth: Any) -> None:
             raise ConfigError(f"auth.rules[{index}]: expected ControlRule(...), got {rule!r}")
         if isinstance(rule.roles, str):
             raise ConfigError(f"auth.rules[{index}].roles: expected a list of role names, got {rule.roles!r}")
-    for index, rule in enumerate(auth.read_rules or ()):
-        if not isinstance(rule, ReadRule):
-            raise ConfigError(f"auth.read_rules[{index}]: expected ReadRule(...), got {rule!r}")
+    for index, read_rule in enumerate(auth.read_rules or ()):
+        if not isinstance(read_rule, ReadRule):
+            raise ConfigError(f"auth.read_rules[{index}]: expected ReadRule(...), got {read_rule!r}")
     if not isinstance(auth.session_hours, int | float) or auth.session_hours <= 0:
         raise ConfigError("auth.session_hours: expected a positive number of hours")
 

@@ -12,13 +12,16 @@ again: they were all silent for the same reason, and each reconciles its own wor
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from master.db.interfaces import DatabaseUnavailable
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
 
 log = Logger()
 
@@ -29,7 +32,7 @@ PRUNE_EVERY = 60.0
 class Heartbeat(service.Service):
     """Stamps this master alive, expires silent masters and prunes the event journal."""
 
-    def __init__(self, data: Any, engine: Any, masterid: int, config: Any) -> None:
+    def __init__(self, data: DataAPI, engine: Any, masterid: int, config: Any) -> None:
         self.data = data
         self.engine = engine
         self.masterid = masterid

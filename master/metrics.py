@@ -19,7 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
 from twisted.logger import Logger
-from twisted.web import resource
+from twisted.web import http, resource
 from twisted.web.iweb import IRequest
 
 from master.results import RESULTS, result_name
@@ -113,7 +113,7 @@ class MasterMetrics:
         """Start timing a build of *builder* (the engine calls ``.finished(results)`` at its end)."""
         return BuildTimer(self, builder)
 
-    def request_finished(self, request: IRequest, root: resource.Resource) -> None:
+    def request_finished(self, request: http.Request, root: resource.Resource) -> None:
         """Count an answered request (the site calls this); *root* is the site's, to name mount prefixes."""
         route = getattr(request, "metrics_route", None)
         status = request.code
@@ -150,7 +150,7 @@ class MasterMetrics:
         backend = getattr(storage, "dialect_name", type(storage).__name__)
         for name in ("fetch_all", "fetch_many", "fetch_page", "execute", "append_events", "transaction"):
             method = getattr(storage, name, None)
-            if method is not None and not getattr(method, "timed", False):
+            if method is not None and not getattr(method, _TIMED, False):
                 setattr(storage, name, _timed(method, self.db_duration.labels(backend, name)))
 
     # -- scraping ---------------------------------------------------------------------------
@@ -210,6 +210,9 @@ _METHODS = {name: name.decode() for name in (b"GET", b"HEAD", b"POST", b"PUT", b
 """The method labels; any other method is counted as ``other``."""
 
 
+_TIMED = "timed"
+
+
 def _timed(method: Any, histogram: Any) -> Any:
     observe = histogram.observe
 
@@ -220,7 +223,7 @@ def _timed(method: Any, histogram: Any) -> Any:
         finally:
             observe(time.monotonic() - started)
 
-    timed.timed = True
+    setattr(timed, _TIMED, True)  # time_storage wraps a method once
     return timed
 
 
@@ -233,9 +236,19 @@ def metrics_of(owner: Any) -> MasterMetrics:
     return getattr(owner, "metrics", None) or DETACHED
 
 
-def note_route(request: IRequest, pattern: str) -> None:
+def _label(request: IRequest, name: str, value: str) -> None:
+    # IRequest declares no such attributes; Twisted's requests take any, read back by request_finished
+    setattr(request, name, value)
+
+
+def note_route(request: IRequest, pattern: str, prefix: str = "/api/v2") -> None:
     """Label *request* with the REST endpoint pattern it resolved to (not its path: ids would explode)."""
-    request.metrics_route = "/api/v2" + pattern
+    _label(request, "metrics_route", prefix + pattern)
+
+
+def note_outcome(request: IRequest, outcome: str) -> None:
+    """Label a JSON-RPC *request* with an outcome its status alone does not tell (``unknown_action``)."""
+    _label(request, "metrics_outcome", outcome)
 
 
 def note_action(request: IRequest, data: Any, path: str, method: Any) -> None:
@@ -243,7 +256,7 @@ def note_action(request: IRequest, data: Any, path: str, method: Any) -> None:
     try:
         endpoint, _ = data.resolve(path)
     except Exception:
-        request.metrics_action = UNKNOWN
+        _label(request, "metrics_action", UNKNOWN)
         return
     note_route(request, endpoint.pattern)
-    request.metrics_action = method if method in endpoint.actions else UNKNOWN
+    _label(request, "metrics_action", method if method in endpoint.actions else UNKNOWN)

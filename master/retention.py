@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application import internet
 from twisted.internet import defer
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
 
 log = Logger()
 
@@ -17,7 +20,7 @@ INTERVAL = DAY
 
 
 async def clean_up(
-    data: Any, log_days: float | None, build_days: float | None, progress: Callable[[str], None] = print,
+    data: DataAPI, log_days: float | None, build_days: float | None, progress: Callable[[str], None] = print,
     artifact_days: float | None = None,
 ) -> tuple[int, int]:
     """Empty old logs, delete old builds and old artifacts (by the days given: *log_days*, *build_days*...).
@@ -47,7 +50,7 @@ async def clean_up(
 class RetentionService(internet.TimerService):
     """Runs :func:`clean_up` when the master starts and then once a day, while a retention is set."""
 
-    def __init__(self, data: Any, config: Any) -> None:
+    def __init__(self, data: DataAPI, config: Any) -> None:
         super().__init__(INTERVAL, self._run)
         self.data = data
         self.config = config

@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
+from types import EllipsisType, SimpleNamespace
 from typing import Any, ClassVar
 
 import orjson
@@ -49,6 +49,7 @@ from master.data.base import (
     ResourceType,
     update_method,
 )
+from master.data.connector import DataAPI
 from master.data.errors import Conflict, DataError, InvalidParams, InvalidPath, InvalidQuery, NotFound
 from master.data.resources.common import (
     boolean_filter,
@@ -73,7 +74,7 @@ from master.www.responses import encode_json, json_body
 
 __all__ = [
     # the plugin and what it is handed
-    "Plugin", "PluginContext", "PluginAuth",
+    "Plugin", "PluginContext", "PluginAuth", "DataAPI",
     # web routes
     "JsonApi", "HttpError", "Response", "handler", "read_body", "read_json", "encode_json",
     # declaring resource types
@@ -189,7 +190,7 @@ class PluginAuth:
         if auth is not None:
             auth.authorize_read(user, resource)
 
-    def scope_reads(self, request: IRequest, user: User | None | type[Ellipsis] = ...) -> None:
+    def scope_reads(self, request: IRequest, user: User | None | EllipsisType = ...) -> None:
         """Check every later ``data.get`` of the running route against the read rules, as *user*
         (by default whoever *request* authenticates as).  Every GET route calls this before it reads.
         """
@@ -200,7 +201,7 @@ class PluginAuth:
 class PluginContext:
     """What a plugin's routes and services are handed: the data API, the auth policy, the master directory, a clock."""
 
-    data: Any
+    data: DataAPI
     auth: PluginAuth
     basedir: Path
     clock: Any
@@ -294,7 +295,7 @@ def read_body(request: IRequest, limit: int | None = None) -> bytes:
     if request.content is None:
         return b""
     request.content.seek(0)
-    raw = request.content.read(limit + 1)
+    raw: bytes = request.content.read(limit + 1)
     if len(raw) > limit:
         raise HttpError(413, f"the body is larger than {limit} bytes")
     return raw
@@ -322,7 +323,7 @@ def handler(method: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
     a :class:`Response`, or ``bytes`` already rendered.
     """
 
-    def route(self: JsonApi, request: IRequest, *args: Any, **kwargs: Any) -> defer.Deferred:
+    def route(self: JsonApi, request: IRequest, *args: Any, **kwargs: Any) -> defer.Deferred[bytes]:
         return defer.ensureDeferred(self.answer(request, lambda: method(self, request, *args, **kwargs)))
 
     route.__name__ = method.__name__
@@ -357,8 +358,11 @@ class JsonApi:
         """A Klein app whose router errors (no such path, another method) answer through the API's error mapping."""
         app = Klein()
 
-        def routing(instance: JsonApi, request: IRequest, failure: Failure) -> bytes:
-            return instance.render_error(request, instance.routing_error(request, failure.value))
+        def routing(self: JsonApi, request: IRequest, failure: Failure) -> bytes:
+            # *self* is the API instance; Klein's error-method protocol names it so
+            error = failure.value
+            assert isinstance(error, HTTPException), error  # registered for HTTPException only
+            return self.render_error(request, self.routing_error(request, error))
 
         app.handle_errors(HTTPException)(routing)
         return app
@@ -368,7 +372,7 @@ class JsonApi:
         mounted = self.app.resource()
         limit = getattr(self, "max_body_bytes", None)
         if limit is not None:
-            mounted.max_body_bytes = limit
+            mounted.max_body_bytes = limit  # type: ignore[attr-defined]  # ours, read by master.www.httplimits
         return mounted
 
     # -- the wire format (override per API) -------------------------------------------------------
@@ -392,8 +396,8 @@ class JsonApi:
 
     def auth_error(self, request: IRequest, error: AuthError) -> HttpError:
         """An AuthError's answer: its 401 or 403 and message (with ``auth_challenge`` on a 401)."""
-        challenge = error.status == 401 and self.auth_challenge
-        headers = {"WWW-Authenticate": self.auth_challenge.decode()} if challenge else {}
+        challenge = self.auth_challenge if error.status == 401 else None
+        headers = {"WWW-Authenticate": challenge.decode()} if challenge else {}
         return HttpError(error.status, error.message, headers)
 
     def data_error(self, request: IRequest, error: DataError) -> HttpError:
@@ -471,13 +475,12 @@ class JsonApi:
 
 
 @asynccontextmanager
-async def open_data(db_url: str, plugin: Plugin) -> AsyncIterator[Any]:
+async def open_data(db_url: str, plugin: Plugin) -> AsyncIterator[DataAPI]:
     """A data API on *db_url* with *plugin*'s resource types (its tables created or migrated), for a plugin's
     own command-line tools; storage is closed on exit.
     """
     from twisted.internet import threads
 
-    from master.data.connector import DataAPI
     from master.db import migrate
     from master.db.backends import make_storage
 

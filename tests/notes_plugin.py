@@ -73,7 +73,8 @@ class NotesApi(sdk.JsonApi):
         body = sdk.read_json(request)  # the site's size cap (413), 400 unless a JSON object
         if not isinstance(body.get("text"), str) or not isinstance(body.get("rank", 0), int | None):
             raise sdk.HttpError(400, "give text (a string) and optionally rank (an integer)")
-        return sdk.Response({"noteid": await self.data.updates.add_note(body["text"], body.get("rank"))}, 201)
+        noteid = await self.data.resource_type(Notes).add_note(body["text"], body.get("rank"))
+        return sdk.Response({"noteid": noteid}, 201)
 
 
 class NotesPlugin(sdk.Plugin):

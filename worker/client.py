@@ -387,7 +387,7 @@ class Worker(service.Service):
         proto = self._proto
         if proto is None:
             return
-        closed = defer.Deferred()
+        closed: defer.Deferred[None] = defer.Deferred()
         proto.is_closed.addBoth(lambda _: closed.callback(None) if not closed.called else None)
         proto.sendClose(protocol.CLOSE_NORMAL, reason)
         closed.addTimeout(STOP_CLOSE_TIMEOUT, self.reactor, onTimeoutCancel=lambda *_: proto.dropConnection())

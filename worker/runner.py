@@ -17,10 +17,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -296,7 +296,7 @@ class RunningCommand(ProcessProtocol):
         stream = STREAMS.get(childFD)
         if stream is None:
             return
-        if self._idle_call is not None and self._idle_call.active():
+        if self._idle_call is not None and self._idle_call.active() and self.spec.timeout is not None:
             self._idle_call.reset(self.spec.timeout)
         self._batcher.feed(stream, data)
 
@@ -365,12 +365,12 @@ class RunningCommand(ProcessProtocol):
     def pauseProducing(self) -> None:  # noqa: N802 - Twisted's name
         """Stop reading the command's output while the connection to the master is backed up."""
         if self.transport is not None and not self._ended:
-            self.transport.pauseProducing()
+            cast(IPushProducer, self.transport).pauseProducing()  # a process transport produces its output
 
     def resumeProducing(self) -> None:  # noqa: N802 - Twisted's name
         """Read the command's output again."""
         if self.transport is not None and not self._ended:
-            self.transport.resumeProducing()
+            cast(IPushProducer, self.transport).resumeProducing()
 
 
 def _signal_name(signum: int) -> str:

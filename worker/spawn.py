@@ -41,10 +41,10 @@ def _ignored_signals() -> list[int]:
 
 def _file_actions(fdmap: Mapping[int, int]) -> list[tuple[int, ...]]:
     """The dup2s giving the child its pipes, and closes of every other inheritable descriptor."""
-    states = []
+    states: list[tuple[int, bool]] = []
     for fd in process._listOpenFDs():
         try:
-            states.append((fd, fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC)))
+            states.append((fd, bool(fcntl.fcntl(fd, fcntl.F_GETFD, fcntl.FD_CLOEXEC) & fcntl.FD_CLOEXEC)))
         except OSError:
             pass  # the descriptor of the directory listing itself, closed by now
     return process._getFileActions(states, dict(fdmap), doClose=os.POSIX_SPAWN_CLOSE, doDup2=os.POSIX_SPAWN_DUP2)

@@ -20,7 +20,7 @@ import tarfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
@@ -32,7 +32,7 @@ from worker.runner import CommandRejected, resolve_workdir
 log = Logger()
 
 TAR_DIR = ".transfers"  # under the worker directory: tar files of directories being uploaded
-COMPRESSIONS = {None: "w", "gz": "w:gz", "bz2": "w:bz2"}
+COMPRESSIONS: dict[str | None, Literal["w", "w:gz", "w:bz2"]] = {None: "w", "gz": "w:gz", "bz2": "w:bz2"}
 
 
 class TransferError(Exception):
@@ -227,6 +227,8 @@ class _Download:
                 os.fchmod(self.fd, self.mode if self.mode is not None else 0o644)
                 os.close(self.fd)
                 self.fd = None
+                if self.temp is None or self.final is None:
+                    raise TransferError("the download's file was never opened")
                 os.replace(self.temp, self.final)
             except OSError as e:
                 raise TransferError(f"cannot write {self.final}: {e.strerror}") from None
@@ -270,10 +272,10 @@ class WorkerTransfers:
             if xfer in self.active:
                 log.error("transfer {xfer!r} is under way already; ignored", xfer=xfer)
                 return
-            transfer = _Upload(self, xfer) if kind == protocol.UPLOAD else _Download(self, xfer)
-            self.active[xfer] = transfer
-            d = defer.ensureDeferred(transfer.start(message))
-            d.addErrback(self._failed, transfer)
+            started = _Upload(self, xfer) if kind == protocol.UPLOAD else _Download(self, xfer)
+            self.active[xfer] = started
+            d = defer.ensureDeferred(started.start(message))
+            d.addErrback(self._failed, started)
             return
         transfer = self.active.get(xfer)
         if transfer is None:

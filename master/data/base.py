@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement, FromClause
@@ -38,9 +38,9 @@ class Field:
     """
 
     type: FieldType
-    column: ColumnElement | None = None
+    column: ColumnElement[Any] | None = None
     doc: str = ""
-    filter_sql: Callable[[str, tuple[Any, ...]], ColumnElement] | None = None
+    filter_sql: Callable[[str, tuple[Any, ...]], ColumnElement[bool]] | None = None
     operators: tuple[str, ...] | None = None
     """The filter operators allowed, when not all of them are."""
 
@@ -123,6 +123,13 @@ class ActionCall:
     entity: dict[str, Any] | None = None
     user: Any = None
 
+    @property
+    def target(self) -> dict[str, Any]:
+        """The entity acted on, for an action at a single-entity path (RuntimeError at a collection)."""
+        if self.entity is None:
+            raise RuntimeError("this action is at a collection path: it has no entity")
+        return self.entity
+
 
 @implementer(IAction)
 @dataclass
@@ -155,8 +162,8 @@ class Endpoint:
         pattern: str,
         kind: Kind = Kind.SINGLE,
         *,
-        actions: list[Action] = (),
-        arg_columns: Mapping[str, ColumnElement | Callable[[Any], ColumnElement]] | None = None,
+        actions: Sequence[Action] = (),
+        arg_columns: Mapping[str, ColumnElement[Any] | Callable[[Any], ColumnElement[bool]]] | None = None,
         options: tuple[str, ...] = (),
         doc: str = "",
     ) -> None:
@@ -166,16 +173,30 @@ class Endpoint:
         self.arg_columns = dict(arg_columns or {})
         self.options = options
         self.doc = doc
-        self.rtype: ResourceType | None = None
+        self._rtype: ResourceType | None = None
 
-    def conditions(self, arg_names: tuple[str, ...]) -> list[ColumnElement]:
+    @property
+    def rtype(self) -> ResourceType:
+        """The resource type this endpoint belongs to (RuntimeError before it is declared by one)."""
+        if self._rtype is None:
+            raise RuntimeError(f"endpoint {self.pattern} belongs to no resource type")
+        return self._rtype
+
+    @rtype.setter
+    def rtype(self, rtype: ResourceType) -> None:
+        self._rtype = rtype
+
+    def conditions(self, arg_names: tuple[str, ...]) -> list[ColumnElement[bool]]:
         """SQL conditions for the path arguments, bound as ``arg_<name>`` parameters."""
-        clauses = []
+        clauses: list[ColumnElement[bool]] = []
         for name in arg_names:
             column = self.arg_columns.get(name)
-            bind = sa.bindparam(f"arg_{name}")
+            bind: sa.BindParameter[Any] = sa.bindparam(f"arg_{name}")
             if column is None:
-                clauses.append(self.rtype.fields[name].column == bind)
+                field_column = self.rtype.fields[name].column
+                if field_column is None:
+                    raise ValueError(f"{self.pattern}: path argument {name!r} has no column (map it in arg_columns)")
+                clauses.append(field_column == bind)
             elif callable(column) and not isinstance(column, ColumnElement):
                 clauses.append(column(bind))
             else:
@@ -195,11 +216,41 @@ class Endpoint:
 Loader = Callable[["DataAPI", list[Any], "ResultSpec"], Awaitable[Mapping[Any, Any]]]
 """Fills one field for a page of entities: gets their ids, returns {id: value}."""
 
+Declaration = tuple[FromClause, Mapping[str, "Field"], Sequence["Endpoint"], Mapping[str, Loader]]
+"""What :meth:`ResourceType.declare` returns: ``(source, fields, endpoints, loaders)``."""
 
-def update_method(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+
+UPDATE_MARK = "is_update_method"
+"""The attribute :func:`update_method` sets on the functions it marks."""
+
+UpdateFn = TypeVar("UpdateFn", bound=Callable[..., Awaitable[Any]])
+
+
+def update_method(fn: UpdateFn) -> UpdateFn:
     """Mark a resource type method as an update method, published as ``data.updates.<name>``."""
-    fn.is_update_method = True
+    setattr(fn, UPDATE_MARK, True)  # a function attribute has no static type: read with getattr
     return fn
+
+
+def is_update_method(obj: object) -> bool:
+    """Whether *obj* (a resource type's class attribute) was marked by :func:`update_method`."""
+    return getattr(obj, UPDATE_MARK, False) is True
+
+
+class InlineLoader:
+    """A loader that can also be a column of the page's own query (a correlated subquery).
+
+    ``master.data.query`` inlines such a loader's field instead of calling it after the page
+    is read, saving a round trip.
+    """
+
+    async def __call__(self, data: DataAPI, ids: list[Any], spec: ResultSpec) -> Mapping[Any, Any]:
+        """Load the field for a page of entity ids: ``{id: value}``."""
+        raise NotImplementedError
+
+    def inline(self, owner: ColumnElement[Any]) -> ColumnElement[Any]:
+        """The field as a scalar subquery correlated with *owner*, the page's id column."""
+        raise NotImplementedError
 
 
 @implementer(IResourceType)
@@ -219,23 +270,37 @@ class ResourceType:
     """The table of ``source`` whose maintained row counters (master.db.counters) give exact totals."""
 
     def __init__(self) -> None:
-        self.source: FromClause
-        self.fields: dict[str, Field]
-        self.endpoints: list[Endpoint]
-        self.loaders: dict[str, Loader]
-        self.source, self.fields, self.endpoints, self.loaders = self.declare()
+        source, fields, endpoints, loaders = self.declare()
+        self.source: FromClause = source
+        self.fields: dict[str, Field] = dict(fields)
+        self.endpoints: list[Endpoint] = list(endpoints)
+        self.loaders: dict[str, Loader] = dict(loaders)
         for endpoint in self.endpoints:
             endpoint.rtype = self
-        self.data: DataAPI | None = None
+        self._data: DataAPI | None = None
         self._event_templates = [tuple(path.strip("/").split("/")) for path in self.event_paths]
 
-    def declare(self) -> tuple[FromClause, dict[str, Field], list[Endpoint], dict[str, Loader]]:
+    def declare(self) -> Declaration:
         """Return ``(source, fields, endpoints, loaders)``."""
         raise NotImplementedError
 
     def attach(self, data: DataAPI) -> None:
         """Remember the DataAPI this type is registered with."""
-        self.data = data
+        self._data = data
+
+    @property
+    def data(self) -> DataAPI:
+        """The DataAPI this type is registered with (RuntimeError before it is)."""
+        if self._data is None:
+            raise RuntimeError(f"resource type {self.plural!r} is not registered with a DataAPI")
+        return self._data
+
+    def endpoint_at(self, pattern: str) -> Endpoint:
+        """The endpoint declared at *pattern* (KeyError when there is none)."""
+        by_pattern = self.__dict__.get("_by_pattern")
+        if by_pattern is None:
+            by_pattern = self._by_pattern = {endpoint.pattern: endpoint for endpoint in self.endpoints}
+        return by_pattern[pattern]
 
     def field_for(self, name: str) -> Field | None:
         """The field a query parameter *name* filters on: a declared one, or one a subclass makes up
@@ -260,10 +325,16 @@ class ResourceType:
                 keys.append((*key, event))
         return keys
 
-    async def produce_event(self, entity: Mapping[str, Any], event: str) -> None:
-        """Publish *event* ('new', 'update', 'finished', ...) of *entity* under all its paths."""
+    async def produce_event(self, entity: Mapping[str, Any] | None, event: str) -> None:
+        """Publish *event* ('new', 'update', 'finished', ...) of *entity* under all its paths.
+
+        *entity* None (read back after a write, but deleted meanwhile) publishes nothing.
+        """
+        if entity is None:
+            return
         await self.data.events.produce(self, entity, event, self.event_keys(entity, event))
 
     async def get_entity(self, entity_id: Any) -> dict[str, Any] | None:
         """Read one entity by its id, with all fields, through the data API."""
-        return await self.data.get((self.plural, str(entity_id)))
+        entity: dict[str, Any] | None = await self.data.get((self.plural, str(entity_id)))
+        return entity

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from zope.interface.verify import verifyObject
 
-from master.data.base import ActionCall, Collection, Endpoint, Kind, ResourceType
+from master.data.base import ActionCall, Collection, Endpoint, Kind, ResourceType, is_update_method
 from master.data.errors import InvalidParams, InvalidPath, NotFound, UnknownAction
 from master.data.events import EventHub
 from master.data.interfaces import IEndpoint, IPlugin, IResourceType
@@ -18,18 +18,28 @@ from master.data.resultspec import Limits, ResultSpec, parse_result_spec
 from master.data.types import check_free_value, check_text
 from master.db.interfaces import IStorage
 
+if TYPE_CHECKING:
+    from master.data.updates import CoreUpdates
+
+R = TypeVar("R", bound=ResourceType)
+
 
 class DataAPI:
     """Resource types registered by the core and by plugins, over one storage backend.
 
     ``get`` reads, ``control`` runs actions, ``updates.<name>`` are the update methods the
     engine and plugins write through, and ``events`` is where each change is published.
+
+    ``updates`` is a namespace filled as resource types register; it is declared as
+    :class:`~master.data.updates.CoreUpdates`, the core's methods, so that their calls are
+    type-checked.  A plugin reaches its own through :meth:`resource_type`.
     """
 
     def __init__(self, storage: IStorage, limits: Limits | None = None) -> None:
         self.storage = storage
         self.limits = limits or Limits()
-        self.updates = SimpleNamespace()
+        # filled by add_resource_type; tests/test_updates_protocol.py checks it provides CoreUpdates
+        self.updates: CoreUpdates = cast("CoreUpdates", SimpleNamespace())
         self.rtypes: dict[str, ResourceType] = {}
         self.events = EventHub(storage, self.rtypes)
         self.auth: Any = None  # the master's Authenticator (set by the master), for plugins' own APIs
@@ -51,7 +61,7 @@ class DataAPI:
         updates = {
             name: getattr(rtype, name)
             for name in dir(type(rtype))
-            if getattr(getattr(type(rtype), name), "is_update_method", False)
+            if is_update_method(getattr(type(rtype), name))
         }
         for name in updates:
             if hasattr(self.updates, name):
@@ -69,6 +79,16 @@ class DataAPI:
             setattr(self.updates, name, method)
         self.rtypes[rtype.plural] = rtype
         rtype.attach(self)
+
+    def resource_type(self, cls: type[R]) -> R:
+        """The registered resource type of class *cls*, e.g. for a plugin to call its own update methods, typed.
+
+        Raises LookupError when no resource type of that class is registered.
+        """
+        for rtype in self.rtypes.values():
+            if isinstance(rtype, cls):
+                return rtype
+        raise LookupError(f"no resource type of class {cls.__name__} is registered")
 
     def add_plugin(self, plugin: Any) -> None:
         """Register the resource types a plugin provides."""
@@ -91,7 +111,7 @@ class DataAPI:
         for endpoint in rtype.endpoints:
             self._matcher.remove(endpoint.pattern)
         for name in dir(type(rtype)):
-            if getattr(getattr(type(rtype), name), "is_update_method", False):
+            if is_update_method(getattr(type(rtype), name)):
                 delattr(self.updates, name)
 
     def remove_plugin(self, plugin: Any) -> None:

@@ -31,6 +31,7 @@ from master.metrics import metrics_of
 
 if TYPE_CHECKING:
     from master.data.base import ResourceType
+    from master.db.interfaces import IStorage
 
 Key = tuple[str, ...]
 Callback = Callable[[Key, Mapping[str, Any]], Awaitable[None] | None]
@@ -106,7 +107,9 @@ class PatternIndex:
         path = [self._roots[len(pattern)]]
         for segment in pattern:
             parent = path[-1]
-            path.append(parent.wild if segment == "*" else parent.literal[segment])
+            child = parent.wild if segment == "*" else parent.literal[segment]
+            assert child is not None  # the pattern is held, so every node on its branch exists
+            path.append(child)
         for depth in range(len(pattern), 0, -1):
             node, parent, segment = path[depth], path[depth - 1], pattern[depth - 1]
             if node.members or node.literal or node.wild is not None:
@@ -178,7 +181,9 @@ class EventHub:
     counted here and nothing is journaled.
     """
 
-    def __init__(self, storage: Any = None, resource_types: Mapping[str, ResourceType] | None = None) -> None:
+    def __init__(
+        self, storage: IStorage | None = None, resource_types: Mapping[str, ResourceType] | None = None
+    ) -> None:
         self._storage = storage
         self._rtypes = resource_types if resource_types is not None else {}
         self._subscriptions = PatternIndex()
@@ -223,10 +228,11 @@ class EventHub:
             await self._deliver([Event(self._memory_ids, rtype.plural, tuple(keys), entity)])
             return
         if self.delivered is None:
-            await self._start_ids()
+            await self._start_ids(self._storage)
+        assert self.delivered is not None  # _start_ids set it
         journaled = getattr(rtype, "journal_entity", None)
         stored = journaled(entity) if journaled is not None else entity
-        event_id = await self._journal({
+        event_id = await self._journal(self._storage, {
             "at": int(time.time()),
             "masterid": self.masterid,
             "keys": "\n".join("/".join(key) for key in keys),
@@ -237,7 +243,7 @@ class EventHub:
             self._own[event_id] = Event(event_id, rtype.plural, tuple(keys), entity)
         await self.catch_up(event_id)
 
-    async def _journal(self, row: dict[str, Any]) -> int:
+    async def _journal(self, storage: IStorage, row: dict[str, Any]) -> int:
         """Append *row* to the journal; return its id.
 
         Group commit: while one append runs, the rows produced meanwhile wait and then go
@@ -248,15 +254,15 @@ class EventHub:
         self._to_append.append((row, appended))
         if not self._appending:
             self._appending = True
-            defer.ensureDeferred(self._append_waiting())
+            defer.ensureDeferred(self._append_waiting(storage))
         return await appended
 
-    async def _append_waiting(self) -> None:
+    async def _append_waiting(self, storage: IStorage) -> None:
         try:
             while self._to_append:
                 batch, self._to_append = self._to_append, []
                 try:
-                    ids = await self._storage.append_events([row for row, _ in batch])
+                    ids = await storage.append_events([row for row, _ in batch])
                 except Exception:
                     failure = Failure()
                     for _, appended in batch:
@@ -267,10 +273,10 @@ class EventHub:
         finally:
             self._appending = False
 
-    async def _start_ids(self) -> None:
+    async def _start_ids(self, storage: IStorage) -> None:
         async with self._lock:
             if self.delivered is None:
-                rows = await self._storage.fetch_all(sa.select(sa.func.max(ev.c.id).label("last")))
+                rows = await storage.fetch_all(sa.select(sa.func.max(ev.c.id).label("last")))
                 self.delivered = rows[0]["last"] or 0
 
     async def catch_up(self, through: int | None = None) -> None:
@@ -282,7 +288,8 @@ class EventHub:
         if self._storage is None:
             return
         if self.delivered is None:
-            await self._start_ids()
+            await self._start_ids(self._storage)
+        assert self.delivered is not None  # _start_ids set it
         pending: list[Any] = []
         async with self._lock:
             while through is None or self.delivered < through:
@@ -295,7 +302,9 @@ class EventHub:
                 )
                 if not rows:
                     break
-                events = [self._own.pop(row["id"], None) or await self._from_row(row) for row in rows]
+                events = [
+                    self._own.pop(row["id"]) if row["id"] in self._own else await self._from_row(row) for row in rows
+                ]
                 metrics_of(self).journal_rows_read(rows, self.masterid)
                 pending += self._deliver_now(events)
                 if through is None and len(rows) < READ_BATCH:

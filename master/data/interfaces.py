@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
 from zope.interface import Attribute, Interface
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+
+    from master.data.connector import DataAPI
+    from master.data.resultspec import ResultSpec
 
 
 class IResourceType(Interface):
@@ -15,7 +24,7 @@ class IResourceType(Interface):
     endpoints = Attribute("list of IEndpoint")
     event_paths = Attribute("path templates such as 'builds/:buildid' under which changes are published")
 
-    def attach(data):
+    def attach(data: DataAPI) -> None:
         """Called once when registered with a DataAPI (gives access to storage and events)."""
 
 
@@ -27,7 +36,7 @@ class IEndpoint(Interface):
     actions = Attribute("dict: action name -> IAction")
     options = Attribute("extra query parameters this endpoint reads itself (passed in spec.options)")
 
-    async def get(data, spec, args):
+    async def get(data: DataAPI, spec: ResultSpec, args: dict[str, Any]) -> Any:
         """Return the entity (SINGLE, or None when missing), a Collection, or a RawContent."""
 
 
@@ -37,7 +46,7 @@ class IAction(Interface):
     name = Attribute("the JSON-RPC method name, e.g. 'stop'")
     params = Attribute("dict: parameter name -> master.data.base.Param")
 
-    async def __call__(call):
+    async def __call__(call: Any) -> Any:
         """Perform the action described by an ActionCall; return a JSON-encodable result."""
 
 
@@ -50,14 +59,14 @@ class IPlugin(Interface):
 
     name = Attribute("a short unique name")
 
-    def resource_types():
+    def resource_types() -> list[Any]:
         """Return the IResourceType objects this plugin adds."""
 
-    def metadata():
+    def metadata() -> MetaData | None:
         """Return the sqlalchemy.MetaData holding this plugin's tables, or None."""
 
-    def web_resources(data):
+    def web_resources(data: DataAPI) -> Mapping[str, Any]:
         """Return {url prefix: twisted.web IResource} to mount, given the DataAPI."""
 
-    def services(data):
+    def services(data: DataAPI) -> list[Any]:
         """Return twisted.application IService objects to run with the master, given the DataAPI."""

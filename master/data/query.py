@@ -17,7 +17,7 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from master.data.base import Collection, Endpoint, Field, Kind, ResourceType
+from master.data.base import Collection, Endpoint, Field, InlineLoader, Kind, Loader, ResourceType
 from master.data.errors import InvalidQuery
 from master.data.resultspec import Filter, ResultSpec
 from master.data.types import check_int64, check_text
@@ -69,11 +69,30 @@ def _bind_filter(field: Field, flt: Filter, index: int, params: dict[str, Any]) 
     return (flt.field, flt.op)
 
 
-def _filter_clause(field: Field, flt: Filter, index: int, key: tuple[Any, ...]) -> ColumnElement:
+def _column(field: Field) -> ColumnElement[Any]:
+    """The column of a field the caller knows has one (the parsed spec filters or orders by it)."""
+    assert field.column is not None, field
+    return field.column
+
+
+def _filter_field(rtype: ResourceType, flt: Filter) -> Field:
+    """The field a parsed filter is on (parse_result_spec admits only fields the type has)."""
+    field = rtype.field_for(flt.field)
+    assert field is not None, flt
+    return field
+
+
+def _inline_loader(loader: Loader) -> InlineLoader:
+    """A loader :func:`_inlined` chose, which is an InlineLoader."""
+    assert isinstance(loader, InlineLoader), loader
+    return loader
+
+
+def _filter_clause(field: Field, flt: Filter, index: int, key: tuple[Any, ...]) -> ColumnElement[bool]:
     """The SQL clause of one filter, with the bind parameters :func:`_bind_filter` fills."""
     if field.filter_sql is not None:
         return field.filter_sql(flt.op, flt.values)
-    column = field.column
+    column = _column(field)
     name = f"f{index}"
     op = key[1]
     if op == "contains":
@@ -84,7 +103,7 @@ def _filter_clause(field: Field, flt: Filter, index: int, key: tuple[Any, ...]) 
     if op == "notin":
         clause = column.not_in(sa.bindparam(name, expanding=True))
         return sa.or_(clause, column.is_(None)) if field.nullable else clause
-    bind = sa.bindparam(name)
+    bind: sa.BindParameter[Any] = sa.bindparam(name)
     if op == "eq":
         return column == bind
     if op == "ne":
@@ -98,20 +117,20 @@ def _filter_clause(field: Field, flt: Filter, index: int, key: tuple[Any, ...]) 
     return column >= bind
 
 
-def _order_by(endpoint: Endpoint, spec: ResultSpec) -> list[ColumnElement]:
+def _order_by(endpoint: Endpoint, spec: ResultSpec) -> list[ColumnElement[Any]]:
     fields = endpoint.rtype.fields
     id_field = endpoint.rtype.id_field
-    terms = []
+    terms: list[ColumnElement[Any]] = []
     descending = False
     for key in spec.order:
         descending = key.startswith("-")
         field = fields[key.lstrip("-")]
-        term = field.column.desc() if descending else field.column.asc()
+        term = _column(field).desc() if descending else _column(field).asc()
         if field.nullable:
             term = term.nulls_last() if descending else term.nulls_first()
         terms.append(term)
     if id_field not in {key.lstrip("-") for key in spec.order}:
-        column = fields[id_field].column
+        column = _column(fields[id_field])
         terms.append(column.desc() if descending else column.asc())
     return terms
 
@@ -175,7 +194,9 @@ def _plan(rtype: ResourceType, selected: tuple[str, ...]) -> _Plan:
     return _Plan(tuple(columns), inlined, encoded, converters, loaded)
 
 
-def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
+def build_read(
+    endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]
+) -> tuple[Prepared, Prepared | None, dict[str, Any], tuple[str, ...]]:
     """Return ``(page query, count query or None, params, selected fields)`` for a getter."""
     rtype = endpoint.rtype
     fields = rtype.fields
@@ -184,23 +205,23 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
     columns, inlined = plan.columns, plan.inlined
     params: dict[str, Any] = {f"arg_{name}": value for name, value in args.items()}
     arg_names = tuple(args)
-    filtered = [rtype.field_for(flt.field) for flt in spec.filters]
+    filtered = [_filter_field(rtype, flt) for flt in spec.filters]
     filter_key = [_bind_filter(filtered[index], flt, index, params) for index, flt in enumerate(spec.filters)]
     collection = endpoint.kind is Kind.COLLECTION
     shape = (endpoint.pattern, columns, inlined, tuple(filter_key), spec.order, collection)
 
-    def where() -> list[ColumnElement]:
+    def where() -> list[ColumnElement[bool]]:
         filters = [
             _filter_clause(filtered[index], flt, index, key)
             for index, (flt, key) in enumerate(zip(spec.filters, filter_key, strict=True))
         ]
         return [*endpoint.conditions(arg_names), *filters]
 
-    def build_page() -> sa.Select:
-        owner = fields[rtype.id_field].column
+    def build_page() -> sa.Select[Any]:
+        owner = _column(fields[rtype.id_field])
         query = sa.select(
-            *(fields[name].column.label(name) for name in columns),
-            *(rtype.loaders[name].inline(owner).label(name) for name in inlined),
+            *(_column(fields[name]).label(name) for name in columns),
+            *(_inline_loader(rtype.loaders[name]).inline(owner).label(name) for name in inlined),
         ).select_from(rtype.source)
         query = query.where(*where())
         if collection:
@@ -210,10 +231,10 @@ def build_read(endpoint: Endpoint, spec: ResultSpec, args: dict[str, Any]):
             query = query.limit(2)
         return query
 
-    def build_count() -> sa.Select:
+    def build_count() -> sa.Select[Any]:
         # at most COUNT_CAP + 1 rows are counted: one more than the cap says "more than the cap"
-        capped = sa.select(sa.literal_column("1").label("one")).select_from(rtype.source).where(*where())
-        capped = capped.limit(sa.bindparam("count_cap")).subquery("capped")
+        rows: sa.Select[Any] = sa.select(sa.literal_column("1").label("one")).select_from(rtype.source).where(*where())
+        capped = rows.limit(sa.bindparam("count_cap")).subquery("capped")
         return sa.select(sa.func.count().label("total")).select_from(capped)
 
     if collection:
@@ -246,10 +267,12 @@ def paged(page: Prepared, count: Prepared) -> Prepared:
     page returns no row; the caller counts apart when that page cannot tell the total.
     """
 
-    def build() -> sa.Select:
-        inner = page.build().subquery("page")
+    def build() -> sa.Select[Any]:
+        page_query, count_query = page.build(), count.build()
+        assert isinstance(page_query, sa.Select) and isinstance(count_query, sa.Select), (page.key, count.key)
+        inner = page_query.subquery("page")
         full = sa.func.count().over() == sa.bindparam("page_limit")
-        total = sa.case((full, count.build().scalar_subquery()), else_=sa.null())
+        total = sa.case((full, count_query.scalar_subquery()), else_=sa.null())
         return sa.select(*inner.c, total.label(TOTAL))
 
     return Prepared(("paged", page.key, count.key), build)
@@ -264,6 +287,7 @@ async def read(data: DataAPI, endpoint: Endpoint, spec: ResultSpec, args: dict[s
             return None
         items = await encode(data, endpoint, spec, rows, selected)
         return items[0]
+    assert spec.limit is not None, "a collection's spec has a limit (Limits.default)"
     if getattr(data.storage, "round_trips_cost", False):
         rows, total = await _read_paged(data, page, count, params, spec)
     else:  # SQLite reads in-process: its page and count in one read transaction cost less
@@ -286,7 +310,7 @@ def _inlined(rtype: Any, selected: tuple[str, ...]) -> tuple[str, ...]:
         return ()
     return tuple(
         name for name in selected
-        if fields[name].column is None and getattr(rtype.loaders.get(name), "inline", None) is not None
+        if fields[name].column is None and isinstance(rtype.loaders.get(name), InlineLoader)
     )
 
 
@@ -294,7 +318,8 @@ def _json_list(value: Any) -> list[Any]:
     """A list read by an inlined list loader: JSON text (SQLite), a list already (PostgreSQL's ARRAY), null for none."""
     if value is None:
         return []
-    return orjson.loads(value) if isinstance(value, str | bytes) else value
+    decoded: list[Any] = orjson.loads(value) if isinstance(value, str | bytes) else value
+    return decoded
 
 
 def _json_lists(values: list[Any]) -> list[list[Any]]:
@@ -316,6 +341,7 @@ async def _read_paged(
     for row in rows:
         total = row.pop(TOTAL)
     if total is None:
+        assert spec.limit is not None  # read() checked it
         total = page_total(len(rows), spec.limit, spec.offset)
         if total is None:  # an empty page past the end, or limit=0: only a count can tell
             total = (await data.storage.fetch_all(count, params))[0]["total"]

@@ -185,7 +185,7 @@ class JsonObject(FieldType):
     openapi_type = {"type": "object"}
     sql_comparable = False
 
-    def from_json(self, value: Any) -> dict:
+    def from_json(self, value: Any) -> dict[str, Any]:
         """Accept an object."""
         if not isinstance(value, dict):
             raise ValueError(f"expected an object, got {type(value).__name__}")
@@ -204,7 +204,7 @@ class List(FieldType):
     def __init__(self, of: FieldType) -> None:
         self.of = of
 
-    def from_json(self, value: Any) -> list:
+    def from_json(self, value: Any) -> list[Any]:
         """Accept a list whose items all have the element type."""
         if not isinstance(value, list):
             raise ValueError(f"expected a list, got {type(value).__name__}")

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy.engine import Dialect
-from sqlalchemy.sql import Executable
+from sqlalchemy.sql import ClauseElement, Executable
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from master.db.interfaces import Prepared, Statement
@@ -67,10 +67,12 @@ class StatementCompiler:
             compiled, expands = self._compiled(("p", statement.key), lambda: (statement.build(), None))
             bound = compiled.construct_params(params or {})
         else:
-            assert isinstance(statement, Executable), statement
+            assert isinstance(statement, Executable) and isinstance(statement, ClauseElement), statement
             cache_key = statement._generate_cache_key()
             if cache_key is None:  # statements SQLAlchemy cannot cache: compile each time
-                compiled = statement.compile(dialect=self.dialect)
+                plain = statement.compile(dialect=self.dialect)
+                assert isinstance(plain, SQLCompiler), plain  # a statement's, not a DDL's
+                compiled = plain
                 expands = any(bp.expanding for bp in compiled.binds.values())  # type: ignore[assignment]
                 bound = compiled.construct_params(params or None)
             else:
@@ -83,7 +85,7 @@ class StatementCompiler:
         return compiled.string, bound
 
 
-    def _expand(self, compiled: SQLCompiler, expansions: Any, bound: dict[str, Any]) -> tuple[str, Any]:
+    def _expand(self, compiled: SQLCompiler, expansions: Any, bound: Mapping[str, Any]) -> tuple[str, Any]:
         """The SQL and parameters of *compiled* with its IN lists expanded for the values in *bound*."""
         lists = sorted(name for name, bind in compiled.binds.items() if bind.expanding)
         values = [bound.get(name) for name in lists]
@@ -92,7 +94,7 @@ class StatementCompiler:
             # lists of scalars (a tuple IN list expands each element to several parameters)
             and all(isinstance(v, (list, tuple)) and not (v and isinstance(v[0], (list, tuple))) for v in values)
         )
-        sizes = tuple(len(v) for v in values) if cacheable else ()
+        sizes = tuple(len(v) for v in values if isinstance(v, (list, tuple))) if cacheable else ()
         known = expansions.by_sizes.get(sizes) if cacheable else None
         if known is None:
             state = compiled.construct_expanded_state(bound)
@@ -104,7 +106,7 @@ class StatementCompiler:
             origin = {name: (name, -1) for name in state.parameters}
             for name, expanded in state.parameter_expansion.items():
                 origin.update((element, (name, i)) for i, element in enumerate(expanded))
-            names = state.positiontup if self.dialect.positional else list(state.parameters)
+            names = (state.positiontup or []) if self.dialect.positional else list(state.parameters)
             known = (state.statement, [(name, *origin[name]) for name in names])
             if len(expansions.by_sizes) >= MAX_SIZES:  # lists of ever new sizes: keep memory bounded
                 expansions.by_sizes.clear()
@@ -122,7 +124,9 @@ def dialect_insert(dialect_name: str, table: Any) -> Any:
     The dialect is imported on first use: a master on SQLite never loads PostgreSQL's (2 MB).
     """
     if dialect_name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+        return postgresql_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)

@@ -22,18 +22,43 @@ from master.db.schema import metadata
 
 if TYPE_CHECKING:
     from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
 
 MIGRATIONS = str(Path(__file__).parent / "migrations")
 
 
-def _alembic() -> Any:
-    """Alembic, imported when schema work runs: a process that only serves never loads it (memory)."""
-    import alembic.command
-    import alembic.config
-    import alembic.runtime.migration
-    import alembic.script
+# Alembic is imported when schema work runs: a process that only serves never loads it (memory).
 
-    return alembic
+
+def _new_config() -> Config:
+    from alembic.config import Config
+
+    return Config()
+
+
+def _script_directory(config: Config | None = None) -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(config) if config is not None else ScriptDirectory(MIGRATIONS)
+
+
+def _migration_context(connection: sa.engine.Connection, opts: dict[str, Any] | None = None) -> MigrationContext:
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(connection, opts=opts)
+
+
+def _stamp(config: Config, revision: str) -> None:
+    from alembic import command
+
+    command.stamp(config, revision)
+
+
+def _upgrade(config: Config, revision: str) -> None:
+    from alembic import command
+
+    command.upgrade(config, revision)
 
 
 def masked_url(url: str) -> str:
@@ -66,7 +91,7 @@ def _engine(url: str) -> sa.engine.Engine:
 def _alembic_config(
     connection: sa.engine.Connection, plugin: PluginSchema | None = None, progress: Callable[[str], None] = print
 ) -> Config:
-    config = _alembic().config.Config()
+    config = _new_config()
     config.set_main_option("script_location", MIGRATIONS)
     config.attributes["connection"] = connection
     config.attributes["progress"] = progress  # revisions that take long say how far they are
@@ -102,11 +127,11 @@ class PluginSchema:
         found = revisions.head(self.versions)
         if found is not revisions.UNKNOWN:
             return found
-        config = _alembic().config.Config()
+        config = _new_config()
         config.set_main_option("script_location", MIGRATIONS)
         config.set_main_option("path_separator", "os")
         config.set_main_option("version_locations", str(self.versions))
-        return _alembic().script.ScriptDirectory.from_config(config).get_current_head()
+        return _script_directory(config).get_current_head()
 
 
 def plugin_schemas(plugins: Iterable[Any]) -> list[PluginSchema]:
@@ -124,9 +149,12 @@ def plugin_schemas(plugins: Iterable[Any]) -> list[PluginSchema]:
 def head_revision() -> str:
     """The newest schema revision this version of ci-master knows."""
     found = revisions.head(Path(MIGRATIONS) / "versions")
-    if found is not revisions.UNKNOWN:
+    if found is not revisions.UNKNOWN and found is not None:
         return found
-    return _alembic().script.ScriptDirectory(MIGRATIONS).get_current_head()
+    head = _script_directory().get_current_head()
+    if head is None:
+        raise StorageError(f"no schema revisions in {MIGRATIONS}: the installation is incomplete")
+    return head
 
 
 def _connect(url: str) -> sa.engine.Connection:
@@ -143,7 +171,7 @@ def current_revision(url: str) -> str | None:
         found = revisions.stamped(connection)
         if found is not revisions.UNKNOWN:
             return found
-        return _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision()
+        return _migration_context(connection).get_current_revision()
 
 
 def _copy(source: sa.MetaData) -> sa.MetaData:
@@ -163,7 +191,7 @@ def _copy(source: sa.MetaData) -> sa.MetaData:
 def create(url: str, extra_metadata: Iterable[sa.MetaData] = ()) -> None:
     """Create the schema in an empty database and stamp it at the newest revision."""
     with _connect(url) as connection:
-        if _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision() is not None:
+        if _migration_context(connection).get_current_revision() is not None:
             raise StorageError(f"database {masked_url(url)} already has a schema; use upgrade-master")
         _copy(metadata).create_all(connection)
         for statement in counters.trigger_ddl(connection.dialect.name):
@@ -171,7 +199,7 @@ def create(url: str, extra_metadata: Iterable[sa.MetaData] = ()) -> None:
         for extra in extra_metadata:
             extra.create_all(connection)
         connection.commit()
-        _alembic().command.stamp(_alembic_config(connection), "head")
+        _stamp(_alembic_config(connection), "head")
         connection.commit()
 
 
@@ -188,7 +216,7 @@ def _plugin_revision(connection: sa.engine.Connection, schema: PluginSchema) -> 
     if found is not revisions.UNKNOWN:
         return found
     opts = {"version_table": schema.version_table}
-    context = _alembic().runtime.migration.MigrationContext.configure(connection, opts=opts)
+    context = _migration_context(connection, opts)
     return context.get_current_revision()
 
 
@@ -205,7 +233,7 @@ def prepare_plugin_tables(url: str, schemas: Iterable[PluginSchema]) -> None:
             if head and current is None and not _any_table_exists(connection, schema.metadata):
                 schema.metadata.create_all(connection)
                 connection.commit()
-                _alembic().command.stamp(_alembic_config(connection, schema), "head")
+                _stamp(_alembic_config(connection, schema), "head")
                 connection.commit()
             elif head and current != head:
                 raise StorageError(
@@ -235,7 +263,7 @@ def upgrade_plugin_tables(url: str, schemas: Iterable[PluginSchema], progress: C
             config = _alembic_config(connection, schema)
             progress(f"plugin {schema.name}: {current or 'unversioned'} -> {head}")
             began = time.monotonic()
-            _alembic().command.upgrade(config, "head")
+            _upgrade(config, "head")
             connection.commit()
             progress(f"plugin {schema.name}: done in {time.monotonic() - began:.1f}s")
     prepare_plugin_tables(url, schemas)
@@ -265,14 +293,14 @@ def upgrade(url: str, progress: Callable[[str], None] = print, target: str = "he
         shutil.copy2(db_url.database, backup)
         progress(f"backed up {db_url.database} to {backup}")
     with _connect(url) as connection:
-        start = _alembic().runtime.migration.MigrationContext.configure(connection).get_current_revision()
-        script = _alembic().script.ScriptDirectory(MIGRATIONS)
+        start = _migration_context(connection).get_current_revision()
+        script = _script_directory()
         steps = [rev for rev in script.iterate_revisions(target, start)][::-1]
         config = _alembic_config(connection, progress=progress)
         for number, rev in enumerate(steps, 1):
             began = time.monotonic()
             progress(f"[{number}/{len(steps)}] {rev.revision}: {rev.doc}")
-            _alembic().command.upgrade(config, rev.revision)
+            _upgrade(config, rev.revision)
             connection.commit()
             progress(f"[{number}/{len(steps)}] done in {time.monotonic() - began:.1f}s")
         if not steps:

@@ -34,6 +34,7 @@ from sqlalchemy.engine import make_url
 from twisted.internet import defer, error, main
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from txpostgres import txpostgres
 from zope.interface import implementer
 
@@ -121,15 +122,15 @@ def connect_kwargs(url: str) -> tuple[dict[str, Any], float]:
     for key, value in parsed.query.items():
         # a repeated option arrives as a tuple; libpq takes one value, the last wins as in a DSN
         kwargs[key] = value[-1] if isinstance(value, tuple) else value
-    for key, value in (
+    for key, part in (
         ("dbname", parsed.database),
         ("user", parsed.username),
         ("password", parsed.password),
         ("host", parsed.host),
         ("port", parsed.port),
     ):
-        if value is not None and value != "":
-            kwargs[key] = value
+        if part is not None and part != "":
+            kwargs[key] = part
     try:
         timeout = float(kwargs.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
     except ValueError:
@@ -188,11 +189,11 @@ class _Connection(txpostgres.Connection):
     its own implicit transaction anyway.
     """
 
-    def runCursor(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred:
+    def runCursor(self, fn: Callable[..., Any], *args: Any) -> defer.Deferred[Any]:
         """Run ``fn(cursor, *args)`` with the connection to itself; it may return a Deferred."""
         return self.lock.run(lambda: fn(self.cursor(), *args))
 
-    def runInteraction(self, interaction: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred:
+    def runInteraction(self, interaction: Callable[..., Any], *args: Any, **kwargs: Any) -> defer.Deferred[Any]:
         """Like txpostgres' ``runInteraction``, minus the ROLLBACK on a connection that is gone.
 
         txpostgres logs a traceback when that ROLLBACK fails, and reports RollbackFailed
@@ -203,7 +204,7 @@ class _Connection(txpostgres.Connection):
 
     def runSnapshotInteraction(
         self, interaction: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[Any]:
         """``runInteraction`` in which every statement sees the same snapshot.
 
         READ COMMITTED takes a snapshot per statement; a page and the count of its
@@ -216,12 +217,12 @@ class _Connection(txpostgres.Connection):
 
     def _interact(
         self, begin: str, interaction: Callable[..., Any], *args: Any, **kwargs: Any
-    ) -> defer.Deferred:
+    ) -> defer.Deferred[Any]:
         cursor = self.cursor()
         d = cursor.execute(begin)
         d.addCallback(interaction, *args, **kwargs)
 
-        def commit(result: Any) -> defer.Deferred:
+        def commit(result: Any) -> defer.Deferred[Any]:
             return cursor.execute("COMMIT").addCallback(lambda _: result)
 
         def rollback(failure: Any) -> Any:
@@ -235,7 +236,7 @@ class _Connection(txpostgres.Connection):
         d.addCallback(commit)
         return d.addErrback(rollback)
 
-    _reading: tuple[Any, defer.Deferred] | None = None
+    _reading: tuple[Any, defer.Deferred[list[Row]]] | None = None
     """The cursor and Deferred of the :meth:`read_rows` in flight."""
 
     def read_rows(self, sql: str, args: Any) -> defer.Deferred[list[Row]]:
@@ -265,6 +266,7 @@ class _Connection(txpostgres.Connection):
             self.reactor.addReader(self)
 
     def _advance(self) -> None:
+        assert self._reading is not None  # called by read_rows and doRead while a read is in flight
         cursor, done = self._reading
         try:
             state = self._connection.poll()
@@ -475,10 +477,11 @@ class PostgresStorage:
     async def start(self) -> None:
         """Open all pool connections; raise StorageError naming the URL if any cannot be opened."""
         pool = self._pool
-        results = await defer.DeferredList(
+        # Twisted types each result as the Deferreds' value; a failed one gives its Failure
+        results: list[tuple[bool, Any]] = await defer.DeferredList(
             [defer.ensureDeferred(pool.connect(conn)) for conn in pool.connections], consumeErrors=True
         )
-        failures = [result for ok, result in results if not ok]
+        failures = [result for ok, result in results if not ok and isinstance(result, Failure)]
         if failures:
             pool.close()
             reason = failures[0].value
@@ -612,7 +615,10 @@ class PostgresStorage:
             def run(cursor: Any, values: Mapping[str, Any] = values) -> defer.Deferred[list[Row]]:
                 return cursor.execute(_APPEND_EVENT, dict(values)).addCallback(_rows)
 
-            ids.append((await self._call(lambda conn, run=run: conn.runCursor(run)))[0]["id"])
+            def lend(conn: _Connection, run: Callable[[Any], defer.Deferred[list[Row]]] = run) -> defer.Deferred[Any]:
+                return conn.runCursor(run)
+
+            ids.append((await self._call(lend))[0]["id"])
         return ids
 
     def listen(self, callback: Callable[[], Any]) -> EventListener:

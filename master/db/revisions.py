@@ -11,13 +11,22 @@ rows in a version table) returns :data:`UNKNOWN`, and the caller asks Alembic.
 from __future__ import annotations
 
 import ast
+import enum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 
-UNKNOWN = object()
+
+class _Unknown(enum.Enum):
+    UNKNOWN = "unknown"
+
+
+UNKNOWN = _Unknown.UNKNOWN
 """Returned when only Alembic can tell."""
+
+Found = str | None | Literal[_Unknown.UNKNOWN]
+"""A revision, None for none, or :data:`UNKNOWN`."""
 
 
 def _literal_assignments(path: Path, names: tuple[str, ...]) -> dict[str, Any] | None:
@@ -29,20 +38,20 @@ def _literal_assignments(path: Path, names: tuple[str, ...]) -> dict[str, Any] |
     found: dict[str, Any] = {}
     for node in tree.body:
         if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
+            name, value = node.targets[0].id, node.value
         elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-            name = node.target.id
+            name, value = node.target.id, node.value
         else:
             continue
         if name in names:
             try:
-                found[name] = ast.literal_eval(node.value)
+                found[name] = ast.literal_eval(value)
             except ValueError:
                 return None
     return found if "revision" in found else None
 
 
-def head(folder: str | Path) -> str | None | object:
+def head(folder: str | Path) -> Found:
     """The single newest revision in *folder*; None for no revisions; :data:`UNKNOWN` when unsure."""
     revisions: set[str] = set()
     parents: set[str] = set()
@@ -68,7 +77,7 @@ def head(folder: str | Path) -> str | None | object:
     return heads.pop()
 
 
-def stamped(connection: sa.engine.Connection, version_table: str = "alembic_version") -> str | None | object:
+def stamped(connection: sa.engine.Connection, version_table: str = "alembic_version") -> Found:
     """The revision *connection*'s database is stamped at in *version_table* (None without the table)."""
     if not sa.inspect(connection).has_table(version_table):
         return None

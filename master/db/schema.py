@@ -21,7 +21,7 @@ metadata = sa.MetaData(
 )
 
 
-def _id() -> sa.Column:
+def _id() -> sa.Column[int]:
     return sa.Column("id", sa.Integer, primary_key=True, autoincrement=True)
 
 

@@ -12,11 +12,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -111,7 +112,8 @@ class _Connection:
     def run(self, fn: Callable[..., T], *args: Any) -> defer.Deferred[T]:
         from twisted.internet import reactor
 
-        return threads.deferToThreadPool(reactor, self.pool, fn, *args)
+        # Twisted types the global reactor as its common base only; the real one runs threads
+        return threads.deferToThreadPool(cast(IReactorFromThreads, reactor), self.pool, fn, *args)
 
     def rows(self, statement: Statement, params: Mapping[str, Any] | None) -> list[Row]:
         sql, args = self.compiler.render(statement, params)
@@ -306,7 +308,7 @@ class SQLiteStorage:
 
             finished, value, steps = await writer.run(begin_and_run)
             if finished:
-                return value
+                return cast(T, value)  # the work's own return value, carried through _advance untyped
             try:
                 while not finished:
                     sent, thrown = None, None
@@ -319,7 +321,7 @@ class SQLiteStorage:
                 await writer.run(writer.command, "ROLLBACK")
                 raise
             await writer.run(writer.command, "COMMIT")
-            return value
+            return cast(T, value)
 
 
 _APPEND_EVENT = sa.insert(schema.events).values(

@@ -18,7 +18,7 @@ from twisted.logger import Logger
 
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.interfaces import IWorkerConnection, WorkerLost
-from master.engine.latent import LatentSlot, WorkerPreparation
+from master.engine.latent import LatentSlot, Slot, WorkerPreparation
 from master.engine.locks import release_build_locks, start_build_locks, take_step_locks
 from master.engine.properties import Properties
 from master.engine.steps import BuildStep
@@ -27,6 +27,7 @@ from master.results import CANCELLED, EXCEPTION, FAILURE, RETRY, SKIPPED, SUCCES
 from master.secrets import Redactor, load_build_secrets
 
 if TYPE_CHECKING:
+    from master.data.connector import DataAPI
     from master.engine.builder import Builder
     from master.engine.engine import Engine
 
@@ -40,14 +41,14 @@ DATABASE_LOST = "the database was unavailable"
 class Build:
     """One build of *builder* for the request *request* (a buildrequests entity) on worker *conn*."""
 
-    def __init__(self, engine: Engine, builder: Builder, request: dict[str, Any], conn: IWorkerConnection) -> None:
+    def __init__(self, engine: Engine, builder: Builder, request: dict[str, Any], conn: Slot) -> None:
         self.engine = engine
-        self.data = engine.data
+        self.data: DataAPI = engine.data  # set: builds run on a started engine
         self.builder = builder
         self.request = request
-        self.conn = conn
+        self.conn: Slot = conn
         # what the distributor reserved: conn itself, or a latent worker's slot until its connection replaces conn
-        self.slot = conn
+        self.slot: Slot = conn
         self.buildid: int | None = None
         self.number: int | None = None
         self.props = Properties()
@@ -59,6 +60,20 @@ class Build:
         self.current: BuildStep | None = None
         self.redact = Redactor({})  # the build's secrets out of what it stores (set when it starts)
         self.timer = metrics_of(self.data).build_timer(builder.name)
+
+    @property
+    def id(self) -> int:
+        """The build's id, from its start on (RuntimeError before: it has no row yet)."""
+        if self.buildid is None:
+            raise RuntimeError(f"the build of request {self.brid} has not started: it has no id yet")
+        return self.buildid
+
+    @property
+    def worker(self) -> IWorkerConnection:
+        """The connection the build's commands run on (RuntimeError while a latent worker is still starting)."""
+        if isinstance(self.conn, LatentSlot):
+            raise RuntimeError(f"build {self.buildid}: its latent worker {self.conn.name!r} is not connected yet")
+        return self.conn
 
     @property
     def brid(self) -> int:
@@ -85,7 +100,7 @@ class Build:
         """Set a build property, in memory and through the data API (secret values in it redacted)."""
         value = self.redact.value(value)
         self.props.set(name, value, source)
-        await self.data.updates.set_build_properties(self.buildid, {name: (value, source)})
+        await self.data.updates.set_build_properties(self.id, {name: (value, source)})
 
     async def _load_buildset(self) -> None:
         """The buildset's properties and source stamps, and the properties a build sets itself."""
@@ -176,7 +191,7 @@ class Build:
                 self.lost = True
             if result != SUCCESS:
                 return
-            await self.data.updates.set_build_state_string(self.buildid, "building")
+            await self.data.updates.set_build_state_string(self.id, "building")
         halted = False
         for template in self.builder.steps:
             if self.stopped is not None or self.lost:
@@ -197,7 +212,7 @@ class Build:
     async def _run_step(self, step: BuildStep) -> int:
         data = self.data
         step.build = self
-        step.stepid, _, step.name = await data.updates.add_step(self.buildid, step.name)
+        step.stepid, _, step.name = await data.updates.add_step(self.id, step.name)
         if not step.should_run():
             await data.updates.finish_step(step.stepid, SKIPPED, hidden=bool(step.hideStepIf), state_string="skipped")
             return SKIPPED

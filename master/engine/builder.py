@@ -23,13 +23,13 @@ from twisted.logger import Logger
 
 from master.db.interfaces import DatabaseUnavailable
 from master.engine.build import DATABASE_LOST, Build
-from master.engine.interfaces import IWorkerConnection
 from master.engine.locks import check_locks
 from master.engine.steps import BuildStep
 from master.results import EXCEPTION, RETRY
 
 if TYPE_CHECKING:
     from master.engine.engine import Engine
+    from master.engine.latent import Slot
 
 log = Logger()
 
@@ -46,7 +46,7 @@ class Builder:
         self.steps = list(steps)
         self.locks = check_locks(locks, f"builder {name!r}: locks")
 
-    def can_use(self, conn: IWorkerConnection) -> bool:
+    def can_use(self, conn: Slot) -> bool:
         """Whether worker *conn* may run this builder's builds."""
         return conn.name in self.workernames
 
@@ -97,7 +97,7 @@ class BuildRequestDistributor:
             self._idle.append(waiter)
             await waiter
 
-    async def _free_slots(self) -> dict[IWorkerConnection, int]:
+    async def _free_slots(self) -> dict[Slot, int]:
         """Attached workers that may take a build now, with how many more each may take."""
         engine = self.engine
         # a latent worker takes builds through its slot, up or not (master.engine.latent)
@@ -108,7 +108,7 @@ class BuildRequestDistributor:
         query = {"workerid": [str(c.workerid) for c in conns], "field": ["workerid", "paused", "graceful"],
                  "limit": [str(engine.data.limits.maximum)]}
         states = {w["workerid"]: w for w in (await engine.data.get("workers", query=query)).items}
-        free = {}
+        free: dict[Slot, int] = {}
         for conn in conns:
             state = states.get(conn.workerid)
             if state is None or state["paused"] or state["graceful"] or conn in engine.shutting_down:
@@ -133,9 +133,11 @@ class BuildRequestDistributor:
             "order": ["-priority", "submitted_at", "buildrequestid"], "limit": [str(limit)],
         }
         pending = (await engine.data.get("buildrequests", query=query)).items
-        assigned: list[tuple[dict[str, Any], IWorkerConnection]] = []
+        assigned: list[tuple[dict[str, Any], Slot]] = []
         for request in pending:
             builder = builders.get(request["builderid"])
+            if builder is None:  # the query asked for these builders only
+                continue
             usable = [conn for conn, n in free.items() if n > 0 and builder.can_use(conn)]
             if not usable:
                 continue

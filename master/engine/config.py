@@ -30,7 +30,7 @@ class Configured:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return self._init_args == other._init_args  # type: ignore[attr-defined]
+        return self._init_args == other._init_args
 
     def __hash__(self) -> int:
         return hash((type(self), repr(self._init_args)))

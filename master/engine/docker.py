@@ -17,9 +17,10 @@ from __future__ import annotations
 import secrets
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from twisted.internet import reactor, threads
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
@@ -81,9 +82,9 @@ class DockerLatentWorker(Configured):
             raise ValueError(f"DockerLatentWorker environment: expected a dict, got {environment!r}")
         if not isinstance(hostconfig or {}, Mapping):
             raise ValueError(f"DockerLatentWorker hostconfig: expected a dict, got {hostconfig!r}")
-        for key, value in (("build_wait_timeout", build_wait_timeout), ("missing_timeout", missing_timeout)):
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise ValueError(f"DockerLatentWorker {key}: expected a number of seconds >= 0, got {value!r}")
+        for key, seconds in (("build_wait_timeout", build_wait_timeout), ("missing_timeout", missing_timeout)):
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+                raise ValueError(f"DockerLatentWorker {key}: expected a number of seconds >= 0, got {seconds!r}")
         if isinstance(max_builds, bool) or not isinstance(max_builds, int) or max_builds < 1:
             raise ValueError(f"DockerLatentWorker max_builds: expected an integer >= 1, got {max_builds!r}")
         try:
@@ -137,7 +138,9 @@ class DockerLatentWorker(Configured):
     # -- in a thread ----------------------------------------------------------------------------
 
     def _call(self, function: Any, *args: Any) -> Any:
-        return threads.deferToThreadPool(reactor, _thread_pool(), self._guarded, function, *args)
+        # Twisted types the global reactor as its common base only; the real one runs threads
+        return threads.deferToThreadPool(cast(IReactorFromThreads, reactor), _thread_pool(), self._guarded, function,
+                                         *args)
 
     def _guarded(self, function: Any, *args: Any) -> Any:
         docker = _docker()

@@ -32,7 +32,7 @@ from master.db.interfaces import DatabaseUnavailable
 from master.engine.build import DATABASE_LOST, Build
 from master.engine.builder import Builder, BuildRequestDistributor
 from master.engine.interfaces import IWorkerConnection, IWorkerListener
-from master.engine.latent import LatentWorkers
+from master.engine.latent import LatentWorkers, Slot
 from master.engine.schedulers import BaseScheduler, ForceScheduler, Triggerable
 from master.results import EXCEPTION, RETRY
 
@@ -64,7 +64,7 @@ class Engine:
         self.shutting_down: set[IWorkerConnection] = set()
         self.accepting = False
         self.distributor = BuildRequestDistributor(self)
-        self._load: dict[IWorkerConnection, int] = {}
+        self._load: dict[Slot, int] = {}
         self._poller: task.LoopingCall | None = None
         self._subscriptions: list[Any] = []
         self._build_waiters: list[defer.Deferred] = []
@@ -340,15 +340,15 @@ class Engine:
             if build.conn is connection:
                 build.worker_lost()
 
-    def load(self, conn: IWorkerConnection) -> int:
+    def load(self, conn: Slot) -> int:
         """How many builds *conn* runs or is about to run."""
         return self._load.get(conn, 0)
 
-    def reserve(self, conn: IWorkerConnection) -> None:
+    def reserve(self, conn: Slot) -> None:
         """Count a build on *conn* (from its assignment until it ends)."""
         self._load[conn] = self._load.get(conn, 0) + 1
 
-    def release(self, conn: IWorkerConnection) -> None:
+    def release(self, conn: Slot) -> None:
         """Uncount a build on *conn*."""
         left = self._load.get(conn, 0) - 1
         if left > 0:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from twisted.internet import defer, reactor, task
 from twisted.logger import Logger
@@ -125,6 +125,10 @@ class LatentSlot:
         return self is other
 
 
+Slot: TypeAlias = "IWorkerConnection | LatentSlot"  # a string: zope interfaces do not take "|"
+"""What builds are assigned to: a connected worker, or a latent worker's slot (up or not)."""
+
+
 class _Runtime:
     """One latent worker's state on this master."""
 
@@ -176,13 +180,13 @@ class LatentWorkers:
                 if runtime.state != "stopped":
                     defer.ensureDeferred(self._insubstantiate(runtime))
         for name, spec in wanted.items():
-            runtime = self.workers.get(name)
-            if runtime is None:
+            known = self.workers.get(name)
+            if known is None:
                 workerid = await self.engine.data.updates.find_worker_id(name)
                 self.workers[name] = _Runtime(spec, LatentSlot(name, workerid, max(int(spec.max_builds), 1)))
             else:  # a changed spec applies from the next instance on
-                runtime.spec = spec
-                runtime.slot.max_builds = max(int(spec.max_builds), 1)
+                known.spec = spec
+                known.slot.max_builds = max(int(spec.max_builds), 1)
         if self.workers and self._prober is None:
             self._prober = task.LoopingCall(self._probe)
             self._prober.start(PROBE_INTERVAL, now=False)
@@ -282,7 +286,8 @@ class LatentWorkers:
 
     def build_ended(self, slot: Any) -> None:
         """A build of *slot* ended: an idle worker is insubstantiated after its build_wait_timeout."""
-        runtime = self.workers.get(getattr(slot, "name", None))
+        name = getattr(slot, "name", None)
+        runtime = self.workers.get(name) if isinstance(name, str) else None
         if runtime is None or runtime.slot is not slot or self.engine.load(slot) != 0:
             return
         if runtime.state == "running":
@@ -334,6 +339,8 @@ class LatentWorkers:
                 await self._remove_leftovers(spec)
                 if key in self.unreachable:
                     raise LatentHostUnreachable(self.unreachable[key])
+            if self.master_url is None:
+                raise RuntimeError("latent workers start once the master's URL is known (configure sets it)")
             context = LaunchContext(self.master_url, name, spec.password, runtime.slot.max_builds,
                                     {**self.labels, LABEL_PREFIX + "worker": name})
             self._say(runtime, f"starting an instance: {spec.describe()}")
@@ -425,9 +432,9 @@ class LatentWorkers:
                 _fire(runtime.wake)  # _wait_connected sees the state and fails its waiters
             if conn is not None and getattr(conn, "connected", True):
                 left: defer.Deferred = defer.Deferred()
-                conn.notify_on_disconnect(lambda: left.called or left.callback(None))
+                conn.notify_on_disconnect(lambda: _fire(left))
                 conn.shutdown(False)
-                timer = reactor.callLater(LEAVE_TIMEOUT, lambda: left.called or left.callback(None))
+                timer = reactor.callLater(LEAVE_TIMEOUT, lambda: _fire(left))
                 await left
                 if timer.active():
                     timer.cancel()
@@ -511,7 +518,10 @@ class WorkerPreparation(BuildStep):
         build = self.build
         stdio = await self.add_log("stdio")
         latent = build.engine.latent
-        self._waiting = defer.ensureDeferred(latent.substantiate(build.slot, stdio.add_header))
+        slot = build.slot
+        if not isinstance(slot, LatentSlot):
+            raise RuntimeError(f"{self.name}: the build's worker is not a latent one")
+        self._waiting = defer.ensureDeferred(latent.substantiate(slot, stdio.add_header))
         try:
             build.conn = await self._waiting
         except defer.CancelledError:

@@ -144,7 +144,11 @@ class LockWaiters:
         """Until a release here, or *timeout* seconds (a release on another master)."""
         waiter: defer.Deferred = defer.Deferred()
         self._waiting.append(waiter)
-        timer = reactor.callLater(timeout, lambda: waiter.called or waiter.callback(None))
+        def wake() -> None:
+            if not waiter.called:
+                waiter.callback(None)
+
+        timer = reactor.callLater(timeout, wake)
         try:
             await waiter
         finally:

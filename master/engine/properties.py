@@ -34,7 +34,7 @@ Lists, tuples and dicts are rendered element by element; other values stay as th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from master.engine.config import Configured
@@ -46,7 +46,7 @@ class Properties:
     def __init__(self, initial: Mapping[str, tuple[Any, str]] | None = None) -> None:
         self._values: dict[str, tuple[Any, str]] = dict(initial or {})
         # the build's source stamps (set by the build), read by %(src:codebase:attr)s
-        self.sourcestamps: list[Mapping[str, Any]] = []
+        self.sourcestamps: Sequence[Mapping[str, Any]] = []
 
     def set(self, name: str, value: Any, source: str) -> None:
         """Set property *name* to *value*, recording who set it."""

@@ -41,6 +41,7 @@ from master.data.errors import Conflict, InvalidParams
 from master.engine.config import Configured
 
 if TYPE_CHECKING:
+    from master.data.connector import DataAPI
     from master.engine.engine import Engine
 
 log = Logger()
@@ -70,20 +71,34 @@ class BaseScheduler(Configured):
         self.builderNames = list(builderNames)
         self.properties = dict(properties or {})
         self.priority = priority
-        self.engine: Engine | None = None
+        self._engine: Engine | None = None
         self.schedulerid: int | None = None
         self.running = False
         # a builder's row is found by its name and never deleted: its id, once known, stays right
         self._builder_ids: dict[str, int] = {}
 
     @property
-    def data(self) -> Any:
+    def engine(self) -> Engine:
+        """The engine this scheduler is attached to (RuntimeError before :meth:`attach`)."""
+        if self._engine is None:
+            raise RuntimeError(f"scheduler {self.name!r} is not attached to an engine")
+        return self._engine
+
+    @property
+    def id(self) -> int:
+        """The scheduler's id, found by :meth:`attach` (RuntimeError before)."""
+        if self.schedulerid is None:
+            raise RuntimeError(f"scheduler {self.name!r} is not attached: it has no id yet")
+        return self.schedulerid
+
+    @property
+    def data(self) -> DataAPI:
         """The data API of the master running this scheduler."""
         return self.engine.data
 
     async def attach(self, engine: Engine) -> None:
         """Register with the engine (and the schedulers table) on start or reconfig."""
-        self.engine = engine
+        self._engine = engine
         self.schedulerid = await engine.data.updates.find_scheduler_id(self.name)
 
     async def try_claim(self) -> bool:
@@ -91,7 +106,7 @@ class BaseScheduler(Configured):
         if self.running:
             return True
         try:
-            await self.data.updates.set_scheduler_master(self.schedulerid, self.engine.masterid)
+            await self.data.updates.set_scheduler_master(self.id, self.engine.masterid)
         except Conflict:
             return False
         self.running = True
@@ -104,7 +119,7 @@ class BaseScheduler(Configured):
             self.running = False
             await self.stop()
             try:
-                await self.data.updates.set_scheduler_master(self.schedulerid, None)
+                await self.data.updates.set_scheduler_master(self.id, None)
             except Exception:
                 log.failure("could not release scheduler {name}", name=self.name)
 
@@ -373,11 +388,11 @@ def _cron_set(value: CronField, low: int, high: int, label: str) -> set[int] | N
     """The allowed values of a cron field, or None for any."""
     if value == "*" or value is None:
         return None
-    values = [value] if isinstance(value, int) else list(value)
+    values: list[object] = [value] if isinstance(value, int) else list(value)
     for item in values:
         if not isinstance(item, int) or not low <= item <= high:
             raise ValueError(f"Nightly: {label} must be '*', or integers from {low} to {high}; got {value!r}")
-    return set(values)
+    return {item for item in values if isinstance(item, int)}  # all are, as checked above
 
 
 class Nightly(_Timed):

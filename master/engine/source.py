@@ -139,7 +139,7 @@ class Git(RunsCommands):
         self.codebase = codebase
         self.env = dict(env or {})
         self.timeout = timeout
-        self._stdio: StepLog | None = None
+        self._stdio: StepLog | None = None  # opened by run()
         self._env: dict[str, str | None] = {}
         self._codebase = ""
         self._timeout: float | None = None
@@ -158,7 +158,7 @@ class Git(RunsCommands):
 
         A command killed by a signal or timeout counts as rc -1; an interrupt raises _Stop.
         """
-        stdio = self._stdio
+        stdio = self._log
         stdio.add_header(f"{shlex.join(argv)}\n in dir {workdir} (timeout {self._timeout} secs)")
         out: list[str] = []
         command = Command(argv=argv, env=self._env, builder=self.build.builder.name, workdir=workdir,
@@ -185,6 +185,13 @@ class Git(RunsCommands):
             if (stamp.get("codebase") or "") == self._codebase:
                 return stamp
         return {}
+
+    @property
+    def _log(self) -> StepLog:
+        """The stdio log, which run() opens before any command."""
+        if self._stdio is None:
+            raise RuntimeError("the step's log is not open: run() opens it")
+        return self._stdio
 
     async def run(self) -> int:
         """Fetch and check out; set ``got_revision``."""
@@ -233,7 +240,7 @@ class Git(RunsCommands):
 
     async def _update(self, repourl: str, branch: str, revision: str | None, mode: str, method: str | None,
                       depth: int, retry: tuple[float, int] | None, submodules: bool, workdir: str) -> int:
-        stdio = self._stdio
+        stdio = self._log
         stdio.add_header(f"repository {repourl}, branch {branch}, revision {revision or '(branch head)'}; "
                          f"mode {mode}" + (f", method {method}" if method else ""))
         if method == "clobber":
@@ -294,7 +301,7 @@ class Git(RunsCommands):
             if await self._fetch(repourl, branch, revision, depth, repo):
                 return True
             if attempt < attempts:
-                self._stdio.add_header(f"fetch failed (attempt {attempt} of {attempts}); retrying in {delay} s")
+                self._log.add_header(f"fetch failed (attempt {attempt} of {attempts}); retrying in {delay} s")
                 self._sleeping = deferLater(reactor, float(delay), lambda: None)
                 try:
                     await self._sleeping
@@ -303,9 +310,9 @@ class Git(RunsCommands):
                 finally:
                     self._sleeping = None
                 if self.interrupted is not None:
-                    self._stdio.add_header(f"not retried: {self.interrupted}")
+                    self._log.add_header(f"not retried: {self.interrupted}")
                     raise _Stop()
-        self._stdio.add_header(f"fetch of {repourl} failed after {attempts} attempt(s)")
+        self._log.add_header(f"fetch of {repourl} failed after {attempts} attempt(s)")
         return False
 
     async def _fetch(self, repourl: str, branch: str, revision: str | None, depth: int, repo: str) -> bool:

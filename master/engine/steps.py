@@ -30,6 +30,7 @@ from master.metrics import metrics_of
 from master.results import CANCELLED, FAILURE, SKIPPED, SUCCESS, WARNINGS, worst_result
 
 if TYPE_CHECKING:
+    from master.data.connector import DataAPI
     from master.engine.build import Build
 
 log = Logger()
@@ -42,7 +43,7 @@ class StepLog:
     batched into the next one, so a chatty command costs few database writes.
     """
 
-    def __init__(self, data: Any, logid: int, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(self, data: DataAPI, logid: int, redact: Callable[[str], str] | None = None) -> None:
         self.data = data
         self.logid = logid
         self.redact = redact or str  # whole lines only: a secret split across chunks is joined first
@@ -146,7 +147,7 @@ class BuildStep(Configured):
         self.description = description
         self.descriptionDone = descriptionDone
         # set by the build that runs this copy
-        self.build: Build | None = None
+        self._build: Build | None = None
         self.stepid: int | None = None
         self.interrupted: str | None = None
         self.logs: list[StepLog] = []
@@ -154,7 +155,25 @@ class BuildStep(Configured):
     # -- what subclasses use ----------------------------------------------------------------
 
     @property
-    def data(self) -> Any:
+    def build(self) -> Build:
+        """The build running this step (RuntimeError before one has taken it)."""
+        if self._build is None:
+            raise RuntimeError(f"step {self.name!r} belongs to no build yet")
+        return self._build
+
+    @build.setter
+    def build(self, build: Build) -> None:
+        self._build = build
+
+    @property
+    def id(self) -> int:
+        """The step's id, once its build has added it (RuntimeError before)."""
+        if self.stepid is None:
+            raise RuntimeError(f"step {self.name!r} has not been added to its build: it has no id yet")
+        return self.stepid
+
+    @property
+    def data(self) -> DataAPI:
         """The data API of the build's master."""
         return self.build.data
 
@@ -164,15 +183,15 @@ class BuildStep(Configured):
 
     async def add_log(self, name: str, type: str = "s") -> StepLog:
         """Add a log to this step."""
-        logid = await self.data.updates.add_log(self.stepid, name, type)
-        step_log = StepLog(self.data, logid, getattr(self.build, "redact", None))
+        logid = await self.data.updates.add_log(self.id, name, type)
+        step_log = StepLog(self.data, logid, getattr(self._build, "redact", None))
         self.logs.append(step_log)
         return step_log
 
     async def set_state(self, text: str) -> None:
         """Say in words what the step is doing."""
-        redact = getattr(self.build, "redact", None)
-        await self.data.updates.set_step_state_string(self.stepid, redact(text) if redact else text)
+        redact = getattr(self._build, "redact", None)
+        await self.data.updates.set_step_state_string(self.id, redact(text) if redact else text)
 
     def describe(self, done: bool) -> str:
         """The state string shown while running and when done."""
@@ -243,7 +262,7 @@ class RunsCommands(BuildStep):
             if on_output is not None:
                 on_output(stream, text)
 
-        self._running = self.build.conn.run(command, output)
+        self._running = self.build.worker.run(command, output)
         try:
             return await self._running.result
         finally:
@@ -300,7 +319,7 @@ class ShellCommand(RunsCommands):
             "env": env, "builder": self.build.builder.name, "workdir": str(self.render(self.workdir)),
             "timeout": self.timeout, "max_time": self.max_time,
         }
-        redact = getattr(self.build, "redact", None)
+        redact = getattr(self._build, "redact", None)
         if redact:  # the worker's own log (the master's, for a LocalWorker) shows no secret
             kwargs["shown"] = redact(command if isinstance(command, str) else " ".join(str(p) for p in command))
         if isinstance(command, str):
@@ -315,7 +334,7 @@ class ShellCommand(RunsCommands):
         command = self.make_command()
         await self.set_state(self.describe(False))
         stdio = await self.add_log("stdio")
-        shown = command.shell if command.shell is not None else shlex.join(command.argv)
+        shown = command.shell if command.shell is not None else shlex.join(command.argv or [])
         stdio.add_header(f"{shown}\n in dir {command.workdir} (timeout {command.timeout} secs)")
         for name, value in sorted(command.env.items()):
             stdio.add_header(f" env: {name}={'(removed)' if value is None else value}")
@@ -342,7 +361,7 @@ class ShellCommand(RunsCommands):
 
     def evaluate(self, result: CommandResult) -> int:
         """The step's result from how the command ended."""
-        return self.decodeRC.get(result.rc, FAILURE)
+        return self.decodeRC.get(result.rc, FAILURE) if result.rc is not None else FAILURE
 
 
 class SetPropertyFromCommand(ShellCommand):
@@ -359,7 +378,7 @@ class SetPropertyFromCommand(ShellCommand):
         self,
         command: Sequence[Any] | str | Any,
         property: str | None = None,  # noqa: A002 (Buildbot's name)
-        extract_fn: Callable[[int, str, str], dict[str, Any]] | None = None,
+        extract_fn: Callable[[int | None, str, str], dict[str, Any]] | None = None,
         strip: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -378,7 +397,7 @@ class SetPropertyFromCommand(ShellCommand):
 
     def evaluate(self, result: CommandResult) -> int:
         """Keep the result; the properties are set by :meth:`run`."""
-        self._result = result
+        self._result: CommandResult | None = result
         return super().evaluate(result)
 
     async def run(self) -> int:
@@ -393,7 +412,7 @@ class SetPropertyFromCommand(ShellCommand):
         if self.property is not None:
             if results == SUCCESS:
                 found[self.property] = stdout.strip() if self.strip else stdout
-        else:
+        elif self.extract_fn is not None:
             found = dict(self.extract_fn(result.rc, stdout, stderr))
         for name, value in found.items():
             await self.build.set_property(name, value, "SetPropertyFromCommand Step")
@@ -446,7 +465,7 @@ class Trigger(BuildStep):
         """Submit a buildset to each scheduler, then wait for them if asked to."""
         engine = self.build.engine
         # a secret rendered here would become a property of the triggered builds: never its value
-        redact = getattr(self.build, "redact", None)
+        redact = getattr(self._build, "redact", None)
         props = {name: redact.value(value) if redact is not None else value
                  for name, value in self.render(self.set_properties).items()}
         for name in self.copy_properties:
@@ -462,7 +481,7 @@ class Trigger(BuildStep):
             bsids.append(bsid)
             for builderid, brid in brids.items():
                 await self.data.updates.add_step_url(
-                    self.stepid, f"{scheduler.name} #{brid}", f"#/buildrequests/{brid}?builderid={builderid}"
+                    self.id, f"{scheduler.name} #{brid}", f"#/buildrequests/{brid}?builderid={builderid}"
                 )
         if not self.waitForFinish:
             return SUCCESS

@@ -82,8 +82,8 @@ class TestResults(_TransferStep):
         out: list[str] = []
         command = Command(shell=f"{loops}; true", builder=self.build.builder.name,
                           workdir=str(self.render(self.workdir)), timeout=60)
-        result = await self.build.conn.run(command, lambda stream, text: out.append(text) if stream == "o" else None
-                                           ).result
+        result = await self.build.worker.run(command, lambda stream, text: out.append(text) if stream == "o" else None
+                                             ).result
         if result.rc != 0:
             raise TransferFailed(f"could not list the files matching {', '.join(patterns)} (exit {result.rc})")
         files = list(dict.fromkeys(line for line in "".join(out).splitlines() if line))
@@ -104,7 +104,7 @@ class TestResults(_TransferStep):
         for path in files:
             sink = io.BytesIO()
             build = self.build
-            await self._await(build.conn.files.upload(
+            await self._await(self._files().upload(
                 sink, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=path, kind="file",
                 maxsize=self.maxsize))
             try:
@@ -129,11 +129,11 @@ class TestResults(_TransferStep):
 
     async def _record(self, path: str, cases: Sequence[TestCase], counts: dict[str, int]) -> None:
         build, updates = self.build, self.data.updates
-        setid = await updates.add_test_result_set(build.builder.builderid, build.buildid, self.stepid,
+        setid = await updates.add_test_result_set(build.builder.builderid, build.id, self.id,
                                                   f"JUnit {path}", "pass_fail", "boolean")
         await updates.add_test_results(build.builder.builderid, setid, result_rows(cases))
         await updates.complete_test_result_set(setid, counts[PASSED], counts[FAILED] + counts[ERROR])
-        await updates.add_step_url(self.stepid, f"{path}: {summary(counts)}",
+        await updates.add_step_url(self.id, f"{path}: {summary(counts)}",
                                    f"{self._base_url()}api/v2/test_result_sets/{setid}/results")
 
     async def run(self) -> int:

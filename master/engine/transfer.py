@@ -32,7 +32,7 @@ from twisted.internet import threads
 from twisted.logger import Logger
 
 from master.data.resources.artifacts import artifacts_root, content_type_of
-from master.engine.filelink import Transfer, TransferFailed, TransferStopped
+from master.engine.filelink import FileTransfers, Transfer, TransferFailed, TransferStopped
 from master.engine.interfaces import WorkerLost
 from master.engine.steps import BuildStep, StepLog
 from master.results import CANCELLED, FAILURE, SUCCESS
@@ -180,6 +180,13 @@ class _TransferStep(BuildStep):
         if self._transfer is not None:
             self._transfer.stop(reason)
 
+    def _files(self) -> FileTransfers:
+        """The file transfers of the build's worker (the worker link's connections have them)."""
+        files = getattr(self.build.worker, "files", None)  # IWorkerConnection does not promise them
+        if not isinstance(files, FileTransfers):
+            raise TransferFailed(f"worker {self.build.worker.name} cannot transfer files")
+        return files
+
     async def _await(self, transfer: Transfer) -> Any:
         self._transfer = transfer
         if self.interrupted is not None:
@@ -222,6 +229,8 @@ class _TransferStep(BuildStep):
         """Upload *workersrc* into the build's artifact *name* and record what arrived."""
         build = self.build
         root = self._root()
+        if build.buildid is None:
+            raise TransferFailed("the build has no id yet: it has not started")
         parent = await threads.deferToThread(make_parent, root, build.buildid, name)
         final = parent / name.rsplit("/", 1)[-1]
         temp = parent / f".{final.name}.upload-{uuid.uuid4().hex[:12]}"
@@ -233,7 +242,7 @@ class _TransferStep(BuildStep):
         unpacked = temp.with_name(temp.name + ".d")
         try:
             with open(fd, "wb", buffering=0) as sink:
-                received = await self._await(build.conn.files.upload(
+                received = await self._await(self._files().upload(
                     sink, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=workersrc,
                     kind=kind, maxsize=self.maxsize, compress=compress))
             if received.kind == "file":
@@ -248,7 +257,11 @@ class _TransferStep(BuildStep):
                 await threads.deferToThread(_put_in_place, unpacked, final)
                 files = [(f"{name}/{path}", size, digest) for path, size, digest in inside]
         finally:
-            await threads.deferToThread(lambda: (_remove(temp), _remove(unpacked)))
+            def remove_both() -> None:
+                _remove(temp)
+                _remove(unpacked)
+
+            await threads.deferToThread(remove_both)
         stdio.add_header(f"uploaded {received.size} bytes, sha256 {received.sha256}"
                          + (f" ({len(files)} files)" if received.kind == "dir" else ""))
         await self.record(files)
@@ -258,13 +271,13 @@ class _TransferStep(BuildStep):
         build = self.build
         links = 0
         for name, size, digest in files:
-            await self.data.updates.add_artifact(build.buildid, self.stepid, name, size, digest,
+            await self.data.updates.add_artifact(build.id, self.id, name, size, digest,
                                                  content_type_of(name), build.engine.masterid)
             if links < MAX_STEP_URLS:
-                await self.data.updates.add_step_url(self.stepid, name, self.artifact_url(name))
+                await self.data.updates.add_step_url(self.id, name, self.artifact_url(name))
                 links += 1
         if len(files) > links:
-            await self.data.updates.add_step_url(self.stepid, f"all {len(files)} artifacts",
+            await self.data.updates.add_step_url(self.id, f"all {len(files)} artifacts",
                                                  f"{self._base_url()}api/v2/builds/{build.buildid}/artifacts")
 
     def _base_url(self) -> str:
@@ -281,7 +294,7 @@ class _TransferStep(BuildStep):
         """Send what *read* gives to *workerdest* on the worker."""
         build = self.build
         stdio.add_header(f"downloading {what} to {workerdest} on worker {build.conn.name}")
-        digest = await self._await(build.conn.files.download(
+        digest = await self._await(self._files().download(
             read, builder=build.builder.name, workdir=str(self.render(self.workdir)), path=workerdest,
             mode=self.mode))
         stdio.add_header(f"downloaded, sha256 {digest}")

@@ -17,8 +17,8 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from autobahn.twisted.resource import WebSocketResource
@@ -41,6 +41,9 @@ from master.engine.interfaces import (
     WorkerLost,
 )
 from master.security import check_password, hash_password, is_password_hash
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
 
 log = Logger()
 
@@ -89,9 +92,12 @@ def _check_password(password: str, stored: str | None) -> bool:
     return ok and stored is not None
 
 
-def _worker_passwords(workers: Mapping[str, Any] | Iterable[Any]) -> dict[str, str]:
+def _worker_passwords(workers: Mapping[str, Any] | Sequence[Any]) -> dict[str, str]:
     """The password hash of each worker, from a mapping name -> WorkerConfig or an iterable of them."""
-    items = workers.items() if isinstance(workers, Mapping) else ((w.name, w) for w in workers)
+    if isinstance(workers, Mapping):
+        items = list(workers.items())
+    else:
+        items = [(worker.name, worker) for worker in workers]
     return {name: _hashed(worker.password) for name, worker in items}
 
 
@@ -434,12 +440,12 @@ class WorkerProtocol(WebSocketServerProtocol):
         elif self.phase in ("auth", "attaching"):
             raise _ProtocolError(f"{kind!r} before the welcome")
         elif kind == P.OUTPUT:
-            self.connection._output(message)
+            self._attached._output(message)
         elif kind == P.EXIT:
-            self.connection._exit(message)
+            self._attached._exit(message)
         elif kind in P.TRANSFER_MESSAGES:
             try:
-                self.connection.files.received(message)
+                self._attached.files.received(message)
             except TransferProtocolError as e:
                 raise _ProtocolError(str(e)) from None
         elif kind in (P.HELLO, P.WELCOME, P.ERROR, P.RUN, P.INTERRUPT, P.SHUTDOWN, P.UPLOAD, P.DOWNLOAD):
@@ -503,9 +509,16 @@ class WorkerProtocol(WebSocketServerProtocol):
             self.phase = "auth"
             self.refuse(P.CLOSE_SHUTDOWN, "internal error on the master; try again later")
 
+    @property
+    def _attached(self) -> WorkerConnection:
+        """The worker's connection, once it is attached (RuntimeError before)."""
+        if self.connection is None:
+            raise RuntimeError(f"worker {self.name!r} is not attached")
+        return self.connection
+
     async def _detach(self, attached: bool = True) -> None:
         """Record the disconnection, fail running commands, tell the engine, run the callbacks."""
-        link, connection = self.link, self.connection
+        link, connection = self.link, self._attached
         try:
             if link.connections.get(connection.name) is connection:
                 del link.connections[connection.name]
@@ -531,7 +544,8 @@ class WorkerProtocol(WebSocketServerProtocol):
 class _WorkerFactory(WebSocketServerFactory):
     """Builds a WorkerProtocol per connection; knows its WorkerLink."""
 
-    protocol = WorkerProtocol
+    # Twisted's Factory[P] takes protocols whose factory is typed Factory[Self]; ours says _WorkerFactory
+    protocol = WorkerProtocol  # type: ignore[assignment]
 
     def __init__(self, link: WorkerLink) -> None:
         super().__init__()
@@ -552,9 +566,9 @@ class WorkerLink:
 
     def __init__(
         self,
-        data: Any,
+        data: DataAPI,
         masterid: int,
-        workers: Mapping[str, Any] | Iterable[Any],
+        workers: Mapping[str, Any] | Sequence[Any],
         listener: IWorkerListener,
         *,
         hello_timeout: float = P.HELLO_TIMEOUT,
@@ -591,7 +605,7 @@ class WorkerLink:
         """The twisted.web resource to mount at ``/worker``."""
         return WebSocketResource(self._factory)
 
-    def reconfig(self, workers: Mapping[str, Any] | Iterable[Any]) -> None:
+    def reconfig(self, workers: Mapping[str, Any] | Sequence[Any]) -> None:
         """Replace the allowed workers; connected workers no longer allowed are disconnected.
 
         A changed password applies from the worker's next connection on.

@@ -59,6 +59,8 @@ class _StatusPush(Reporter):
     forge = ""
     token_pattern = _GITHUB_TOKEN
     default_base_url = ""
+    STATES: dict[int, str] = {}
+    """The forge's state for each result of a finished build."""
 
     def __init__(self, token: str, context: Any = None, base_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -66,6 +68,10 @@ class _StatusPush(Reporter):
         self.context = context if context is not None else Interpolate("ci-master/%(prop:buildername)s")
         self.base_url = base_url if base_url is not None else self.default_base_url
         self._said: set[str] = set()
+
+    def _state_of(self, results: int | None, otherwise: str) -> str:
+        """The forge's state for a build's *results*; *otherwise* for results it has no name for."""
+        return self.STATES.get(results, otherwise) if results is not None else otherwise
 
     def check(self) -> None:
         """The token has the forge's format, the base URL is an http(s) URL, the context a string or renderable."""
@@ -119,7 +125,7 @@ class GitHubStatusPush(_StatusPush):
         if target is None:
             return None
         path, sha = target
-        forge_state = "pending" if state == START else self.STATES.get(info.results, "error")
+        forge_state = "pending" if state == START else self._state_of(info.results, "error")
         return {
             "url": f"{self.base_url.rstrip('/')}/repos/{path}/statuses/{sha}",
             "body": {"state": forge_state, "target_url": info.url, "description": self.description(info, state),
@@ -156,7 +162,7 @@ class GitLabStatusPush(_StatusPush):
         if target is None:
             return None
         path, sha = target
-        body = {"state": "running" if state == START else self.STATES.get(info.results, "failed"),
+        body = {"state": "running" if state == START else self._state_of(info.results, "failed"),
                 "name": self.context_for(info), "target_url": info.url,
                 "description": self.description(info, state)}
         branch = info.sourcestamps[0].get("branch") if info.sourcestamps else None

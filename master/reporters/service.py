@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
@@ -37,6 +37,9 @@ from master.db.compiler import dialect_insert
 from master.engine.properties import Properties
 from master.reporters.base import FINISH, START, BuildInfo, GiveUp, Reporter, Retry
 from master.reporters.http import close_pool
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
 
 log = Logger()
 rr = schema.reporter_reports
@@ -78,13 +81,16 @@ class ReporterRunner:
             running = self._running[row["buildid"]] = defer.Deferred()
             defer.ensureDeferred(self._chain(row["buildid"])).chainDeferred(running)
 
+    def _delivery(self, row: Any) -> defer.Deferred[None]:
+        return defer.ensureDeferred(self._deliver(row))
+
     async def _chain(self, buildid: int) -> None:
         try:
             queue = self._queues[buildid]
             while queue and not self.stopping:
                 row = queue.pop(0)
                 try:
-                    await self._limit.run(lambda row=row: defer.ensureDeferred(self._deliver(row)))
+                    await self._limit.run(self._delivery, row)
                 except defer.CancelledError:
                     return
                 except Exception:
@@ -171,7 +177,7 @@ class ReporterRunner:
 class Reporters:
     """The configured reporters of one master, fed from the data API's events."""
 
-    def __init__(self, data: Any, masterid: int, reporters: Sequence[Reporter], www_url: str) -> None:
+    def __init__(self, data: DataAPI, masterid: int, reporters: Sequence[Reporter], www_url: str) -> None:
         self.data = data
         self.storage = data.storage
         self.masterid = masterid

@@ -15,7 +15,6 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.python.logfile import LogFile
 from twisted.web import http, server
-from twisted.web.iweb import IRequest
 
 log = Logger()
 
@@ -31,7 +30,7 @@ def _quoted(value: bytes | str | None) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\r", "\\r")
 
 
-def combined_line(request: IRequest, timestamp: str | None = None) -> str:
+def combined_line(request: http.Request, timestamp: str | None = None) -> str:
     """*request* in the combined log format (Apache's and nginx's default), without the newline."""
     address = request.getClientAddress()
     host = getattr(address, "host", None) or "-"
@@ -49,9 +48,11 @@ class AccessLogSite(server.Site):
 
     metrics: Any = None
     access_log_path: Path | None = None
+    allowed_origins: list[str]  # set by master.www.site.build_site, changed by reconfig
+    max_body_bytes: int
     _access_log: LogFile | None = None
 
-    def log(self, request: IRequest) -> None:
+    def log(self, request: http.Request) -> None:
         """A request was answered: count it, write its line, and tell the master's log if it failed."""
         if self.metrics is not None:
             try:

@@ -35,7 +35,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from types import EllipsisType
+from typing import Any, Protocol
 
 from twisted.web.iweb import IRequest
 
@@ -255,6 +256,16 @@ class UserStore:
         return None
 
 
+class RequestHeaders(Protocol):
+    """What :meth:`Authenticator.authenticate` reads of a request: a websocket handshake has it too."""
+
+    def getHeader(self, name: bytes) -> bytes | None:  # noqa: N802 (twisted.web's name)
+        """The value of header *name*, or None."""
+
+    def getCookie(self, name: bytes) -> bytes | None:  # noqa: N802
+        """The value of cookie *name*, or None."""
+
+
 class Authenticator:
     """Finds who makes a request (token, session cookie or Basic password) and checks the rules."""
 
@@ -274,14 +285,15 @@ class Authenticator:
         """Whether auth is on (``auth`` set in master.cfg)."""
         return self.config is not None
 
-    def authenticate(self, request: IRequest) -> User | None:
+    def authenticate(self, request: IRequest | RequestHeaders) -> User | None:
         """The user making *request*, or None when anonymous; AuthError(401) for bad credentials."""
-        if not self.enabled:
+        users = self.users
+        if users is None:  # auth is off
             return None
         header = (request.getHeader(b"authorization") or b"").decode("latin-1")
         scheme, _, credentials = header.partition(" ")
         if scheme.lower() == "bearer":
-            user = self.users.by_token(credentials.strip())
+            user = users.by_token(credentials.strip())
             if user is None:
                 raise AuthError(401, "invalid or revoked API token")
             return user
@@ -290,7 +302,7 @@ class Authenticator:
                 name, _, password = base64.b64decode(credentials.strip()).decode().partition(":")
             except (ValueError, UnicodeDecodeError):
                 raise AuthError(401, "malformed Basic credentials") from None
-            user = self.users.by_password(name, password)
+            user = users.by_password(name, password)
             if user is None:
                 raise AuthError(401, "wrong user name or password")
             return user
@@ -301,7 +313,7 @@ class Authenticator:
 
     def authorize(self, user: User | None, resource: str, action: str) -> None:
         """Raise AuthError unless *user* may call *action* on resource type *resource*."""
-        if not self.enabled:
+        if self.config is None:
             return
         rules = [rule for rule in self.config.rules if rule.allows(resource, action)]
         if any(user is not None and user.roles & set(rule.roles) for rule in rules):
@@ -313,11 +325,11 @@ class Authenticator:
     @property
     def restricts_reads(self) -> bool:
         """Whether reads need authorization (auth on, with ``read_rules``)."""
-        return self.enabled and self.config.read_rules is not None
+        return self.config is not None and self.config.read_rules is not None
 
     def authorize_read(self, user: User | None, resource: str) -> None:
         """Raise AuthError unless *user* may read resource type *resource* (``read_rules``)."""
-        if not self.enabled or self.config.read_rules is None:
+        if self.config is None or self.config.read_rules is None:
             return
         for rule in self.config.read_rules:
             if rule.allows(resource) and (
@@ -342,6 +354,8 @@ class Authenticator:
 
     def make_session(self, user: User) -> str:
         """A signed cookie value naming *user* until the session expires."""
+        if self.config is None or self.users is None:
+            raise RuntimeError("sessions are made only when auth is on")
         expires = int(time.time() + self.config.session_hours * 3600)
         content = {"u": user.name, "exp": expires, "sid": secrets.token_hex(16),
                    "gen": _generation_tag(self.users.session_generation(user.name))}
@@ -366,6 +380,8 @@ class Authenticator:
         """The user of a session cookie, or None if it is forged, expired or ended, or the user is gone."""
         content = self._session(value)
         if content is None or not isinstance(content.get("sid"), str) or content["sid"] in self.ended:
+            return None
+        if self.users is None:  # auth was turned off since the login
             return None
         name = content.get("u", "")
         if content.get("gen") != _generation_tag(self.users.session_generation(name)):
@@ -396,7 +412,7 @@ def _session_secret(basedir: Path) -> bytes:
     return secret
 
 
-def scope_plugin_reads(data: Any, request: IRequest, user: User | None | type[Ellipsis] = ...) -> None:
+def scope_plugin_reads(data: Any, request: IRequest, user: User | None | EllipsisType = ...) -> None:
     """Open the read scope of a plugin's GET route for its caller: *user*, or whoever *request* authenticates as.
 
     *data* carries the master's Authenticator as ``data.auth`` (the master service sets it);

@@ -99,7 +99,7 @@ def check_settings(settings: Any) -> dict[str, dict[str, Any]]:
 # -- reading payloads ------------------------------------------------------------------------------
 
 
-_KIND_NAMES = {str: "a string", dict: "an object", list: "a list"}
+_KIND_NAMES: dict[type, str] = {str: "a string", dict: "an object", list: "a list"}
 
 
 def _field(obj: Mapping[str, Any], key: str, kind: type, where: str, required: bool = True) -> Any:
@@ -535,7 +535,7 @@ def _read_body(request: IRequest) -> bytes:
         if declared > MAX_BODY:
             raise HookError(413, f"the body is over {MAX_BODY} bytes")
     request.content.seek(0)
-    body = request.content.read(MAX_BODY + 1)
+    body: bytes = request.content.read(MAX_BODY + 1)
     if len(body) > MAX_BODY:  # a chunked body has no Content-Length to refuse it by
         raise HookError(413, f"the body is over {MAX_BODY} bytes")
     return body

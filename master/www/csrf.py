@@ -32,7 +32,7 @@ LOGIN_PATH = b"/auth/login"
 
 def _origin(request: IRequest) -> str | None:
     """``scheme://host[:port]`` the request says it comes from (Origin, else Referer), or None."""
-    origin = request.getHeader(b"origin")
+    origin: bytes | None = request.getHeader(b"origin")
     if origin is not None:
         return origin.decode("latin-1").strip()
     referer = request.getHeader(b"referer")

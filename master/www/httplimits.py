@@ -24,9 +24,10 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from twisted.logger import Logger
-from twisted.web import http
+from twisted.web import http, server
 
 from master.www.responses import JSON, encode_json
+from master.www.transport import connection
 
 log = Logger()
 
@@ -61,9 +62,14 @@ def body_limit(site: Any, method: bytes, path: bytes) -> int:
     return limit
 
 
+_FIRST_LINE = "_HTTPChannel__first_line"
+"""HTTPChannel's private flag, true while the request line is being read."""
+
+
 class LimitedChannel(http.HTTPChannel):
     """An HTTP/1.1 channel that answers oversized request lines, headers and bodies in JSON."""
 
+    site: server.Site  # set by Site.buildProtocol (HTTPChannel does not declare it)
     _refused = False
 
     def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
@@ -108,7 +114,7 @@ class LimitedChannel(http.HTTPChannel):
             super().rawDataReceived(data)
 
     def _refuse_oversized_head(self) -> None:
-        first_line = self._HTTPChannel__first_line  # Twisted's own flag: still reading the request line
+        first_line = getattr(self, _FIRST_LINE)  # Twisted's own flag: still reading the request line
         if first_line:
             self.refuse(414, f"the request line is longer than {self.MAX_LENGTH} bytes")
         else:
@@ -121,11 +127,12 @@ class LimitedChannel(http.HTTPChannel):
         self._refused = True
         self.persistent = False
         body = encode_json({"error": message})
-        self.transport.write(
+        transport = connection(self)
+        transport.write(
             b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s"
             % (status, _REASONS[status], JSON, len(body), body)
         )
-        peer = self.transport.getPeer()
+        peer = transport.getPeer()
         log.info("refused a request from {host}: {status} {message}", host=getattr(peer, "host", peer),
                  status=status, message=message)
         # half-close: the client reads the answer and EOF while we drop the rest of its request;
@@ -140,6 +147,6 @@ class LimitedChannel(http.HTTPChannel):
     def timeoutConnection(self) -> None:  # noqa: N802
         """A refused connection whose client kept sending is cut; others time out as Twisted does."""
         if self._refused:
-            self.transport.abortConnection()
+            connection(self).abortConnection()
             return
         super().timeoutConnection()

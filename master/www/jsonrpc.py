@@ -33,7 +33,7 @@ from master.data.connector import DataAPI
 from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
 from master.data.types import INT64_MAX, INT64_MIN
 from master.db.interfaces import DatabaseUnavailable
-from master.metrics import note_action
+from master.metrics import note_action, note_outcome
 from master.www.auth import Authenticator, AuthError
 from master.www.responses import DATABASE_UNAVAILABLE, RETRY_AFTER, database_available, json_body
 
@@ -136,7 +136,7 @@ async def handle(data: DataAPI, request: IRequest, path: str, auth: Authenticato
         except (InvalidPath, NotFound) as e:
             raise RpcError(INVALID_REQUEST, 404, e.message) from None
         except UnknownAction as e:
-            request.metrics_outcome = "unknown_action"  # a 400 like bad params, but counted apart
+            note_outcome(request, "unknown_action")  # a 400 like bad params, but counted apart
             raise RpcError(METHOD_NOT_FOUND, 400, e.message) from None  # the caller's error: no 5xx
         except InvalidParams as e:
             raise RpcError(INVALID_PARAMS, 400, e.message, e.errors) from None

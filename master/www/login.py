@@ -40,12 +40,13 @@ class LoginPages:
     @app.route("/login", methods=["GET", "POST"])
     def login(self, request: IRequest) -> bytes:
         """Check a password and open a session."""
-        if not self.auth.enabled:
+        users, config = self.auth.users, self.auth.config
+        if users is None or config is None:
             return json_error(request, 404, "authentication is not enabled on this master")
         try:
             if request.method == b"POST":
                 name, password = _posted_credentials(request)
-                user = self.auth.users.by_password(name, password)
+                user = users.by_password(name, password)
                 if user is None:
                     raise AuthError(401, "wrong user name or password")
             else:
@@ -55,7 +56,7 @@ class LoginPages:
                     raise AuthError(401, "send a user name and password (HTTP Basic) to log in")
         except AuthError as e:
             return json_error(request, e.status, e.message)
-        self._set_cookie(request, self.auth.make_session(user), int(self.auth.config.session_hours * 3600))
+        self._set_cookie(request, self.auth.make_session(user), int(config.session_hours * 3600))
         target = ui_redirect(request)
         if target is not None:
             request.redirect(target)
@@ -85,7 +86,8 @@ class LoginPages:
         return json_body(request, {"user": user.to_json() if user else ANONYMOUS})
 
     def _set_cookie(self, request: IRequest, value: str, max_age: int) -> None:
-        request.addCookie(
+        # IRequest.addCookie omits the httpOnly and sameSite keywords that Twisted's Request takes
+        request.addCookie(  # type: ignore[call-arg]
             SESSION_COOKIE, value.encode(), path=b"/", max_age=str(max_age).encode(), httpOnly=True, sameSite="lax",
             secure=request.isSecure(),
         )

@@ -13,10 +13,11 @@ from twisted.internet import defer
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
 
-from master.metrics import MasterMetrics
+from master.metrics import MasterMetrics, note_route
 from master.www.auth import AuthError
 from master.www.responses import json_error
 from master.www.site import mount
+from master.www.transport import streaming
 
 
 class MetricsResource(resource.Resource):
@@ -32,13 +33,13 @@ class MetricsResource(resource.Resource):
         """GET and HEAD scrape; any other method is a JSON 405."""
         if request.method in (b"GET", b"HEAD"):
             return super().render(request)
-        request.metrics_route = "/metrics"
+        note_route(request, "/metrics", prefix="")
         request.setHeader(b"Allow", b"GET, HEAD")
         return json_error(request, 405, f"method {request.method.decode(errors='replace')} is not allowed; use GET")
 
     def render_GET(self, request: IRequest) -> Any:  # noqa: N802 (twisted.web's name)
         """Refresh the state gauges, then answer the text exposition."""
-        request.metrics_route = "/metrics"
+        note_route(request, "/metrics", prefix="")
         auth = self.master.auth
         if not self.master.config.metrics_public and auth.restricts_reads:
             try:
@@ -52,7 +53,7 @@ class MetricsResource(resource.Resource):
 
     async def _answer(self, request: IRequest) -> None:
         gone: list[Any] = []
-        request.notifyFinish().addBoth(gone.append)
+        streaming(request).notifyFinish().addBoth(gone.append)
         metrics = self.master.metrics
         await metrics.refresh(self.master)
         if gone:

@@ -63,8 +63,10 @@ def json_routing_errors(app: Klein) -> Klein:
     return app
 
 
-def _routing_error(_instance: Any, request: IRequest, failure: Failure) -> bytes:
+def _routing_error(self: Any, request: IRequest, failure: Failure) -> bytes:
+    # *self* (the app's instance, unused): Klein's error-method protocol names it so
     error = failure.value
+    assert isinstance(error, HTTPException), error  # registered for HTTPException only
     allowed = getattr(error, "valid_methods", None)
     if error.code == 405 and allowed:
         allowed = sorted(allowed)
@@ -74,4 +76,4 @@ def _routing_error(_instance: Any, request: IRequest, failure: Failure) -> bytes
         message = f"no such path: {request.path.decode(errors='replace')}"
     else:
         message = error.description or error.name
-    return json_error(request, error.code, message)
+    return json_error(request, error.code or 500, message)

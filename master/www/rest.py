@@ -33,9 +33,10 @@ from master.metrics import note_route
 from master.www import jsonrpc
 from master.www.auth import Authenticator, AuthError
 from master.www.conditional import json_conditional, next_link
-from master.www.ranges import UNSATISFIABLE, parse_range, path_segments
+from master.www.ranges import parse_range, path_segments
 from master.www.responses import database_available, json_error, json_routing_errors, unavailable_error
 from master.www.site import NotFoundResource
+from master.www.transport import streaming
 
 log = Logger()
 
@@ -66,7 +67,7 @@ class _Pacer:
     """Lets a streaming response wait while the client's socket buffer is full."""
 
     def __init__(self) -> None:
-        self._resumed: defer.Deferred | None = None
+        self._resumed: defer.Deferred[None] | None = None
 
     def pauseProducing(self) -> None:  # noqa: N802 (Twisted's interface)
         if self._resumed is None:
@@ -96,7 +97,8 @@ class ApiVersions(resource.Resource):
         """A version's root without its slash (``/api/v2``) is served as ``/api/v2/``, not redirected."""
         if path in self.children and not request.postpath:
             request.postpath.append(b"")
-        return super().getChildWithDefault(path, request)
+        child: resource.Resource = super().getChildWithDefault(path, request)  # Twisted's has no annotations
+        return child
 
     def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802 (Twisted's name)
         """Unknown versions get a JSON 404."""
@@ -235,7 +237,7 @@ class RestApi:
             )
             if wanted is not None and (if_range is None or if_range.strip() == etag):
                 asked = parse_range(wanted, length)
-                if asked == UNSATISFIABLE:
+                if isinstance(asked, str):  # UNSATISFIABLE, the only text parse_range returns
                     request.setHeader(b"Content-Range", f"bytes */{length}".encode())
                     return json_error(request, 416, f"range {wanted!r} is outside the content ({length} bytes)")
                 if asked is not None:
@@ -255,10 +257,11 @@ class RestApi:
             request.setHeader(b"Content-Length", str(length).encode())
         if request.method == b"HEAD":
             return None
-        gone = []
-        request.notifyFinish().addBoth(gone.append)
+        gone: list[object] = []
+        streamed = streaming(request)
+        streamed.notifyFinish().addBoth(gone.append)
         pacer = _Pacer()
-        request.registerProducer(pacer, True)
+        streamed.registerProducer(pacer, True)
         try:
             async for chunk in chunks:
                 if gone:
@@ -269,7 +272,7 @@ class RestApi:
             # headers are gone already: all we can do is cut the response short
             log.failure("streaming {uri} failed", uri=request.uri)
         finally:
-            request.unregisterProducer()
+            streamed.unregisterProducer()
         return None  # Klein finishes the request
 
 

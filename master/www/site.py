@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.web import resource, server
@@ -37,7 +37,7 @@ class Root(resource.Resource):
     def getChild(self, path: bytes, request: IRequest) -> resource.Resource:  # noqa: N802 (Twisted's name)
         """The UI's page or file of that name; otherwise a JSON 404."""
         if self.ui is not None:
-            child = self.ui.child(path)
+            child: resource.Resource | None = self.ui.child(path)
             if child is not None:
                 return child
         return NotFoundResource()
@@ -45,6 +45,12 @@ class Root(resource.Resource):
     def render(self, request: IRequest) -> bytes:
         """``/``: where to go from here."""
         return json_error(request, 404, "nothing here yet: the API is at /api/v2")
+
+
+def _site(request: server.Request) -> server.Site:
+    """The site *request* came through: Site.buildProtocol sets it on the channel."""
+    site: server.Site = request.channel.site  # type: ignore[attr-defined]  # HTTPChannel does not declare it
+    return site
 
 
 class CorsRequest(server.Request):
@@ -82,7 +88,7 @@ class CorsRequest(server.Request):
         """Add the CORS headers, then dispatch as usual."""
         self.started_at = time.monotonic()  # for the request duration metric
         origin = self.getHeader(b"origin")
-        allowed = getattr(self.channel.site, "allowed_origins", ())
+        allowed = getattr(_site(self), "allowed_origins", ())
         if origin and ("*" in allowed or origin.decode("latin-1") in allowed):
             self.setHeader(b"Access-Control-Allow-Origin", origin)
             self.setHeader(b"Access-Control-Allow-Credentials", b"true")
@@ -92,7 +98,7 @@ class CorsRequest(server.Request):
         refusal = forgery_refusal(self, allowed)
         if refusal is not None:
             # refused before any resource sees it: no plugin or core route can forget this check
-            self.site = self.channel.site
+            self.site = _site(self)
             self.write(json_error(self, 403, refusal))
             self.finish()
             return
@@ -101,7 +107,7 @@ class CorsRequest(server.Request):
 
 def build_site(
     mounts: Mapping[str, resource.Resource] | Root,
-    allowed_origins: list[str] = (),
+    allowed_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> server.Site:
     """A Site serving a root built by :func:`build_root`, or built here from *mounts*.
@@ -110,7 +116,8 @@ def build_site(
     """
     root = mounts if isinstance(mounts, Root) else build_root(mounts)
     site = AccessLogSite(root, requestFactory=CorsRequest)
-    site.protocol = LimitedChannel  # JSON answers to oversized requests (HTTP/1.1 only: no HTTP/2 here)
+    # Twisted types Site.protocol as a method, though replacing it is how a Site picks its channel
+    site.protocol = LimitedChannel  # type: ignore[method-assign,assignment]  # JSON answers to oversized requests (HTTP/1.1 only: no HTTP/2 here)
     site.displayTracebacks = False
     site.allowed_origins = list(allowed_origins)
     site.max_body_bytes = max_body_bytes

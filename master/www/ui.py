@@ -149,7 +149,8 @@ class WebUi:
         if served is not None:
             return served
         if self._files.has(name):
-            return self._files.getChild(name, None)
+            found: resource.Resource = self._files.getChild(name, None)  # Twisted's has no annotations
+            return found
         return None
 
     def frontend_config(self, request: IRequest) -> dict[str, Any]:
@@ -186,7 +187,7 @@ class WebUi:
         return page.replace(b"<title>Buildbot</title>", f"<title>{escape(self.title)}</title>".encode(), 1)
 
 
-class _ReadOnly:
+class _ReadOnly(resource.Resource):
     """GET and HEAD only: anything else is a JSON 405 naming what is allowed."""
 
     def render(self, request: IRequest) -> Any:
@@ -309,10 +310,11 @@ class AvatarResource(_ReadOnly, resource.Resource):
 _GZIPPED = {".js", ".css", ".svg", ".json", ".html", ".txt", ".map"}
 
 
-class StaticFiles(_ReadOnly, static.File):
+# Twisted's File inherits "children" from Resource and from AbstractFilePath, typed differently
+class StaticFiles(_ReadOnly, static.File):  # type: ignore[misc]
     """The package's files: no directory listings, JSON 404s, caching headers by kind of file."""
 
-    childNotFound = _NotFound()
+    childNotFound = _NotFound()  # type: ignore[assignment]  # File types it as its own 404 class
     indexNames: list[str] = []
 
     def has(self, name: bytes) -> bool:

@@ -38,7 +38,9 @@ from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet import defer
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from master.data.base import Kind
@@ -46,6 +48,7 @@ from master.data.connector import DataAPI
 from master.data.events import Event, Key, PatternIndex, TooOld, key_matches, split_key
 from master.data.types import INT64_MAX
 from master.www.auth import Authenticator, AuthError
+from master.www.transport import connection
 
 log = Logger()
 
@@ -80,11 +83,11 @@ class LiveProtocol(WebSocketServerProtocol):
 
     def connectionMade(self) -> None:  # noqa: N802 (Twisted's name)
         """Count the connection against its client address (before the handshake: a refusal must be cheap)."""
-        self.peer_host = getattr(self.transport.getPeer(), "host", None)
+        self.peer_host = getattr(connection(self).getPeer(), "host", None)
         self.factory.per_host[self.peer_host] = self.factory.per_host.get(self.peer_host, 0) + 1
         super().connectionMade()
 
-    def connectionLost(self, reason: Any) -> None:  # noqa: N802
+    def connectionLost(self, reason: Failure = connectionDone) -> None:  # noqa: N802
         """Stop counting the connection."""
         count = self.factory.per_host.get(self.peer_host, 0) - 1
         if count > 0:
@@ -112,8 +115,8 @@ class LiveProtocol(WebSocketServerProtocol):
         """Join the fan-out and watch the socket's buffer."""
         if getattr(self.transport, "producer", None) is not None:
             # the HTTP channel that carried the upgrade registered itself; it is done with the socket
-            self.transport.unregisterProducer()
-        self.transport.registerProducer(self, True)
+            connection(self).unregisterProducer()
+        connection(self).registerProducer(self, True)
         # events are small and must go out at once, not wait for the peer's delayed ACK (Nagle)
         set_no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if set_no_delay is not None:
@@ -168,13 +171,13 @@ class LiveProtocol(WebSocketServerProtocol):
 
     def _abort_if_open(self) -> None:
         if self.transport is not None and self.state != WebSocketServerProtocol.STATE_CLOSED:
-            self.transport.abortConnection()
+            connection(self).abortConnection()
 
     def _write(self, prepared: Any) -> None:
         # a prepared message is a whole frame: written as it is, it skips Autobahn's per-send
         # bookkeeping, which is most of the cost of a fan-out to many clients
         if self.state == WebSocketServerProtocol.STATE_OPEN:
-            self.transport.write(prepared.payloadHybi)
+            connection(self).write(prepared.payloadHybi)
 
     def deliver(self, pattern: Key, event: Event, prepared: Any) -> None:
         """An event for *pattern*: sent now, or held while that subscription replays the journal."""
@@ -205,7 +208,7 @@ class LiveProtocol(WebSocketServerProtocol):
             self._reply(msg_id, 400, "missing 'cmd'")
             return
         if cmd == "ping":
-            self._send({"msg": "pong", "code": 200, "_id": msg_id})
+            self._send_json({"msg": "pong", "code": 200, "_id": msg_id})
         elif cmd in ("startConsuming", "stopConsuming"):
             defer.ensureDeferred(self._consuming(cmd, frame, msg_id))
         else:
@@ -278,11 +281,12 @@ class LiveProtocol(WebSocketServerProtocol):
 
     def _reply(self, msg_id: Any, code: int, error: str | None = None) -> None:
         if error is None:
-            self._send({"msg": "OK", "code": code, "_id": msg_id})
+            self._send_json({"msg": "OK", "code": code, "_id": msg_id})
         else:
-            self._send({"error": error, "code": code, "_id": msg_id})
+            self._send_json({"error": error, "code": code, "_id": msg_id})
 
-    def _send(self, message: dict[str, Any]) -> None:
+    def _send_json(self, message: dict[str, Any]) -> None:
+        # not _send: that is Autobahn's own (it flushes its send queue), which a method of that name overrode
         if self.state == WebSocketServerProtocol.STATE_OPEN:
             self.sendMessage(orjson.dumps(message), isBinary=False)
 
@@ -308,7 +312,8 @@ class _HandshakeRequest:
 class LiveFactory(WebSocketServerFactory):
     """All live connections of one master, and the index of their subscriptions."""
 
-    protocol = LiveProtocol
+    # Twisted's Factory[P] takes protocols whose factory is typed Factory[Self]; ours says LiveFactory
+    protocol = LiveProtocol  # type: ignore[assignment]
 
     def __init__(
         self,
@@ -433,8 +438,8 @@ class LiveUpdates:
     def stop(self) -> None:
         """Stop feeding and close every connection."""
         self._remove()
-        for connection in list(self.factory.connections):
-            connection.sendClose(CLOSE_GOING_AWAY, "master stopping")
+        for live in list(self.factory.connections):
+            live.sendClose(CLOSE_GOING_AWAY, "master stopping")
 
 
 class _LimitedResource(WebSocketResource):
@@ -453,4 +458,5 @@ class _LimitedResource(WebSocketResource):
                 f" is {factory.max_connections_per_ip}; close some",
                 "code": 429,
             })
-        return super().render(request)
+        answer: bytes | int = super().render(request)  # Autobahn's render has no annotations
+        return answer

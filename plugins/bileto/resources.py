@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from master.sdk import (
     Action,
     ActionCall,
+    DataAPI,
     Endpoint,
     Field,
     Integer,
@@ -107,7 +108,7 @@ _COMMENTS_OF_TICKETS = Prepared(
 )
 
 
-async def _load_comments(data: Any, ids: list[int], spec: Any) -> dict[int, list[dict[str, Any]]]:
+async def _load_comments(data: DataAPI, ids: list[int], spec: Any) -> dict[int, list[dict[str, Any]]]:
     """Fill ``comments`` for a page of tickets in one query."""
     found: dict[int, list[dict[str, Any]]] = {ticket_id: [] for ticket_id in ids}
     for row in await data.storage.fetch_all(_COMMENTS_OF_TICKETS, {"ids": ids}):
@@ -137,7 +138,7 @@ def _author(call: ActionCall) -> str:
 
 async def _create(call: ActionCall) -> dict[str, Any]:
     values = {name: value for name, value in call.params.items() if name in TEXT_FIELDS and value is not None}
-    request_id = await call.data.updates.create_ticket(values)
+    request_id = await call.data.resource_type(Tickets).create_ticket(values)
     return await call.data.get(("tickets", str(request_id)))
 
 
@@ -145,14 +146,14 @@ async def _update(call: ActionCall) -> dict[str, Any]:
     author = _author(call)
     changes = {name: value for name, value in call.params.items() if name in TEXT_FIELDS and value is not None}
     request_id = call.args["request_id"]
-    await call.data.updates.update_ticket(request_id, changes, author)
+    await call.data.resource_type(Tickets).update_ticket(request_id, changes, author)
     return await call.data.get(("tickets", str(request_id)))
 
 
 async def _comment(call: ActionCall) -> dict[str, Any]:
     author = _author(call)
     text = call.params["text"]  # not blank: NonBlank checked it
-    commentid = await call.data.updates.add_ticket_comment(call.args["request_id"], author, text)
+    commentid = await call.data.resource_type(TicketComments).add_ticket_comment(call.args["request_id"], author, text)
     return await call.data.get(("ticket_comments", str(commentid)))
 
 

@@ -17,6 +17,7 @@ from twisted.web.iweb import IRequest
 from master.sdk import (
     Boolean,
     Collection,
+    DataAPI,
     DataError,
     Filter,
     HttpError,
@@ -48,7 +49,7 @@ MAX_BODY = 1024 * 1024
 
 
 def ticket_spec(
-    data: Any,
+    data: DataAPI,
     args: Mapping[str, Sequence[str]],
     base: Sequence[Filter] = (),
     always_active: bool = False,

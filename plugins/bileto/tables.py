@@ -25,7 +25,7 @@ class CaseInsensitiveText(sa.types.TypeDecorator):
     impl = sa.Text
     cache_ok = True
 
-    class comparator_factory(sa.Text.comparator_factory):  # noqa: N801 (SQLAlchemy's hook name)
+    class comparator_factory(sa.Text.Comparator[str]):  # noqa: N801 (SQLAlchemy's hook name)
         """The comparator turning ``like`` into ``ilike``."""
 
         def like(self, other: Any, escape: str | None = None) -> Any:

@@ -28,13 +28,14 @@ from dciauth.v2.headers import parse_headers
 from dciauth.v2.signature import is_valid
 from twisted.web.iweb import IRequest
 
-from master.sdk import User, UserStore
+from master.sdk import DataAPI, User, UserStore
 from plugins.dci.errors import DciError
+from plugins.dci.resources import Feeders, Remotecis
 
 HMAC_SCHEMES = ("DCI2-HMAC-SHA256", "AWS4-HMAC-SHA256")
 ADMIN_ROLES = {"admin", "dci-admin"}
 TEAM_ROLE_PREFIX = "dci-team:"
-CLIENT_TYPES = {"remoteci": "dci_remotecis", "feeder": "dci_feeders"}
+CLIENT_TYPES: dict[str, type[Remotecis | Feeders]] = {"remoteci": Remotecis, "feeder": Feeders}
 
 
 @dataclass
@@ -53,7 +54,7 @@ class Identity:
         return self.is_admin or team_id in self.teams
 
 
-async def authenticate(request: IRequest, body: bytes, data: Any, users: UserStore | None) -> Identity:
+async def authenticate(request: IRequest, body: bytes, data: DataAPI, users: UserStore | None) -> Identity:
     """The identity making *request*, or DciError with the DCI server's status and message."""
     header = (request.getHeader(b"authorization") or b"").decode("latin-1").strip()
     if not header:
@@ -70,7 +71,7 @@ def _bad_headers() -> DciError:
     return DciError(400, "HmacMechanism failed: bad or incomplete headers.")
 
 
-async def _hmac_identity(request: IRequest, body: bytes, data: Any) -> Identity:
+async def _hmac_identity(request: IRequest, body: bytes, data: DataAPI) -> Identity:
     headers = {
         name.decode("latin-1").lower(): values[-1].decode("latin-1")
         for name, values in request.requestHeaders.getAllRawHeaders()
@@ -84,7 +85,7 @@ async def _hmac_identity(request: IRequest, body: bytes, data: Any) -> Identity:
     client_type = parsed["client_type"]
     if client_type not in CLIENT_TYPES:
         raise DciError(401, "identity does not exists.")
-    found = await data.rtypes[CLIENT_TYPES[client_type]].credentials(parsed["client_id"])
+    found = await data.resource_type(CLIENT_TYPES[client_type]).credentials(parsed["client_id"])
     if found is None:
         raise DciError(404, f"{client_type} not found")
     entity, secret = found
@@ -109,7 +110,7 @@ async def _hmac_identity(request: IRequest, body: bytes, data: Any) -> Identity:
     return Identity(client_type, entity["id"], entity["name"], {team["id"]: team}, False, entity)
 
 
-async def _user_identity(header: str, data: Any, users: UserStore | None) -> Identity:
+async def _user_identity(header: str, data: DataAPI, users: UserStore | None) -> Identity:
     try:
         name, _, password = base64.b64decode(header.split(" ", 1)[1].strip()).decode().partition(":")
     except (ValueError, IndexError, UnicodeDecodeError):
@@ -133,5 +134,5 @@ def _user_id(name: str) -> str:
 def reader(identity: Identity, users: UserStore | None) -> User | None:
     """The ci-master user the read rules see for *identity*: the user itself, or ``dci-<kind>`` for a client."""
     if identity.kind == "user":
-        return users.user(identity.name) if users is not None else None
+        return users.user(identity.name) if users is not None and identity.name is not None else None
     return User(f"{identity.kind}:{identity.name}", frozenset({f"dci-{identity.kind}"}))

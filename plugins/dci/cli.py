@@ -19,6 +19,7 @@ from twisted.internet import defer
 
 from master.sdk import ConfigError, HttpError, StorageError, load_config, open_data
 from plugins.dci.plugin import DciPlugin
+from plugins.dci.resources import Teams
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 async def create_client(db_url: str, kind: str, name: str, team: str) -> tuple[dict[str, Any], str]:
     """Add client *name* of *kind* (``remoteci`` or ``feeder``) to *team* in *db_url*; return it and its secret."""
     async with open_data(db_url, DciPlugin()) as data:
-        team_entity = await data.updates.dci_find_or_create_team(team)
+        team_entity = await data.resource_type(Teams).dci_find_or_create_team(team)
         return await getattr(data.updates, f"dci_create_{kind}")(name, team_entity["id"])
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from master.sdk import Filter, ResultSpec
+from master.sdk import DataAPI, Filter, ResultSpec
 from plugins.dci.errors import DciError
 
 ONE = {"topic": ("dci_topics", "topic_id"), "remoteci": ("dci_remotecis", "remoteci_id"),
@@ -44,7 +44,7 @@ def parse_embed(args: Mapping[str, Sequence[str]]) -> list[str]:
     return names
 
 
-async def embed_jobs(data: Any, jobs: list[dict[str, Any]], names: Sequence[str], shape: Shape) -> None:
+async def embed_jobs(data: DataAPI, jobs: list[dict[str, Any]], names: Sequence[str], shape: Shape) -> None:
     """Put the related objects *names* into each of *jobs* (which carry their ``id`` and ``*_id`` keys)."""
     for name in names:
         if name in ONE:
@@ -55,7 +55,7 @@ async def embed_jobs(data: Any, jobs: list[dict[str, Any]], names: Sequence[str]
                 spec = ResultSpec(filters=[Filter("id", "in", wanted)], limit=len(wanted))
                 found = {entity["id"]: entity for entity in (await data.get((plural,), spec=spec)).items}
             for job in jobs:
-                entity = found.get(job.get(key))
+                entity = found.get(job.get(key) or "")
                 job[name] = shape(name, entity) if entity is not None else None
         else:
             plural, order = MANY[name]

@@ -3,7 +3,7 @@
 Every type is registered under a ``dci_`` name (``/api/v2/dci_jobs``...), so DCI data is read
 like any other through the data API, and every change is an event (``dci_jobs/<id>/update``
 when a job's status changes).  The routes (:mod:`plugins.dci.routes`) reads through
-``data.get`` and writes only through the ``data.updates.dci_*`` methods defined here.
+``data.get`` and writes only through the ``dci_*`` update methods defined here.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from sqlalchemy.sql import ColumnElement
 
 from master.sdk import (
     Boolean,
+    DataAPI,
     Endpoint,
     Field,
     FieldType,
@@ -153,6 +154,13 @@ class _DciType(ResourceType):
 
     id_field = "id"
 
+    async def written(self, entity_id: str) -> dict[str, Any]:
+        """The entity this type has just written and committed (read back with every field)."""
+        entity = await self.get_entity(entity_id)
+        if entity is None:  # deleted by another request between the commit and this read
+            raise DciError(404, f"{self.name.removeprefix('dci_')} {entity_id} was deleted meanwhile")
+        return entity
+
 
 class Teams(_DciType):
     """``/dci_teams``: the groups that own remotecis, feeders and jobs."""
@@ -187,7 +195,7 @@ class Teams(_DciType):
             return team_id, True
 
         team_id, created = await self.data.storage.transaction(work)
-        team = await self.get_entity(team_id)
+        team = await self.written(team_id)
         if created:
             await self.produce_event(team, "new")
         return team
@@ -220,7 +228,7 @@ class _Clients(_DciType):
             )
         except IntegrityError:
             raise DciError(409, f"a {self.name.removeprefix('dci_')} named {name!r} exists in this team") from None
-        entity = await self.get_entity(client_id)
+        entity = await self.written(client_id)
         await self.produce_event(entity, "new")
         return entity, secret
 
@@ -315,7 +323,7 @@ class Topics(_DciType):
             )
         except IntegrityError:
             raise DciError(409, f"a topic named {name!r} exists already") from None
-        topic = await self.get_entity(topic_id)
+        topic = await self.written(topic_id)
         await self.produce_event(topic, "new")
         return topic
 
@@ -388,7 +396,7 @@ class Components(_DciType):
                 state=state, released_at=released_at or stamp, etag=new_etag(), created_at=stamp, updated_at=stamp,
             )
         )
-        component = await self.get_entity(component_id)
+        component = await self.written(component_id)
         await self.produce_event(component, "new")
         return component
 
@@ -475,7 +483,7 @@ class Jobs(_DciType):
             raise DciError(412, "Remoteci is not active")
 
     async def _finish(self, job_id: str) -> dict[str, Any]:
-        job = await self.get_entity(job_id)
+        job = await self.written(job_id)
         await self.produce_event(job, "new")
         return job
 
@@ -582,7 +590,7 @@ class Jobs(_DciType):
             await self.data.rtypes["dci_jobstates"].produce_event(
                 await self.data.get(("dci_jobstates", added["jobstate_id"])), "new"
             )
-        job = await self.get_entity(job_id)
+        job = await self.written(job_id)
         await self.produce_event(job, "update")
         return job
 
@@ -661,7 +669,7 @@ class Jobstates(_DciType):
             )
             return jobstate_id
 
-        jobstate = await self.get_entity(await self.data.storage.transaction(work))
+        jobstate = await self.written(await self.data.storage.transaction(work))
         await self.produce_event(jobstate, "new")
         jobs = self.data.rtypes["dci_jobs"]
         await jobs.produce_event(await jobs.get_entity(job_id), "update")
@@ -674,7 +682,7 @@ class FileContentEndpoint(Endpoint):
     def __init__(self) -> None:
         super().__init__("/dci_files/s:id/content", Kind.RAW, doc="the file's content")
 
-    async def get(self, data: Any, spec: Any, args: dict[str, Any]) -> RawContent:
+    async def get(self, data: DataAPI, spec: Any, args: dict[str, Any]) -> RawContent:
         """A RawContent of the stored bytes; NotFound for an unknown file."""
         f = tables.files
         rows = await data.storage.fetch_all(
@@ -750,7 +758,7 @@ class Files(_DciType):
             )
 
         await self.data.storage.transaction(work)
-        entity = await self.get_entity(file_id)
+        entity = await self.written(file_id)
         await self.produce_event(entity, "new")
         if result_id is not None:
             results = self.data.rtypes["dci_results"]

@@ -1,7 +1,8 @@
 """The DCI API v1 routes (a Klein app mounted at ``/api/v1``) over the data API.
 
 Reads go through ``data.get`` with a ResultSpec made from DCI's list parameters; writes go
-through the ``data.updates.dci_*`` update methods.  Replies have DCI's shapes: lists as
+through the ``dci_*`` update methods, called on their resource types
+(``data.resource_type(Jobs)``).  Replies have DCI's shapes: lists as
 ``{"<plural>": [...], "_meta": {"count": N}}``, single items as ``{"<singular>": {...}}`` with
 an ``ETag`` header, errors as ``{"status_code", "message", "payload"}``.  The keys of each
 entity are those of the DCI server's replies (see ``TOPIC_KEYS``...).
@@ -52,7 +53,7 @@ from plugins.dci.embed import embed_jobs, parse_embed
 from plugins.dci.errors import DciError, error_document, malformed, not_found, unauthorized
 from plugins.dci.junit import parse_junit
 from plugins.dci.query import list_spec
-from plugins.dci.resources import JOB_STATUSES
+from plugins.dci.resources import JOB_STATUSES, Components, Files, JobKeyValues, Jobs, Jobstates, Teams, Topics
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """The largest file upload accepted (413 above)."""
@@ -156,6 +157,13 @@ class Call:
     query: dict[str, list[str]]
     body: bytes
     headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def caller(self) -> Identity:
+        """Who makes the request, on a route that needs someone (401 when nobody is authenticated)."""
+        if self.identity is None:
+            raise unauthorized()
+        return self.identity
 
     def json(self) -> Any:
         """The body as JSON (400 if it is not)."""
@@ -296,22 +304,22 @@ class DciApi(JsonApi):
     async def job_of(self, call: Call, job_id: str) -> dict[str, Any]:
         """The job, if the caller may see it (404 if missing, 401 if another team's)."""
         job = await self.one("dci_jobs", job_id, "job")
-        if not call.identity.in_team(job["team_id"]):
+        if not call.caller.in_team(job["team_id"]):
             raise unauthorized()
         return job
 
     @staticmethod
     def team_filter(call: Call, nullable: bool = False) -> tuple[Filter, ...]:
         """Restrict a list to the caller's teams (and to no team at all if *nullable*); none for admins."""
-        if call.identity.is_admin:
+        if call.caller.is_admin:
             return ()
-        values = (*call.identity.teams, *((None,) if nullable else ()))
+        values = (*call.caller.teams, *((None,) if nullable else ()))
         return (Filter("team_id", "in", values or ("",)),)
 
     @staticmethod
     def require_admin(call: Call, *kinds: str) -> None:
         """401 unless the caller is an administrator or one of *kinds*."""
-        if not (call.identity.is_admin or call.identity.kind in kinds):
+        if not (call.caller.is_admin or call.caller.kind in kinds):
             raise unauthorized()
 
 
@@ -325,7 +333,7 @@ async def _root(api: DciApi, call: Call) -> Response:
 
 @route("GET", "/identity")
 async def _identity(api: DciApi, call: Call) -> Response:
-    who = call.identity
+    who = call.caller
     return reply(200, {"identity": identity_document(who.kind, who.id, who.name, who.teams)})
 
 
@@ -352,7 +360,7 @@ async def _create_topic(api: DciApi, call: Call) -> Response:
     }, ("name",))
     body.pop("next_topic", None)
     body = {key: value for key, value in body.items() if value is not None}
-    topic = await api.data.updates.dci_create_topic(
+    topic = await api.data.resource_type(Topics).dci_create_topic(
         body.pop("name"), body.pop("component_types", []), **body
     )
     return reply(201, {"topic": only(topic, TOPIC_KEYS)}, topic["etag"])
@@ -374,7 +382,7 @@ async def _components(api: DciApi, call: Call) -> Response:
 @route("GET", "/components/{id}")
 async def _component(api: DciApi, call: Call) -> Response:
     component = await api.one("dci_components", call.args["id"], "component")
-    if component["team_id"] is not None and not call.identity.in_team(component["team_id"]):
+    if component["team_id"] is not None and not call.caller.in_team(component["team_id"]):
         raise unauthorized()
     return reply(200, {"component": only(component, COMPONENT_KEYS)}, component["etag"])
 
@@ -391,10 +399,11 @@ async def _create_component(api: DciApi, call: Call) -> Response:
     body.pop("display_name", None)
     if not name:
         raise malformed("'name' is a required property")
-    if body.get("team_id") and not call.identity.in_team(body["team_id"]):
+    if body.get("team_id") and not call.caller.in_team(body["team_id"]):
         raise unauthorized()
     values = {key: value for key, value in body.items() if value is not None}
-    component = await api.data.updates.dci_create_component(values.pop("topic_id"), name, values.pop("type"), **values)
+    components = api.data.resource_type(Components)
+    component = await components.dci_create_component(values.pop("topic_id"), name, values.pop("type"), **values)
     return reply(201, {"component": only(component, COMPONENT_KEYS)}, component["etag"])
 
 
@@ -409,21 +418,31 @@ def _created_job(job: dict[str, Any], body: dict[str, Any]) -> Response:
     return reply(201, {"job": created_job(job, body)}, job["etag"])
 
 
-def _new_job(call: Call, fields: dict[str, str], required: tuple[str, ...]) -> tuple[dict[str, Any], str | None, ...]:
+def _new_job(
+    call: Call, fields: dict[str, str], required: tuple[str, ...]
+) -> tuple[dict[str, Any], str | None, str | None]:
     """The body of a job a remoteci creates, and the client's user agent and version headers."""
     body = check_body(call.json(), fields, required)
-    if call.identity.kind != "remoteci":
+    if call.caller.kind != "remoteci":
         raise DciError(400, "Only remoteci can create job")
     agent = call.request.getHeader(b"user-agent")
     version = call.request.getHeader(b"client-version")
     return body, agent.decode("latin-1") if agent else None, version.decode("latin-1") if version else None
 
 
+def _remoteci(call: Call) -> dict[str, Any]:
+    """The remoteci entity of the caller, which :func:`_new_job` has checked is a remoteci."""
+    entity = call.caller.entity
+    if entity is None:
+        raise DciError(400, "Only remoteci can create job")
+    return entity
+
+
 @route("POST", "/jobs")
 async def _create_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, JOB_FIELDS, ("components",))
-    job = await api.data.updates.dci_create_job(
-        call.identity.entity, body.get("topic_id"), body["components"], _job_values(body), agent, version
+    job = await api.data.resource_type(Jobs).dci_create_job(
+        _remoteci(call), body.get("topic_id"), body["components"], _job_values(body), agent, version
     )
     return _created_job(job, body)
 
@@ -431,8 +450,8 @@ async def _create_job(api: DciApi, call: Call) -> Response:
 @route("POST", "/jobs/schedule")
 async def _schedule_job(api: DciApi, call: Call) -> Response:
     body, agent, version = _new_job(call, SCHEDULE_FIELDS, ("topic_id",))
-    job = await api.data.updates.dci_schedule_job(
-        call.identity.entity, body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
+    job = await api.data.resource_type(Jobs).dci_schedule_job(
+        _remoteci(call), body["topic_id"], body.get("components_ids", []), _job_values(body), agent, version
     )
     return _created_job(job, body)
 
@@ -473,7 +492,7 @@ async def _update_job(api: DciApi, call: Call) -> Response:
     etag = _if_match(call)
     body = check_body(call.json(), JOB_UPDATE_FIELDS)
     await api.job_of(call, call.args["id"])
-    job = await api.data.updates.dci_update_job(call.args["id"], etag, body)
+    job = await api.data.resource_type(Jobs).dci_update_job(call.args["id"], etag, body)
     return reply(200, {"job": only(job, JOB_KEYS)}, job["etag"])
 
 
@@ -481,7 +500,7 @@ async def _update_job(api: DciApi, call: Call) -> Response:
 async def _delete_job(api: DciApi, call: Call) -> Response:
     etag = _if_match(call)
     await api.job_of(call, call.args["id"])
-    await api.data.updates.dci_archive_job(call.args["id"], etag)
+    await api.data.resource_type(Jobs).dci_archive_job(call.args["id"], etag)
     return reply(204)
 
 
@@ -512,7 +531,7 @@ async def _job_files(api: DciApi, call: Call) -> Response:
 async def _add_kv(api: DciApi, call: Call) -> Response:
     body = check_body(call.json(), {"key": "string", "value": "number"}, ("key", "value"))
     await api.job_of(call, call.args["id"])
-    kv = await api.data.updates.dci_set_job_kv(call.args["id"], body["key"], float(body["value"]))
+    kv = await api.data.resource_type(JobKeyValues).dci_set_job_kv(call.args["id"], body["key"], float(body["value"]))
     return reply(201, {"kv": only(kv, KV_KEYS)})
 
 
@@ -529,7 +548,7 @@ async def _job_kv(api: DciApi, call: Call) -> Response:
 async def _create_jobstate(api: DciApi, call: Call) -> Response:
     body = check_body(call.json(), {"job_id": "uuid", "status": "status", "comment": "string?"}, ("job_id", "status"))
     job = await api.job_of(call, body["job_id"].lower())
-    jobstate = await api.data.updates.dci_add_jobstate(job["id"], body["status"], body.get("comment"))
+    jobstate = await api.data.resource_type(Jobstates).dci_add_jobstate(job["id"], body["status"], body.get("comment"))
     return reply(201, {"jobstate": only(jobstate, JOBSTATE_KEYS)})
 
 
@@ -568,11 +587,12 @@ async def _create_file(api: DciApi, call: Call) -> Response:
         if jobstate is None:
             raise not_found("jobstate")
         job_id = jobstate["job_id"]
+    assert job_id  # the header's (checked above), or the jobstate's
     job = await api.job_of(call, job_id.lower())
     mime = headers.get("mime")
     # the body is the file, whatever the Content-Type says: never decoded as JSON
     junit = parse_junit(call.body) if mime == "application/junit" else None
-    entity = await api.data.updates.dci_add_file(
+    entity = await api.data.resource_type(Files).dci_add_file(
         job, jobstate_id.lower() if jobstate_id else None, headers["name"], mime, call.body, junit
     )
     return reply(201, {"file": file_document(entity)})
@@ -599,7 +619,7 @@ async def _file_content(api: DciApi, call: Call) -> Response:
 
 @route("GET", "/teams")
 async def _teams(api: DciApi, call: Call) -> Response:
-    extra = () if call.identity.is_admin else (Filter("id", "in", tuple(call.identity.teams) or ("",)),)
+    extra = () if call.caller.is_admin else (Filter("id", "in", tuple(call.caller.teams) or ("",)),)
     return await api.list_of(("dci_teams",), call, "teams", TEAM_KEYS, extra=extra)
 
 
@@ -611,7 +631,7 @@ async def _create_team(api: DciApi, call: Call) -> Response:
     existing = await api.data.get("dci_teams", query={"name": [body["name"]]})
     if existing.items:
         raise DciError(409, "We are unable to create this resource. A similar resource already exists.")
-    team = await api.data.updates.dci_find_or_create_team(body["name"])
+    team = await api.data.resource_type(Teams).dci_find_or_create_team(body["name"])
     return reply(201, {"team": only(team, TEAM_KEYS)}, team["etag"])
 
 
@@ -623,7 +643,7 @@ def _client_routes(kind: str, plural: str) -> None:
 
     async def show(api: DciApi, call: Call) -> Response:
         entity = await api.one(rtype, call.args["id"], kind)
-        if not call.identity.in_team(entity["team_id"]):
+        if not call.caller.in_team(entity["team_id"]):
             raise unauthorized()
         return reply(200, {kind: only(entity, CLIENT_KEYS)}, entity["etag"])
 

@@ -7,10 +7,10 @@ aliased to another version.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from master.sdk import Filter, ResultSpec
+from master.sdk import DataAPI, Filter, ResultSpec
 from plugins.evergreen import mapping as m
 from plugins.evergreen.documents import VersionView
 
@@ -28,7 +28,7 @@ TASK_ORDER = ("buildsetid", "variant", "task_name", "taskid")
 class Reader:
     """Evergreen's objects read from a DataAPI."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: DataAPI) -> None:
         self.data = data
 
     async def _all(self, path: tuple[str, ...], filters: list[Filter], order: Sequence[str],
@@ -79,7 +79,7 @@ class Reader:
     async def views(self, project: str, projectid: int, versions: list[dict[str, Any]]) -> list[VersionView]:
         """A view of each of *versions* in *project*, with its tasks, in the order given."""
         tasks = await self.tasks([v["bsid"] for v in versions], projectid)
-        by_bsid: dict[int, list[dict[str, Any]]] = {}
+        by_bsid: dict[int, list[Mapping[str, Any]]] = {}
         for task in tasks:
             by_bsid.setdefault(task["buildsetid"], []).append(task)
         return [VersionView(project, version, by_bsid.get(version["bsid"], [])) for version in versions]

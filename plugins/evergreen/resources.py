@@ -21,6 +21,7 @@ from master.sdk import (
     Action,
     ActionCall,
     Boolean,
+    DataAPI,
     DateTime,
     Endpoint,
     Field,
@@ -109,7 +110,7 @@ def _tasks_source() -> Any:
     return br.join(b, b.c.id == br.c.builderid).outerjoin(latest, latest.c.id == newest.scalar_subquery())
 
 
-async def _expected_durations(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, int]:
+async def _expected_durations(data: DataAPI, ids: list[Any], spec: Any) -> Mapping[Any, int]:
     """Per task: the mean duration (ns) of its builder's last successful builds, 0 without any."""
     rows = await data.storage.fetch_all(_BUILDER_OF, {"ids": ids})
     builder_of = {row["id"]: row["builderid"] for row in rows}
@@ -220,7 +221,7 @@ def _in_project(bind: Any) -> Any:
 
 
 async def _set_activation(call: ActionCall) -> list[int]:
-    return await call.data.updates.set_evergreen_activation(
+    return await call.data.resource_type(EvergreenVersions).set_evergreen_activation(
         call.args["bsid"], call.params["activated"], call.params["projectid"]
     )
 

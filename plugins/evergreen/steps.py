@@ -13,7 +13,7 @@ from typing import Any
 
 from master.sdk import CANCELLED, FAILURE, SUCCESS, Command, CommandResult, ShellCommand, StepLog
 from plugins.evergreen.junit import JUnitError, parse_junit
-from plugins.evergreen.resources import TIMEOUT_PROPERTY
+from plugins.evergreen.resources import TIMEOUT_PROPERTY, EvergreenTestResults
 
 
 class TaskCommand(ShellCommand):
@@ -66,7 +66,8 @@ class TestResults(ShellCommand):
             self.descriptionDone = f"no test results: {e}"
             return FAILURE
         logid = self.logs[0].logid if self.logs else None
-        await self.data.updates.add_evergreen_test_results(self.build.buildid, self.stepid, logid, parsed)
+        store = self.data.resource_type(EvergreenTestResults)
+        await store.add_evergreen_test_results(self.build.id, self.id, logid, parsed)
         failed = sum(1 for result in parsed if result["status"] == "fail")
         self.descriptionDone = self.descriptionDone or f"{len(parsed)} tests, {failed} failed"
         return SUCCESS

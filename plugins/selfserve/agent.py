@@ -24,8 +24,9 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from master.sdk import DataError, StorageError, now
+from master.sdk import DataAPI, DataError, StorageError, now
 from plugins.selfserve import queries
+from plugins.selfserve.resources import SelfServeJobs
 
 log = Logger()
 
@@ -42,7 +43,7 @@ class SelfServeAgent(service.Service):
 
     name = "selfserve-agent"
 
-    def __init__(self, data: Any, poll_interval: float = 5.0, claim_timeout: float = 600.0) -> None:
+    def __init__(self, data: DataAPI, poll_interval: float = 5.0, claim_timeout: float = 600.0) -> None:
         self.data = data
         self.poll_interval = poll_interval
         self.claim_timeout = claim_timeout
@@ -84,8 +85,13 @@ class SelfServeAgent(service.Service):
         running, self._again = self._draining, False
         if running is None:
             return defer.succeed(None)
-        waiter: defer.Deferred = defer.Deferred()
-        running.addBoth(lambda result: waiter.callback(None) or result)
+        waiter: defer.Deferred[None] = defer.Deferred()
+
+        def wake(result: object) -> object:
+            waiter.callback(None)
+            return result
+
+        running.addBoth(wake)
         return waiter
 
     @property
@@ -124,7 +130,7 @@ class SelfServeAgent(service.Service):
                 if not self.running:
                     return
                 stale = now() - int(self.claim_timeout)
-                if await self.data.updates.claim_selfserve_job(job["jobid"], self.agent_id, stale):
+                if await self.data.resource_type(SelfServeJobs).claim_selfserve_job(job["jobid"], self.agent_id, stale):
                     await self.run_job(job)
                     ran = True
             if not ran and not self._again:
@@ -145,7 +151,7 @@ class SelfServeAgent(service.Service):
         except Exception as e:  # a fault of ours: the job says so, the log has the traceback
             log.failure("self-serve job {jobid} failed", jobid=job["jobid"])
             msg, details, errors = f"internal error: {type(e).__name__}", {}, True
-        await self.data.updates.complete_selfserve_job(job["jobid"], errors, msg, **details)
+        await self.data.resource_type(SelfServeJobs).complete_selfserve_job(job["jobid"], errors, msg, **details)
 
     async def _reprioritize(self, what: dict[str, Any], who: str) -> tuple[str, dict[str, Any]]:
         brid, priority = what["brid"], what["priority"]
@@ -168,7 +174,7 @@ class SelfServeAgent(service.Service):
         buildset = await self.data.get(("buildsets", str(request["buildsetid"])), query={"property": ["*"]})
         properties = {name: (value, source) for name, (value, source) in (buildset["properties"] or {}).items()}
         properties["owner"] = (who, SOURCE)
-        new = []
+        new: list[int] = []
         for _ in range(count):
             _bsid, brids = await self.data.updates.add_buildset(
                 "selfserve", [ss["ssid"] for ss in buildset["sourcestamps"]], reason, properties,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
-from master.sdk import Collection, InvalidQuery
+from master.sdk import Collection, DataAPI, InvalidQuery
 from plugins.selfserve.resources import REVISION_PREFIX
 
 PAGE = 500
@@ -24,12 +24,12 @@ REQUEST_FIELDS = (
 )
 
 
-async def find_branch(data: Any, name: str) -> dict[str, Any] | None:
+async def find_branch(data: DataAPI, name: str) -> dict[str, Any] | None:
     """The branch *name* (``{name, kind, repository}``), or None."""
     return await first(data, "selfservebranches", name=name)
 
 
-async def first(data: Any, path: str | Sequence[str], **filters: str) -> dict[str, Any] | None:
+async def first(data: DataAPI, path: str | Sequence[str], **filters: str) -> dict[str, Any] | None:
     """The first entity of a collection with fields equal to *filters* (names need not be identifiers).
 
     None also when a value cannot be one of the field's (an id beyond 64 bits, a NUL in a name):
@@ -42,7 +42,7 @@ async def first(data: Any, path: str | Sequence[str], **filters: str) -> dict[st
     return found.items[0] if found.items else None
 
 
-async def all_pages(data: Any, path: str | Sequence[str], query: Mapping[str, list[str]]) -> AsyncIterator[dict]:
+async def all_pages(data: DataAPI, path: str | Sequence[str], query: Mapping[str, list[str]]) -> AsyncIterator[dict]:
     """Every entity of a collection matching *query*, read a page at a time."""
     offset = 0
     while True:
@@ -54,7 +54,7 @@ async def all_pages(data: Any, path: str | Sequence[str], query: Mapping[str, li
             return
 
 
-async def branch_builders(data: Any, branch: dict[str, Any]) -> list[dict[str, Any]]:
+async def branch_builders(data: DataAPI, branch: dict[str, Any]) -> list[dict[str, Any]]:
     """The builders of a branch: a project's builders, else (a branch of changes) every builder."""
     path: tuple[str, ...] = ("builders",)
     if branch["kind"] == "project":
@@ -81,7 +81,7 @@ def request_object(entity: Mapping[str, Any], branch: str, detailed: bool = Fals
     return _request(entity, branch, detailed)
 
 
-async def build_objects(data: Any, builds: list[dict[str, Any]], branch: str, detailed: bool = False) -> list[dict]:
+async def build_objects(data: DataAPI, builds: list[dict[str, Any]], branch: str, detailed: bool = False) -> list[dict]:
     """BuildAPI's build objects for *builds* (entities of ``selfservebuilds``), their requests read in one query."""
     brids = sorted({build["request_id"] for build in builds})
     requests: dict[int, dict[str, Any]] = {}
@@ -113,13 +113,13 @@ def revision_query(branch: str, revision: str) -> dict[str, list[str]]:
     return {"branch": [branch], "short_revision": [revision[:REVISION_PREFIX]]}
 
 
-async def builds_at_revision(data: Any, branch: str, revision: str, **filters: str) -> list[dict[str, Any]]:
+async def builds_at_revision(data: DataAPI, branch: str, revision: str, **filters: str) -> list[dict[str, Any]]:
     """The builds on *branch* at *revision*, oldest first (extra *filters* such as ``complete="false"``)."""
     query = {**revision_query(branch, revision), "order": ["build_id"], **{k: [v] for k, v in filters.items()}}
     return [build async for build in all_pages(data, "selfservebuilds", query)]
 
 
-async def requests_at_revision(data: Any, branch: str, revision: str, **filters: str) -> list[dict[str, Any]]:
+async def requests_at_revision(data: DataAPI, branch: str, revision: str, **filters: str) -> list[dict[str, Any]]:
     """The requests on *branch* at *revision*, oldest first."""
     query = {**revision_query(branch, revision), "order": ["request_id"], **{k: [v] for k, v in filters.items()}}
     return [request async for request in all_pages(data, "selfserverequests", query)]
@@ -131,7 +131,7 @@ def on_branch(sourcestamp: Mapping[str, Any], branch: str) -> bool:
     return sourcestamp.get("project") == branch or name == branch or name.endswith("/" + branch)
 
 
-async def sourcestamp_for(data: Any, branch: dict[str, Any], revision: str) -> dict[str, Any]:
+async def sourcestamp_for(data: DataAPI, branch: dict[str, Any], revision: str) -> dict[str, Any]:
     """The source stamp to build *revision* of *branch*: the newest known one, else one made from the branch.
 
     Known source stamps are found by a ``contains`` filter on the revision in SQL; the few

@@ -23,6 +23,7 @@ import html
 import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from weakref import WeakKeyDictionary
 
 from twisted.logger import Logger
 from twisted.web import resource
@@ -33,6 +34,7 @@ from master.sdk import RETRY, SUCCESS, AuthError, HttpError, JsonApi, PluginCont
 from plugins.selfserve import queries
 from plugins.selfserve.access import check_read, requester
 from plugins.selfserve.documents import job_object, page
+from plugins.selfserve.resources import SelfServeJobs
 
 log = Logger()
 
@@ -74,6 +76,10 @@ ROUTES = [
 
 
 # -- parameters and formats -------------------------------------------------------------------------
+
+
+_FORM_ARGS: WeakKeyDictionary[IRequest, dict[str, list[str]]] = WeakKeyDictionary()
+"""The form arguments of each request being answered, parsed once by the dispatcher."""
 
 
 def query_args(request: IRequest) -> dict[str, list[str]]:
@@ -170,7 +176,7 @@ class SelfServeFront(resource.Resource):
             request.setHeader(b"Location", target + (b"?" + query if query else b""))
             return b""
         args = form_args(request)
-        request.selfserve_args = args
+        _FORM_ARGS[request] = args
         # _method only on a POST, as BuildAPI's HTML forms use it: on a GET it would let a
         # cross-site link (which carries the session cookie) change state
         override = query_args(request).get("_method") or args.get("_method")
@@ -270,7 +276,7 @@ class SelfServeWeb(JsonApi):
         if agent is None or not agent.accepting:
             raise HttpError(503, "Couldn't send the job to the self-serve agent: it is not running; try again later")
         try:
-            jobid = await self.data.updates.add_selfserve_job(action, who, what)
+            jobid = await self.data.resource_type(SelfServeJobs).add_selfserve_job(action, who, what)
         except StorageError as e:
             log.warn("self-serve: cannot record a job: {e}", e=e)
             raise HttpError(503, "Couldn't create the job record; try again later") from None
@@ -313,7 +319,7 @@ class SelfServeWeb(JsonApi):
     async def jobs(self, request: IRequest) -> bytes:
         """Past job requests, newest first."""
         self.check_read(request, "selfservejobs")
-        args = request.selfserve_args
+        args = _FORM_ARGS[request]
         num = integer(one(args, "num"), "Bad num", default=100, minimum=0)
         offset = integer(one(args, "offset"), "Bad offset", default=0, minimum=0)
         query = {"order": ["-when", "-jobid"], "limit": [str(min(num, self.data.limits.maximum))],
@@ -339,7 +345,7 @@ class SelfServeWeb(JsonApi):
         """The builds started on the branch on one day (UTC)."""
         self.check_read(request, "selfservebuilds")
         await self.branch(branch)
-        date = one(request.selfserve_args, "date")
+        date = one(_FORM_ARGS[request], "date")
         try:
             day = datetime.date.fromisoformat(date) if date else datetime.datetime.now(datetime.UTC).date()
         except ValueError:
@@ -365,7 +371,7 @@ class SelfServeWeb(JsonApi):
         """``{"builds", "running", "pending"}`` that *user* asked for on the branch."""
         self.check_read(request, "selfservebuilds")
         await self.branch(branch)
-        num = integer(one(request.selfserve_args, "num"), "Bad num", default=100, minimum=0)
+        num = integer(one(_FORM_ARGS[request], "num"), "Bad num", default=100, minimum=0)
         owned = {"branch": [branch], "owner": [user]}
         done = await self.data.get("selfservebuilds", query={
             **owned, "complete": ["true"], "order": ["-build_id"], "limit": [str(min(num, self.data.limits.maximum))],
@@ -425,7 +431,7 @@ class SelfServeWeb(JsonApi):
         """Queue a rebuild of the build or request named by parameter *param* (``count`` times, at ``priority``)."""
         who = self.user(request, action)
         await self.branch(branch)
-        args = request.selfserve_args
+        args = _FORM_ARGS[request]
         number = integer(one(args, param), f"Bad {param}")
         priority = integer(one(args, "priority"), "Bad priority", default=0)
         count = integer(one(args, "count"), "Bad count", default=1, minimum=1)
@@ -450,7 +456,7 @@ class SelfServeWeb(JsonApi):
         who = self.user(request, "reprioritize")
         await self.branch(branch)
         brid = integer(request_id, "Bad request_id")
-        priority = integer(one(request.selfserve_args, "priority"), "Bad priority")
+        priority = integer(one(_FORM_ARGS[request], "priority"), "Bad priority")
         found = await self.request_on(branch, brid)
         if found["complete"]:
             raise HttpError(400, "Request already complete")
@@ -506,7 +512,7 @@ class SelfServeWeb(JsonApi):
         self.check_read(request, "selfservebuilds")
         await self.branch(branch)
         try:
-            delay = int(one(request.selfserve_args, "stableDelay") or STABLE_DELAY)
+            delay = int(one(_FORM_ARGS[request], "stableDelay") or STABLE_DELAY)
         except ValueError:
             delay = STABLE_DELAY
         builds = await queries.builds_at_revision(self.data, branch, revision)
@@ -534,7 +540,7 @@ class SelfServeWeb(JsonApi):
     async def _new_kind(self, request: IRequest, branch: str, revision: str, action: str) -> bytes:
         who = self.user(request, action)
         await self.branch(branch)
-        priority = integer(one(request.selfserve_args, "priority"), "Bad priority", default=0)
+        priority = integer(one(_FORM_ARGS[request], "priority"), "Bad priority", default=0)
         return await self.submit(request, action, who, {"branch": branch, "revision": revision, "priority": priority})
 
     @app.route("/<branch>/builders/<builder_name>/<revision>", methods=["POST"])
@@ -543,7 +549,7 @@ class SelfServeWeb(JsonApi):
         """Queue a build of one builder at the revision."""
         who = self.user(request, "new_build_for_builder")
         found = await self.branch(branch)
-        args = request.selfserve_args
+        args = _FORM_ARGS[request]
         priority = integer(one(args, "priority"), "Bad priority", default=0)
         properties = json_param(one(args, "properties"), dict, {})
         files = json_param(one(args, "files"), list, [])

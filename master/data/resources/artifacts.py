@@ -19,16 +19,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.sql import ColumnElement
 from twisted.internet import threads
 
-from master.data.base import Endpoint, Field, Kind, RawContent, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, RawContent, ResourceType, update_method
 from master.data.errors import NotFound
 from master.data.resources.common import now
 from master.data.resources.steps import build_arg_columns, build_id_of, build_paths
 from master.data.resultspec import ResultSpec
 from master.data.types import DateTime, Integer, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError
+from master.db.interfaces import IntegrityError, ITransaction
 
 if TYPE_CHECKING:
     from master.data.connector import DataAPI
@@ -141,7 +142,7 @@ class Artifacts(ResourceType):
     id_field = "artifactid"
     event_paths = ("builds/:buildid/artifacts/:artifactid", "artifacts/:artifactid")
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of artifacts."""
         fields = {
             "artifactid": Field(Integer(), t.c.id, "the artifact's id"),
@@ -161,17 +162,17 @@ class Artifacts(ResourceType):
             Endpoint("/builds/n:buildid/artifacts/s:name"),
         ]
         for prefix, builder in build_paths()[1:]:
-            columns = build_arg_columns(builder, lambda builder=builder: t.c.buildid == build_id_of(builder))
+
+            def condition(builder: str | None = builder) -> ColumnElement[bool]:
+                return t.c.buildid == build_id_of(builder)
+
+            columns = build_arg_columns(builder, condition)
             endpoints += [
                 Endpoint(f"{prefix}/artifacts", Kind.COLLECTION, arg_columns=columns),
                 Endpoint(f"{prefix}/artifacts/s:name", arg_columns=columns),
             ]
         endpoints += [ArtifactRawEndpoint(e.pattern) for e in endpoints if e.kind is Kind.SINGLE]
         return t, fields, endpoints, {}
-
-    def endpoint_at(self, pattern: str) -> Endpoint:
-        """The endpoint registered at *pattern*."""
-        return next(endpoint for endpoint in self.endpoints if endpoint.pattern == pattern)
 
     @update_method
     async def add_artifact(
@@ -186,7 +187,7 @@ class Artifacts(ResourceType):
         values = {"stepid": stepid, "size": size, "sha256": sha256, "masterid": masterid, "created_at": now(),
                   "content_type": content_type or content_type_of(name)}
 
-        async def work(txn: Any) -> tuple[int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, bool]:
             if not await txn.fetch_all(sa.select(schema.builds.c.id).where(schema.builds.c.id == buildid)):
                 raise NotFound(f"no build {buildid}")
             rows = await txn.fetch_all(sa.select(t.c.id).where(t.c.buildid == buildid, t.c.name == name))

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.resources.common import list_loader
 from master.data.types import Integer, List, NoneOk, String
 from master.db import schema
+from master.db.interfaces import ITransaction
 
 b = schema.builders
 
@@ -30,7 +32,7 @@ class Builders(ResourceType):
     id_field = "builderid"
     event_paths = ("builders/:builderid",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints and loaders of builders."""
         fields = {
             "builderid": Field(Integer(), b.c.id, "the builder's id"),
@@ -71,7 +73,7 @@ class Builders(ResourceType):
         self,
         name: str,
         description: str | None = None,
-        tags: list[str] = (),
+        tags: Sequence[str] = (),
         projectid: int | None = None,
         description_format: str | None = None,
         description_html: str | None = None,
@@ -84,7 +86,7 @@ class Builders(ResourceType):
             "projectid": projectid,
         }
 
-        async def work(txn: Any) -> tuple[int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, bool]:
             rows = await txn.fetch_all(sa.select(b.c.id).where(b.c.name == name))
             if rows:
                 builderid = rows[0]["id"]
@@ -108,7 +110,7 @@ class Builders(ResourceType):
         table = schema.builder_masters
         wanted = set(builderids)
 
-        async def work(txn: Any) -> set[int]:
+        async def work(txn: ITransaction) -> set[int]:
             rows = await txn.fetch_all(sa.select(table.c.builderid).where(table.c.masterid == masterid))
             present = {row["builderid"] for row in rows}
             gone = present - wanted

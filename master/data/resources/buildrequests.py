@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import Conflict
 from master.data.resources.common import now, properties_loader
 from master.data.resources.livecache import LiveEntities
@@ -78,10 +78,11 @@ async def _cancel(call: ActionCall) -> None:
 async def _set_priority(call: ActionCall) -> dict[str, Any]:
     brid = call.args["buildrequestid"]
     if not await call.data.updates.set_buildrequest_priority(brid, call.params["priority"]):
-        entity = await call.data.get(("buildrequests", str(brid)))
-        state = "complete" if entity["complete"] else "claimed"
+        current = await call.data.get(("buildrequests", str(brid)))
+        state = "complete" if current["complete"] else "claimed"
         raise Conflict(f"build request {brid} is already {state}: only a pending request can be reprioritized")
-    return await call.data.get(("buildrequests", str(brid)))
+    entity: dict[str, Any] = await call.data.get(("buildrequests", str(brid)))
+    return entity
 
 
 class BuildRequests(ResourceType):
@@ -97,7 +98,7 @@ class BuildRequests(ResourceType):
         "builders/:builderid/buildrequests/:buildrequestid",
     )
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints, actions and loaders of build requests."""
         fields = {
             "buildrequestid": Field(Integer(), t.c.id, "the request's id"),
@@ -182,16 +183,18 @@ class BuildRequests(ResourceType):
             .returning(t.c.id)
         )
         claimed = sorted(row["id"] for row in rows)
-        known = []
+        known: list[dict[str, Any]] = []  # the claimed entities, when the pending ones were all at hand
         for brid in claimed:
             entity = (pending or {}).get(brid)
             if entity is None or entity.get("claimed") or entity.get("complete"):
-                known = None
                 break
-            known.append(self.live.put(brid, {
+            cached = self.live.put(brid, {
                 **entity, "claimed": True, "claimed_at": claimed_at, "claimed_by_masterid": masterid,
-            }))
-        if known is None or None in known:
+            })
+            if cached is None:  # the live cache is off
+                break
+            known.append(cached)
+        if len(known) < len(claimed):
             await self._publish(claimed, "claimed")
         else:
             for entity in known:

@@ -8,13 +8,14 @@ from typing import Any
 import orjson
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import Conflict
 from master.data.resources.common import boolean_filter, dumps, now, properties_loader
 from master.data.resources.livecache import LiveEntities
+from master.data.resources.properties import Properties
 from master.data.types import Boolean, DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError, Prepared
+from master.db.interfaces import IntegrityError, ITransaction, Prepared
 
 t = schema.builds
 PROPERTY = ("property",)
@@ -70,11 +71,12 @@ def engine_of(call: ActionCall) -> Any:
 
 async def _stop(call: ActionCall) -> None:
     # Buildbot answers null, also for a build that has finished already
-    await engine_of(call).stop_build(call.entity["buildid"], call.params["reason"])
+    await engine_of(call).stop_build(call.target["buildid"], call.params["reason"])
 
 
 async def _rebuild(call: ActionCall) -> list[Any]:
-    return await engine_of(call).rebuild(call.entity["buildid"], call.params["reason"])
+    rebuilt: list[Any] = await engine_of(call).rebuild(call.target["buildid"], call.params["reason"])
+    return rebuilt
 
 
 def _actions() -> list[Action]:
@@ -135,7 +137,7 @@ class Builds(ResourceType):
         "workers/:workerid/builds/:buildid",
     )
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints and loaders of builds."""
         fields = {
             "buildid": Field(Integer(), t.c.id, "the build's id"),
@@ -203,7 +205,7 @@ class Builds(ResourceType):
         """
         started_at = now()
 
-        async def work(txn: Any) -> tuple[int, int, dict[str, tuple[Any, str]]]:
+        async def work(txn: ITransaction) -> tuple[int, int, dict[str, tuple[Any, str]]]:
             rows = await txn.fetch_all(_LAST_NUMBER, {"builderid": builderid})
             number = rows[0]["last"] + 1
             inserted = await txn.fetch_all(_INSERT_BUILD, {
@@ -252,7 +254,7 @@ class Builds(ResourceType):
         await self.data.storage.transaction(lambda txn: self._write_properties(txn, buildid, properties))
         await self._publish_properties(buildid, properties)
 
-    async def _write_properties(self, txn: Any, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
+    async def _write_properties(self, txn: ITransaction, buildid: int, properties: dict[str, tuple[Any, str]]) -> None:
         """Write properties of a build in transaction *txn* (see :meth:`set_build_properties`)."""
         rows = [
             {"buildid": buildid, "name": name, "value": dumps(value), "source": source}
@@ -275,7 +277,7 @@ class Builds(ResourceType):
         await self._publish(buildid, self.live.update(buildid), "update")
         # the build page's Properties tab follows builds/B/properties/*
         properties_type = self.data.rtypes.get("properties")
-        if properties_type is not None:
+        if isinstance(properties_type, Properties):
             await properties_type.produce_build_properties(
                 buildid, {name: [value, source] for name, (value, source) in properties.items()}
             )
@@ -322,7 +324,7 @@ class Builds(ResourceType):
         old = sa.select(t.c.id).where(t.c.complete_at < when).order_by(t.c.id).limit(batch)
         while True:
 
-            async def work(txn: Any) -> int:
+            async def work(txn: ITransaction) -> int:
                 ids = [row["id"] for row in await txn.fetch_all(old)]
                 if ids:
                     await txn.execute(sa.delete(t).where(t.c.id.in_(ids)))

@@ -7,13 +7,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.resources.common import dumps, now, properties_loader
 from master.data.resources.livecache import LiveEntities
 from master.data.resources.sourcestamps import find_or_insert, sourcestamps_loader, ss_values
 from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
 from master.db import schema
-from master.db.interfaces import Prepared
+from master.db.interfaces import ITransaction, Prepared
 from master.results import worst_result
 
 t = schema.buildsets
@@ -57,7 +57,7 @@ class Buildsets(ResourceType):
     id_field = "bsid"
     event_paths = ("buildsets/:bsid",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints and loaders of buildsets."""
         bss, ss = schema.buildset_sourcestamps, schema.sourcestamps
         fields = {
@@ -121,7 +121,7 @@ class Buildsets(ResourceType):
         dialect = self.data.storage.dialect_name
         submitted_at = now()
 
-        async def work(txn: Any) -> tuple[int, dict[int, int], list[int]]:
+        async def work(txn: ITransaction) -> tuple[int, dict[int, int], list[int]]:
             ssids: list[int] = []
             created: list[int] = []
             for entry in wanted:
@@ -175,7 +175,7 @@ class Buildsets(ResourceType):
         not yet complete, so when several masters get here at once exactly one completes it
         (on PostgreSQL the others wait for its row lock, then find it complete).
         """
-        async def work(txn: Any) -> dict[str, Any] | None:
+        async def work(txn: ITransaction) -> dict[str, Any] | None:
             rows = await txn.fetch_all(_REQUEST_RESULTS, {"bsid": bsid})
             if any(not row["complete"] for row in rows):
                 return None

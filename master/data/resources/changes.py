@@ -6,11 +6,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.resources.common import dumps, list_loader, now, properties_loader
 from master.data.resources.sourcestamps import find_or_insert, sourcestamps_loader, ss_values
 from master.data.types import DateTime, Integer, JsonObject, List, NonBlank, NoneOk, String
 from master.db import schema
+from master.db.interfaces import ITransaction
 
 t = schema.changes
 
@@ -41,7 +42,7 @@ def _of_builder_build(bind: Any) -> Any:
     # the builder and the number name one build together: this condition binds both and
     # the number's own condition is always true
     b = schema.builds
-    number = sa.bindparam("arg_number")
+    number: sa.BindParameter[Any] = sa.bindparam("arg_number")
     return t.c.sourcestampid.in_(_sourcestamps_of_builds(b.c.builderid == bind, b.c.number == number))
 
 
@@ -85,7 +86,7 @@ class Changes(ResourceType):
     id_field = "changeid"
     event_paths = ("changes/:changeid",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints and loaders of changes."""
         ss = schema.sourcestamps
         fields = {
@@ -157,7 +158,7 @@ class Changes(ResourceType):
         when = now() if when_timestamp is None else int(when_timestamp)
         dialect = self.data.storage.dialect_name
 
-        async def work(txn: Any) -> tuple[int, int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, int, bool]:
             ssid, created = await find_or_insert(txn, dialect, values)
             parent = await txn.fetch_all(
                 sa.select(sa.func.max(t.c.id).label("id")).where(

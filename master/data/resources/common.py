@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy as sa
@@ -13,9 +13,13 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from master.data.base import Loader
+from master.data.base import InlineLoader, Loader
 from master.data.types import INT64_MAX
 from master.db.interfaces import Prepared
+
+if TYPE_CHECKING:
+    from master.data.connector import DataAPI
+    from master.data.resultspec import ResultSpec
 
 
 def now() -> int:
@@ -28,14 +32,14 @@ def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def boolean_filter(when_true: Callable[[], ColumnElement]) -> Callable[[str, tuple[Any, ...]], ColumnElement]:
+def boolean_filter(when_true: Callable[[], ColumnElement[Any]]) -> Callable[[str, tuple[Any, ...]], ColumnElement[Any]]:
     """The ``filter_sql`` of a computed boolean field: ``field=true/false`` as *when_true()* or its negation.
 
     Used where the plain comparison ``expression = true`` would not use an index (``complete_at IS
     NOT NULL``) or is not a column at all (an EXISTS).
     """
 
-    def make(op: str, values: tuple[Any, ...]) -> ColumnElement:
+    def make(op: str, values: tuple[Any, ...]) -> ColumnElement[Any]:
         wanted = set(values) if op in ("eq", "in") else {True, False} - set(values)
         if wanted == {True}:
             return when_true()
@@ -47,40 +51,49 @@ def boolean_filter(when_true: Callable[[], ColumnElement]) -> Callable[[str, tup
 
 
 def list_loader(
-    key: str, table_key: ColumnElement, value: ColumnElement, order: ColumnElement | None = None
+    key: str, table_key: ColumnElement[Any], value: ColumnElement[Any], order: ColumnElement[Any] | None = None
 ) -> Loader:
     """A loader giving each id the list of *value* in rows where *table_key* is that id."""
+    return _ListLoader(key, table_key, value, order)
 
-    def build() -> sa.Select:
-        query = sa.select(table_key.label("owner"), value.label("value")).where(
-            table_key.in_(sa.bindparam("ids", expanding=True))
+
+class _ListLoader(InlineLoader):
+    """:func:`list_loader`'s loader: a query per page of ids, or a column of the page's own query."""
+
+    def __init__(
+        self, key: str, table_key: ColumnElement[Any], value: ColumnElement[Any], order: ColumnElement[Any] | None
+    ) -> None:
+        self.table_key = table_key
+        self.value = value
+        self.order = order if order is not None else value
+        self.prepared = Prepared(("list-loader", key), self.build)
+
+    def build(self) -> sa.Select[Any]:
+        """The query of every page: (owner, value) rows of the ids bound as ``ids``."""
+        query = sa.select(self.table_key.label("owner"), self.value.label("value")).where(
+            self.table_key.in_(sa.bindparam("ids", expanding=True))
         )
-        return query.order_by(order if order is not None else value)
+        return query.order_by(self.order)
 
-    prepared = Prepared(("list-loader", key), build)
-
-    async def load(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, Any]:
+    async def __call__(self, data: DataAPI, ids: list[Any], spec: ResultSpec) -> Mapping[Any, Any]:
+        """Load the lists of a page of ids."""
         found: dict[Any, list[Any]] = defaultdict(list)
-        for row in await data.storage.fetch_all(prepared, {"ids": ids}):
+        for row in await data.storage.fetch_all(self.prepared, {"ids": ids}):
             found[row["owner"]].append(row["value"])
         return {entity_id: found.get(entity_id, []) for entity_id in ids}
 
-    def inline(owner: ColumnElement) -> ColumnElement:
+    def inline(self, owner: ColumnElement[Any]) -> ColumnElement[Any]:
         """The same lists as a column of the page's own query: an array per row (see master.data.query)."""
-        sort_key = order if order is not None else value
-        listed = sa.select(value.label("value"), sort_key.label("sort_key"))
+        listed = sa.select(self.value.label("value"), self.order.label("sort_key"))
         # the LIMIT keeps SQLite from dropping the ORDER BY of a subquery that only feeds an aggregate
-        listed = listed.where(table_key == owner).correlate(owner.table)
-        listed = listed.order_by(listed.selected_columns.sort_key).limit(INT64_MAX).subquery("listed")
-        as_json = sa.select(JsonList(listed.c.value, listed.c.sort_key)).select_from(listed).scalar_subquery()
-        ordered = sa.select(value).where(table_key == owner).correlate(owner.table).order_by(sort_key)
+        listed = listed.where(self.table_key == owner).correlate(owner.table)
+        subquery = listed.order_by(listed.selected_columns.sort_key).limit(INT64_MAX).subquery("listed")
+        as_json = sa.select(JsonList(subquery.c.value, subquery.c.sort_key)).select_from(subquery).scalar_subquery()
+        ordered = sa.select(self.value).where(self.table_key == owner).correlate(owner.table).order_by(self.order)
         return ListColumn(as_json, ordered)
 
-    load.inline = inline
-    return load
 
-
-class JsonList(FunctionElement):
+class JsonList(FunctionElement[Any]):
     """``JsonList(value, sort_key)``: the aggregate JSON array of *value* in *sort_key* order.
 
     SQLite's ``json_group_array`` (``[]`` over no rows) takes the rows in the order of the
@@ -125,15 +138,15 @@ def _list_column(element: ListColumn, compiler: Any, **kw: Any) -> str:
     return result
 
 
-def properties_loader(key: str, table: sa.Table, owner: str, option: str | None = "property") -> Loader:
+def properties_loader(key: str, table: sa.FromClause, owner: str, option: str | None = "property") -> Loader:
     """A loader of ``{name: [value, source]}`` property dicts.
 
     With *option* set, properties are loaded only when the query asks for them with
     ``property=name`` (repeatable; ``*`` for all), as in Buildbot; otherwise ``{}``.
     """
 
-    def build(filtered: bool) -> Callable[[], sa.Select]:
-        def make() -> sa.Select:
+    def build(filtered: bool) -> Callable[[], sa.Select[Any]]:
+        def make() -> sa.Select[Any]:
             query = sa.select(table.c[owner].label("owner"), table.c.name, table.c.value, table.c.source)
             query = query.where(table.c[owner].in_(sa.bindparam("ids", expanding=True)))
             if filtered:

@@ -8,17 +8,17 @@ import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.errors import Conflict, InvalidQuery
 from master.data.resources.common import dumps
 from master.data.types import Boolean, Identifier, JsonObject, List, String
 from master.db import schema
-from master.db.interfaces import IntegrityError
+from master.db.interfaces import IntegrityError, ITransaction
 
 t = schema.forceschedulers
 
 
-class json_array_has(FunctionElement):  # lowercase, as SQL functions are spelled
+class json_array_has(FunctionElement[bool]):  # lowercase, as SQL functions are spelled
     r"""``json_array_has(array_text, value)``: whether a JSON array stored as text has the string *value*.
 
     builder_names is a JSON array in a text column.  A LIKE on ``%"name"%`` is not exact:
@@ -81,7 +81,7 @@ class ForceSchedulers(ResourceType):
     id_field = "name"
     event_paths = ("forceschedulers/:name",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of force schedulers."""
         fields = {
             "name": Field(String(), t.c.name, "the scheduler's unique name"),
@@ -122,7 +122,7 @@ class ForceSchedulers(ResourceType):
             "all_fields": dumps(list(all_fields)),
         }
 
-        async def work(txn: Any) -> bool:
+        async def work(txn: ITransaction) -> bool:
             if await txn.execute(sa.update(t).where(t.c.name == name).values(**values)):
                 return False
             await txn.execute(sa.insert(t).values(name=name, **values))

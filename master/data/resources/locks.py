@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Field, ResourceType, update_method
+from master.data.base import Declaration, Field, ResourceType, update_method
 from master.data.resources.common import now
 from master.data.types import Integer, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError
+from master.db.interfaces import IntegrityError, ITransaction
 
 t = schema.lock_claims
 
@@ -49,7 +48,7 @@ class LockClaims(ResourceType):
     plural = "lock_claims"
     id_field = "owner"
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields of a claim; no endpoint serves them."""
         fields = {
             "owner": Field(String(), t.c.owner, "the acquisition holding the slot"),
@@ -68,7 +67,7 @@ class LockClaims(ResourceType):
         """Take every lock of *wanted* for *owner*, or none of them; return None, or the key of a busy lock."""
         claimed_at = now()
 
-        async def work(txn: Any) -> None:
+        async def work(txn: ITransaction) -> None:
             for request in wanted:
                 rows = await txn.fetch_all(sa.select(t.c.slot).where(t.c.lock == request.key))
                 taken = {row["slot"] for row in rows}

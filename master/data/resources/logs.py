@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 import sqlalchemy as sa
 from twisted.internet import threads
 
-from master.data.base import Endpoint, Field, Kind, RawContent, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, RawContent, ResourceType, update_method
 from master.data.errors import Conflict, NotFound
 from master.data.resources.livecache import LiveEntities
 from master.data.resources.steps import build_arg_columns, build_id_of, build_paths, no_condition
 from master.data.resultspec import ResultSpec, one_int
 from master.data.types import Boolean, Integer, String
 from master.db import schema
-from master.db.interfaces import IntegrityError, Prepared
+from master.db.interfaces import IntegrityError, ITransaction, Prepared
 
 if TYPE_CHECKING:
     from master.data.connector import DataAPI
@@ -110,7 +110,7 @@ def _lines_from(text: bytes, chunk_first: int, first: int, last: int | None = No
     return b"".join(line + b"\n" for line in lines[start:stop])
 
 
-def _chunks_from(first: sa.ColumnElement) -> sa.Select:
+def _chunks_from(first: sa.ColumnElement[Any]) -> sa.Select[Any]:
     """Chunks of log ``:logid`` from the one holding line *first* on, by first_line (the primary key)."""
     holding = (
         sa.select(lc.c.first_line)
@@ -215,7 +215,7 @@ class Logs(ResourceType):
         "steps/:stepid/logs/:slug",
     )
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of logs."""
         fields = {
             "logid": Field(Integer(), t.c.id, "the log's id"),
@@ -230,12 +230,6 @@ class Logs(ResourceType):
         endpoints += [Endpoint(pattern, Kind.COLLECTION, arg_columns=cols) for pattern, cols in _step_log_paths()]
         endpoints += [Endpoint(pattern, arg_columns=cols) for pattern, cols in _log_paths()]
         return t, fields, endpoints, {}
-
-    def endpoint_at(self, pattern: str) -> Endpoint:
-        """The endpoint registered at *pattern*."""
-        if not hasattr(self, "_by_pattern"):
-            self._by_pattern = {endpoint.pattern: endpoint for endpoint in self.endpoints}
-        return self._by_pattern[pattern]
 
     def attach(self, data: DataAPI) -> None:
         """Remember the DataAPI; start the cache of the logs this master writes."""
@@ -261,7 +255,7 @@ class Logs(ResourceType):
             raise ValueError(f"log type must be one of {', '.join(LOG_TYPES)}, not {type!r}")
         slug = slugify(name)
 
-        async def work(txn: Any) -> tuple[int, str]:
+        async def work(txn: ITransaction) -> tuple[int, str]:
             steps = schema.steps
             if not await txn.fetch_all(sa.select(steps.c.id).where(steps.c.id == stepid)):
                 raise NotFound(f"no step {stepid}")
@@ -297,7 +291,7 @@ class Logs(ResourceType):
         chunks = list(split_chunks(content.encode("utf-8", "replace")))
         count = sum(lines for _, lines in chunks)
 
-        async def work(txn: Any) -> tuple[int, int]:
+        async def work(txn: ITransaction) -> tuple[int, int]:
             # the UPDATE takes the log's row lock, so appends to one log queue up behind it
             rows = await txn.fetch_all(_COUNT_LINES, {"logid": logid, "count": count})
             if not rows:
@@ -383,7 +377,7 @@ class Logs(ResourceType):
             batch = ready[:]
             ready.clear()
 
-            async def work(txn: Any) -> None:
+            async def work(txn: ITransaction) -> None:
                 for firsts, last, content, compressed in batch:
                     params = {"logid": logid, "firsts": firsts}
                     if await txn.execute(_DELETE_PLAIN, params) != len(firsts):
@@ -439,7 +433,7 @@ class Logs(ResourceType):
         emptied = 0
         while True:
 
-            async def work(txn: Any) -> int:
+            async def work(txn: ITransaction) -> int:
                 ids = [row["id"] for row in await txn.fetch_all(old)]
                 if ids:
                     await txn.execute(sa.delete(chunks).where(chunks.c.logid.in_(ids)))
@@ -471,7 +465,8 @@ class _LogLinesEndpoint(Endpoint):
     async def find_log(self, data: DataAPI, args: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any] | None:
         """The log this path names, with *fields*, or None."""
         logs = data.rtypes["logs"]
-        return await logs.endpoint_at(self.log_pattern).get(data, ResultSpec(fields=fields), args)
+        log: dict[str, Any] | None = await logs.endpoint_at(self.log_pattern).get(data, ResultSpec(fields=fields), args)
+        return log
 
 
 class ContentsEndpoint(_LogLinesEndpoint):
@@ -561,7 +556,7 @@ class LogChunks(ResourceType):
     id_field = "logid"
     event_paths = ()  # no events: a log's "append" event says there are new lines to fetch
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of log contents."""
         fields = {
             "logid": Field(Integer(), lc.c.logid, "the log"),

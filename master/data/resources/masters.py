@@ -6,10 +6,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.resources.common import now
 from master.data.types import Boolean, DateTime, Integer, String
 from master.db import schema
+from master.db.interfaces import ITransaction
 
 t = schema.masters
 
@@ -26,7 +27,7 @@ class Masters(ResourceType):
     id_field = "masterid"
     event_paths = ("masters/:masterid",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of masters."""
         fields = {
             "masterid": Field(Integer(), t.c.id, "the master's id"),
@@ -46,7 +47,7 @@ class Masters(ResourceType):
     async def master_active(self, name: str) -> int:
         """Record that master *name* runs now; return its id ('started' is published when it was not active)."""
 
-        async def work(txn: Any) -> tuple[int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, bool]:
             rows = await txn.fetch_all(sa.select(t.c.id, t.c.active).where(t.c.name == name))
             if rows:
                 await txn.execute(sa.update(t).where(t.c.id == rows[0]["id"]).values(active=True, last_active=now()))
@@ -85,7 +86,7 @@ class Masters(ResourceType):
             (sched, sched.c.id, "schedulers", "updated"),
         ]
 
-        async def work(txn: Any) -> tuple[bool, list[list[int]]]:
+        async def work(txn: ITransaction) -> tuple[bool, list[list[int]]]:
             stop = sa.update(t).where(t.c.id == masterid, t.c.active.is_(True)).values(active=False)
             changed = await txn.execute(stop)
             released = []
@@ -104,7 +105,9 @@ class Masters(ResourceType):
         if stopped:
             await self.produce_event(await self.get_entity(masterid), "stopped")
         for (_, _, plural, event), ids in zip(owned, released, strict=True):
-            rtype = self.data.rtypes.get(plural)
-            for entity_id in ids if rtype is not None else ():
-                await rtype.produce_event(await rtype.get_entity(entity_id), event)
+            owner = self.data.rtypes.get(plural)
+            if owner is None:
+                continue
+            for entity_id in ids:
+                await owner.produce_event(await owner.get_entity(entity_id), event)
         return stopped

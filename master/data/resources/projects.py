@@ -7,10 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.resources.common import boolean_filter
 from master.data.types import Boolean, Integer, NoneOk, String
 from master.db import schema
+from master.db.interfaces import ITransaction
 
 t = schema.projects
 
@@ -40,7 +41,7 @@ class Projects(ResourceType):
     id_field = "projectid"
     event_paths = ("projects/:projectid",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of projects."""
         fields = {
             "projectid": Field(Integer(), t.c.id, "the project's id"),
@@ -63,7 +64,7 @@ class Projects(ResourceType):
     async def find_project_id(self, name: str) -> int:
         """The id of project *name*, created (with a slug made from the name) if it does not exist."""
 
-        async def work(txn: Any) -> tuple[int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, bool]:
             rows = await txn.fetch_all(sa.select(t.c.id).where(t.c.name == name))
             if rows:
                 return rows[0]["id"], False

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from master.data.base import Endpoint, Field, ResourceType
+from master.data.base import Declaration, Endpoint, Field, ResourceType
 from master.data.types import JsonObject, String
 from master.db import schema
 
@@ -49,7 +49,7 @@ class Properties(ResourceType):
     )
     doc = "the properties of a build or buildset: one object mapping each name to [value, source]"
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """The endpoints; the fields describe one property (the object maps names to [value, source])."""
         fields = {
             "name": Field(String(), bp.c.name, "the property's name (a key of the object)"),

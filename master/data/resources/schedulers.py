@@ -7,11 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, Param, ResourceType, update_method
 from master.data.errors import Conflict, NotFound
 from master.data.types import Boolean, Integer, JsonObject, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError, Prepared
+from master.db.interfaces import IntegrityError, ITransaction, Prepared
 
 s = schema.schedulers
 m = schema.masters
@@ -19,7 +19,7 @@ m = schema.masters
 
 async def _enable(call: ActionCall) -> None:
     # Buildbot answers null, whatever the previous state
-    await call.data.updates.set_scheduler_enabled(call.entity["schedulerid"], call.params["enabled"])
+    await call.data.updates.set_scheduler_enabled(call.target["schedulerid"], call.params["enabled"])
 
 
 _MASTERS = Prepared(
@@ -50,7 +50,7 @@ class Schedulers(ResourceType):
     id_field = "schedulerid"
     event_paths = ("schedulers/:schedulerid", "masters/:masterid/schedulers/:schedulerid")
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints and loaders of schedulers."""
         fields = {
             "schedulerid": Field(Integer(), s.c.id, "the scheduler's id"),
@@ -83,7 +83,7 @@ class Schedulers(ResourceType):
     async def find_scheduler_id(self, name: str) -> int:
         """The id of scheduler *name*, created (enabled, on no master) if it does not exist."""
 
-        async def work(txn: Any) -> tuple[int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, bool]:
             rows = await txn.fetch_all(sa.select(s.c.id).where(s.c.name == name))
             if rows:
                 return rows[0]["id"], False
@@ -113,7 +113,7 @@ class Schedulers(ResourceType):
             )
         else:
 
-            async def work(txn: Any) -> int:
+            async def work(txn: ITransaction) -> int:
                 inactive = sa.select(m.c.id).where(m.c.active.is_(False))
                 free = sa.or_(s.c.masterid.is_(None), s.c.masterid.in_(inactive))
                 claimed = await txn.execute(

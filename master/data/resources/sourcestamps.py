@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from master.data.base import Endpoint, Field, Kind, Loader, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, Loader, ResourceType, update_method
 from master.data.resources.common import dumps, now
 from master.data.types import DateTime, Integer, JsonObject, NoneOk, String
 from master.db import schema
@@ -27,7 +27,7 @@ def ss_hash(branch: str | None, revision: str | None, repository: str, codebase:
     return hashlib.sha1(dumps([branch, revision, repository, codebase, project]).encode()).hexdigest()
 
 
-def ss_columns() -> list[ColumnElement]:
+def ss_columns() -> list[ColumnElement[Any]]:
     """The columns of a source stamp entity, labelled by field name."""
     return [
         t.c.id.label("ssid"),
@@ -98,14 +98,14 @@ async def find_or_insert(txn: ITransaction, dialect_name: str, values: Mapping[s
     return rows[0]["id"], False
 
 
-def sourcestamps_loader(key: str, owner: ColumnElement, ssid: ColumnElement, join: Any, many: bool) -> Loader:
+def sourcestamps_loader(key: str, owner: ColumnElement[Any], ssid: ColumnElement[Any], join: Any, many: bool) -> Loader:
     """A loader of source stamp entities: a list per owner (*many*) or a single one.
 
     *join* is the FROM clause linking the owner's table to ``sourcestamps``; *owner* and
     *ssid* are its columns holding the owner's id and the source stamp id.
     """
 
-    def build() -> sa.Select:
+    def build() -> sa.Select[Any]:
         return (
             sa.select(owner.label("owner"), *ss_columns())
             .select_from(join)
@@ -144,7 +144,7 @@ class SourceStamps(ResourceType):
     id_field = "ssid"
     event_paths = ("sourcestamps/:ssid",)
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of source stamps."""
         fields = {
             "ssid": Field(Integer(), t.c.id, "the source stamp's id"),

@@ -9,13 +9,13 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.sql import ColumnElement
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.errors import NotFound
 from master.data.resources.common import dumps, now
 from master.data.resources.livecache import LiveEntities
 from master.data.types import Boolean, DateTime, Integer, JsonObject, List, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError, Prepared
+from master.db.interfaces import IntegrityError, ITransaction, Prepared
 
 t = schema.steps
 NAME_LENGTH = 255  # the width of steps.name
@@ -47,12 +47,12 @@ BUILDER_ARGS = ("n:builderid", "i:buildername")
 """The two ways a path names a builder, as in ``/builders/<builder>/builds/n:build_number``."""
 
 
-def no_condition(bind: Any) -> ColumnElement:
+def no_condition(bind: Any) -> ColumnElement[Any]:
     """An ``arg_columns`` entry for an argument whose condition another argument of the path carries."""
     return sa.true()
 
 
-def build_id_of(builder: str | None) -> ColumnElement:
+def build_id_of(builder: str | None) -> ColumnElement[Any]:
     """The id of the build a nested path names, from the path's bound arguments.
 
     *builder* is None for ``/builds/n:buildid/...``, else ``"builderid"`` or ``"buildername"``
@@ -61,14 +61,14 @@ def build_id_of(builder: str | None) -> ColumnElement:
     """
     if builder is None:
         return sa.bindparam("arg_buildid")
+    builderid: ColumnElement[Any]
     if builder == "builderid":
         builderid = sa.bindparam("arg_builderid")
     else:
         builders = schema.builders
-        builderid = sa.select(builders.c.id).where(builders.c.name == sa.bindparam("arg_buildername"))
-        builderid = builderid.scalar_subquery()
+        builderid = sa.select(builders.c.id).where(builders.c.name == sa.bindparam("arg_buildername")).scalar_subquery()
     builds = schema.builds
-    number = sa.bindparam("arg_build_number")
+    number: sa.BindParameter[Any] = sa.bindparam("arg_build_number")
     found = sa.select(builds.c.id).where(builds.c.builderid == builderid, builds.c.number == number)
     return found.scalar_subquery()
 
@@ -82,8 +82,8 @@ def build_paths() -> list[tuple[str, str | None]]:
 
 
 def build_arg_columns(
-    builder: str | None, condition: Callable[[], ColumnElement]
-) -> dict[str, Callable[[Any], ColumnElement]]:
+    builder: str | None, condition: Callable[[], ColumnElement[Any]]
+) -> dict[str, Callable[[Any], ColumnElement[Any]]]:
     """``arg_columns`` for the build part of a nested path: *condition* once, the other arguments none.
 
     *condition* reads the bound builder and build number itself (see :func:`build_id_of`),
@@ -128,7 +128,7 @@ class Steps(ResourceType):
         "steps/:stepid",
     )
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of steps."""
         fields = {
             "stepid": Field(Integer(), t.c.id, "the step's id"),
@@ -152,7 +152,11 @@ class Steps(ResourceType):
             Endpoint("/builds/n:buildid/steps/i:step_name", arg_columns={"step_name": t.c.name}),
         ]
         for prefix, builder in build_paths()[1:]:
-            columns = build_arg_columns(builder, lambda builder=builder: t.c.buildid == build_id_of(builder))
+
+            def condition(builder: str | None = builder) -> ColumnElement[bool]:
+                return t.c.buildid == build_id_of(builder)
+
+            columns = build_arg_columns(builder, condition)
             endpoints += [
                 Endpoint(f"{prefix}/steps", Kind.COLLECTION, arg_columns=columns),
                 Endpoint(f"{prefix}/steps/n:step_number", arg_columns={**columns, "step_number": t.c.number}),
@@ -181,7 +185,7 @@ class Steps(ResourceType):
         ``_2``, ``_3``... appended, so that steps stay reachable by name.
         """
 
-        async def work(txn: Any) -> tuple[int, int, str]:
+        async def work(txn: ITransaction) -> tuple[int, int, str]:
             if not await txn.fetch_all(_BUILD_EXISTS, {"buildid": buildid}):
                 raise NotFound(f"no build {buildid}")
             rows = await txn.fetch_all(_STEPS_OF_BUILD, {"buildid": buildid})
@@ -236,7 +240,7 @@ class Steps(ResourceType):
     @update_method
     async def add_step_url(self, stepid: int, name: str, url: str) -> None:
         """Add a link ``{name, url}`` to a step (a link it has already is not added twice)."""
-        async def work(txn: Any) -> list[dict[str, str]] | None:
+        async def work(txn: ITransaction) -> list[dict[str, str]] | None:
             # FOR UPDATE: two links added at once must not overwrite each other (SQLite ignores it
             # and needs it not: its transactions are serialised)
             rows = await txn.fetch_all(sa.select(t.c.urls).where(t.c.id == stepid).with_for_update())

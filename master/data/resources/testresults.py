@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Endpoint, Field, Kind, ResourceType, update_method
+from master.data.base import Declaration, Endpoint, Field, Kind, ResourceType, update_method
 from master.data.errors import NotFound
 from master.data.types import Boolean, Integer, NoneOk, String
 from master.db import schema
@@ -40,7 +40,7 @@ class TestResultSets(ResourceType):
         "steps/:stepid/test_result_sets/:test_result_setid",
     )
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of test result sets (Buildbot's)."""
         fields = {
             "test_result_setid": Field(Integer(), sets.c.id, "the set's id"),
@@ -73,7 +73,7 @@ class TestResultSets(ResourceType):
         rows = await self.data.storage.fetch_all(sa.insert(sets).values(
             builderid=builderid, buildid=buildid, stepid=stepid, description=description, category=category,
             value_unit=value_unit, complete=False).returning(sets.c.id))
-        setid = rows[0]["id"]
+        setid: int = rows[0]["id"]
         await self.produce_event(await self.get_entity(setid), "new")
         return setid
 
@@ -97,7 +97,7 @@ class TestResults(ResourceType):
     plural = "test_results"
     id_field = "test_resultid"
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields and endpoints of test results (Buildbot's)."""
         fields = {
             "test_resultid": Field(Integer(), results.c.id, "the result's id"),

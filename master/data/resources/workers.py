@@ -8,11 +8,22 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from master.data.base import Action, ActionCall, Collection, Endpoint, Field, Kind, Param, ResourceType, update_method
+from master.data.base import (
+    Action,
+    ActionCall,
+    Collection,
+    Declaration,
+    Endpoint,
+    Field,
+    Kind,
+    Param,
+    ResourceType,
+    update_method,
+)
 from master.data.resources.common import dumps
 from master.data.types import Boolean, Integer, JsonObject, List, NoneOk, String
 from master.db import schema
-from master.db.interfaces import IntegrityError, Prepared
+from master.db.interfaces import IntegrityError, ITransaction, Prepared
 
 w = schema.workers
 cw = schema.configured_workers
@@ -68,14 +79,14 @@ class WorkerEndpoint(Endpoint):
 
 
 async def _pause(call: ActionCall) -> None:
-    entity = call.entity
+    entity = call.target
     await call.data.updates.set_worker_state(
         entity["workerid"], True, entity["graceful"], pause_reason=call.params["reason"]
     )
 
 
 async def _unpause(call: ActionCall) -> None:
-    entity = call.entity
+    entity = call.target
     await call.data.updates.set_worker_state(entity["workerid"], False, entity["graceful"])
 
 
@@ -83,7 +94,7 @@ async def _shutdown(call: ActionCall, graceful: bool) -> None:
     # a worker connected to another master (or to none) is not ours to stop: Buildbot answers null too
     engine = getattr(call.data, "engine", None)
     if engine is not None:
-        await engine.shutdown_worker(call.entity["workerid"], graceful)
+        await engine.shutdown_worker(call.target["workerid"], graceful)
 
 
 async def _stop(call: ActionCall) -> None:
@@ -154,7 +165,7 @@ class Workers(ResourceType):
         "masters/:masterid/builders/:builderid/workers/:workerid",
     )
 
-    def declare(self):
+    def declare(self) -> Declaration:
         """Fields, endpoints and loaders of workers."""
         fields = {
             "workerid": Field(Integer(), w.c.id, "the worker's id"),
@@ -199,7 +210,7 @@ class Workers(ResourceType):
         the templates' generic expansion cannot fill them.
         """
         workerid = str(entity["workerid"])
-        keys = [("workers", workerid, event)]
+        keys: list[tuple[str, ...]] = [("workers", workerid, event)]
         pairs = [(str(c["masterid"]), str(c["builderid"])) for c in entity.get("configured_on") or []]
         for builderid in sorted({b for _, b in pairs}, key=int):
             keys.append(("builders", builderid, "workers", workerid, event))
@@ -213,7 +224,7 @@ class Workers(ResourceType):
     async def find_worker_id(self, name: str) -> int:
         """The id of worker *name*, created (unpaused, with empty info) if it does not exist."""
 
-        async def work(txn: Any) -> tuple[int, bool]:
+        async def work(txn: ITransaction) -> tuple[int, bool]:
             rows = await txn.fetch_all(sa.select(w.c.id).where(w.c.name == name))
             if rows:
                 return rows[0]["id"], False
@@ -234,7 +245,7 @@ class Workers(ResourceType):
         """Record that on master *masterid* the worker serves exactly *builderids* (other masters untouched)."""
         wanted = set(builderids)
 
-        async def work(txn: Any) -> bool:
+        async def work(txn: ITransaction) -> bool:
             mine = (cw.c.workerid == workerid, cw.c.masterid == masterid)
             rows = await txn.fetch_all(sa.select(cw.c.builderid).where(*mine))
             present = {row["builderid"] for row in rows}
@@ -252,7 +263,7 @@ class Workers(ResourceType):
     async def worker_connected(self, workerid: int, masterid: int, workerinfo: dict[str, Any]) -> None:
         """Record that the worker connected to master *masterid*, saying *workerinfo* of itself."""
 
-        async def work(txn: Any) -> None:
+        async def work(txn: ITransaction) -> None:
             await txn.execute(sa.update(w).where(w.c.id == workerid).values(info=dumps(workerinfo)))
             present = await txn.fetch_all(
                 sa.select(conn.c.workerid).where(conn.c.workerid == workerid, conn.c.masterid == masterid)

@@ -23,11 +23,13 @@ INDEXES: list[tuple[str, tuple[str, ...]]] = []
 
 def _progress(message: str) -> None:
     # master.db.migrate passes upgrade-master's progress printer; plain alembic runs print
-    op.get_context().config.attributes.get("progress", print)(message)
+    config = op.get_context().config  # None only outside a command run, where nothing passes a printer
+    (config.attributes.get("progress", print) if config is not None else print)(message)
 
 
 def _rows(table: str) -> int:
-    return op.get_bind().execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+    count: int = op.get_bind().execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one()
+    return count
 
 
 def upgrade() -> None:

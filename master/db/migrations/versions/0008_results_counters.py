@@ -24,7 +24,8 @@ depends_on = None
 
 def _progress(message: str) -> None:
     # master.db.migrate passes upgrade-master's progress printer; plain alembic runs print
-    op.get_context().config.attributes.get("progress", print)(message)
+    config = op.get_context().config  # None only outside a command run, where nothing passes a printer
+    (config.attributes.get("progress", print) if config is not None else print)(message)
 
 
 def upgrade() -> None:
