@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 
 from master.data.resources.locks import LockRequest
 from master.engine.config import Configured
@@ -128,9 +129,10 @@ def describe(accesses: Sequence[LockAccess]) -> str:
 
 
 class LockWaiters:
-    """Wakes the builds of one master waiting for locks when one of its builds lets a lock go."""
+    """Wakes the builds of one master waiting for locks when one of its builds lets a lock go (or *clock* says so)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
         self._waiting: list[defer.Deferred] = []
 
     def released(self) -> None:
@@ -144,7 +146,7 @@ class LockWaiters:
         """Until a release here, or *timeout* seconds (a release on another master)."""
         waiter: defer.Deferred = defer.Deferred()
         self._waiting.append(waiter)
-        timer = reactor.callLater(timeout, lambda: waiter.called or waiter.callback(None))
+        timer = self.clock.callLater(timeout, lambda: waiter.called or waiter.callback(None))
         try:
             await waiter
         finally:
@@ -158,7 +160,7 @@ def waiters_of(engine: Any) -> LockWaiters:
     """The engine's LockWaiters (made on first use)."""
     waiters = getattr(engine, "lock_waiters", None)
     if waiters is None:
-        waiters = engine.lock_waiters = LockWaiters()
+        waiters = engine.lock_waiters = LockWaiters(engine.clock)
     return waiters
 
 
