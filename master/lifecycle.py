@@ -105,10 +105,13 @@ class OrderedServices(_AsyncLifecycle, service.MultiService):
         """Start each child not running yet, in order, each once the previous one is ready.
 
         When one fails, those started (the failing one included) are stopped in reverse and the
-        failure is raised.
+        failure is raised; when this tree is stopped meanwhile, no further child starts
+        (``CancelledError``).
         """
         started: list[service.IService] = []
         for child in list(self):
+            if not self.running:  # stopped meanwhile (the reactor shuts down during a start)
+                raise defer.CancelledError(f"{self.name or type(self).__name__} stopped while starting")
             if child.running:
                 continue
             started.append(child)

@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import defer, endpoints, threads
+from twisted.internet import defer, endpoints, reactor, threads
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
@@ -371,8 +371,6 @@ class PortPart(_Part):
         self.master.local_workers.master_url = url
 
     async def _listen(self, config: MasterConfig) -> Any:
-        from twisted.internet import reactor
-
         endpoint = endpoints.TCP4ServerEndpoint(reactor, config.www.port, interface=config.www.interface)
         try:
             return await endpoint.listen(self.master.site)
@@ -397,105 +395,109 @@ class MasterService(OrderedServices):
         self, basedir: str | Path, config: MasterConfig, daemon: bool = False, clock: IReactorTime | None = None
     ) -> None:
         super().__init__()
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.clock: IReactorTime = clock
+        self.clock: IReactorTime = clock if clock is not None else reactor
         self.basedir = Path(basedir).resolve()
         self.config = config
         self.daemon = daemon
         self.name = f"{socket.getfqdn()}:{self.basedir}"
-        self.engine = Engine(clock=clock)
+        self.engine = Engine(clock=self.clock)
         self.auth = Authenticator(None, self.basedir)
         self.started: defer.Deferred = defer.Deferred()
         self._reconfiguring = False
         self.accepting_builds = True
         # the tree, in start order; MultiService keeps it, and stops it in reverse
-        self.parts = {
-            part.name: part for part in (
-                StoragePart(self), DataPart(self), ReportersPart(self), WorkerLinkPart(self), LivePart(self),
-                EnginePart(self), WebPart(self), PluginsPart(self), PortPart(self),
-            )
-        }
-        for part in self.parts.values():
+        self.storage_part = StoragePart(self)
+        self.data_part = DataPart(self)
+        self.reporters_part = ReportersPart(self)
+        self.workerlink_part = WorkerLinkPart(self)
+        self.live_part = LivePart(self)
+        self.engine_part = EnginePart(self)
+        self.web_part = WebPart(self)
+        self.plugins_part = PluginsPart(self)
+        self.port_part = PortPart(self)
+        for part in (self.storage_part, self.data_part, self.reporters_part, self.workerlink_part, self.live_part,
+                     self.engine_part, self.web_part, self.plugins_part, self.port_part):
             self.addService(part)
         self.local_workers = LocalWorkers(self.basedir, self._local_workers(config), "")  # URL: the port's
         self.local_workers.setName("local_workers")
         self.addService(self.local_workers)
-        self.addService(Made("retention", lambda: RetentionService(self.data, self.config, clock=self.clock)))
-        self.addService(Made("heartbeat", lambda: Heartbeat(self.data, self.engine, self.masterid, self.config,
-                                                            clock=self.clock)))
+        self.retention_part = Made("retention", lambda: RetentionService(self.data, self.config, clock=self.clock))
+        self.addService(self.retention_part)
+        self.heartbeat_part = Made("heartbeat", lambda: Heartbeat(self.data, self.engine, self.masterid, self.config,
+                                                                  clock=self.clock))
+        self.addService(self.heartbeat_part)
 
     # what the parts made (None before they start)
 
     @property
     def storage(self) -> Any:
         """The open storage (``IStorage``), or None."""
-        return self.parts["storage"].storage
+        return self.storage_part.storage
 
     @property
     def data(self) -> DataAPI | None:
         """The data API, or None."""
-        return self.parts["data"].data
+        return self.data_part.data
 
     @property
     def masterid(self) -> int | None:
         """The id of this master in ``masters``, or None."""
-        return self.parts["data"].masterid
+        return self.data_part.masterid
 
     @property
     def reporters(self) -> Reporters | None:
         """The running reporters, or None."""
-        return self.parts["reporters"].reporters
+        return self.reporters_part.reporters
 
     @property
     def workerlink(self) -> WorkerLink | None:
         """The workers' link (``/worker``), or None."""
-        return self.parts["workerlink"].workerlink
+        return self.workerlink_part.workerlink
 
     @property
     def live(self) -> LiveUpdates | None:
         """Live updates (``/ws``), or None."""
-        return self.parts["live"].live
+        return self.live_part.live
 
     @property
     def rest(self) -> RestApi | None:
         """The REST API, or None."""
-        return self.parts["web"].rest
+        return self.web_part.rest
 
     @property
     def change_hooks(self) -> ChangeHooks | None:
         """The change hooks, or None."""
-        return self.parts["web"].change_hooks
+        return self.web_part.change_hooks
 
     @property
     def root(self) -> Root | None:
         """The root of the site's resources, or None."""
-        return self.parts["web"].root
+        return self.web_part.root
 
     @property
     def site(self) -> Any:
         """The site, or None."""
-        return self.parts["web"].site
+        return self.web_part.site
 
     @property
     def metrics(self) -> Any:
         """The master's metrics (``/metrics``), or None."""
-        return self.parts["web"].metrics
+        return self.web_part.metrics
 
     @property
     def port(self) -> Any:
         """The listening port, or None."""
-        return self.parts["port"].port
+        return self.port_part.port
 
     @property
     def retention(self) -> RetentionService | None:
         """The daily clean-up, or None."""
-        return self.getServiceNamed("retention").made
+        return self.retention_part.made
 
     @property
     def heartbeat(self) -> Heartbeat | None:
         """The heartbeat, or None."""
-        return self.getServiceNamed("heartbeat").made
+        return self.heartbeat_part.made
 
     @property
     def database_available(self) -> bool:
@@ -512,8 +514,6 @@ class MasterService(OrderedServices):
             d.addCallbacks(self._daemon_started, self._daemon_failed)
         d.chainDeferred(self.started)
         if hasattr(signal, "SIGHUP"):
-            from twisted.internet import reactor
-
             signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reconfig_from_file))
             signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(self.clean_stop))
 
@@ -522,8 +522,6 @@ class MasterService(OrderedServices):
         return url
 
     def _daemon_failed(self, failure: Any) -> None:
-        from twisted.internet import reactor
-
         if failure.check(StartupError):
             log.error(f"{daemon.FAILED} {{reason}}", reason=failure.getErrorMessage())
         else:
@@ -570,7 +568,7 @@ class MasterService(OrderedServices):
 
     def _worker_url(self) -> str:
         """The ``/worker`` URL of the port listening, as workers on this machine reach it."""
-        return self.parts["port"].worker_url()
+        return self.port_part.worker_url()
 
     async def _create_plugin_tables(self, plugins: list[Any]) -> None:
         schemas = migrate.plugin_schemas(plugins)
@@ -619,8 +617,6 @@ class MasterService(OrderedServices):
                 said = running
             await deferLater(self.clock, CLEAN_STOP_POLL, lambda: None)
         log.info(f"{daemon.CLEAN_STOP} no build running; stopping")
-        from twisted.internet import reactor
-
         reactor.stop()
 
     # -- reconfig ---------------------------------------------------------------------------
@@ -658,7 +654,7 @@ class MasterService(OrderedServices):
         going = [p for name, p in old_plugins.items() if name not in new_plugins or new_plugins[name] != p]
         coming = [p for name, p in new_plugins.items() if name not in old_plugins or old_plugins[name] != p]
         await self._create_plugin_tables(coming)
-        plugins = self.parts["plugins"]
+        plugins = self.plugins_part
         for plugin in going:
             await plugins.remove(plugin)  # its services stopped, its routes unmounted
             self.data.remove_plugin(plugin)
@@ -684,7 +680,7 @@ class MasterService(OrderedServices):
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))
         if new.reporters != old.reporters or new.www.url != old.www.url:
-            await self.parts["reporters"].replace(new)
+            await self.reporters_part.replace(new)
             changes.append(f"reporters {len(old.reporters)} -> {len(new.reporters)}")
         self.retention.config = new
         self.heartbeat.reconfig(new)
@@ -699,7 +695,7 @@ class MasterService(OrderedServices):
         self.live.set_limits(new.www.ws_max_subscriptions, new.www.ws_max_connections_per_ip)
         self.site.max_body_bytes = new.www.max_body_bytes
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
-            await self.parts["port"].relisten(new)
+            await self.port_part.relisten(new)
             changes.append(f"listening on {new.www.interface}:{new.www.port}")
         self.config = new
         return ", ".join(changes) or "nothing changed"

@@ -138,7 +138,7 @@ async def test_two_masters_share_work_events_and_survive_a_crash_and_a_database_
     def all_done() -> bool:
         return len(builds_of(a["port"], builderid="1", complete="true")) >= 200
 
-    await threads.deferToThread(wait_until, all_done, 120)
+    await threads.deferToThread(wait_until, all_done, timeout=120)
     builds = builds_of(a["port"], builderid="1")
     assert sorted(b_["buildrequestid"] for b_ in builds) == sorted(brids)  # one build per request
     assert all(b_["results"] == 0 for b_ in builds)
@@ -160,14 +160,14 @@ async def test_two_masters_share_work_events_and_survive_a_crash_and_a_database_
     def b_is_building() -> list[dict[str, Any]]:
         return builds_of(a["port"], builderid="2", masterid=str(b["id"]), complete="false")
 
-    running = await threads.deferToThread(wait_until, b_is_building, 60)
+    running = await threads.deferToThread(wait_until, b_is_building, timeout=60)
     os.kill(b["pid"], signal.SIGKILL)
 
     def slow_done() -> bool:
         requests = http_get(a["port"], "/api/v2/buildrequests?builderid=2&limit=100")["buildrequests"]
         return len(requests) == 6 and all(r["complete"] for r in requests)
 
-    await threads.deferToThread(wait_until, slow_done, 90)
+    await threads.deferToThread(wait_until, slow_done, timeout=90)
     lost = http_get(a["port"], f"/api/v2/builds/{running[0]['buildid']}")["builds"][0]
     assert lost["results"] == 4 and lost["complete"]  # exception: its master died
     requests = http_get(a["port"], "/api/v2/buildrequests?builderid=2&limit=100")["buildrequests"]
@@ -187,7 +187,7 @@ async def test_two_masters_share_work_events_and_survive_a_crash_and_a_database_
             lambda: builds_of(a["port"], builderid="1", complete="true"))}
         return set(more) <= done
 
-    await threads.deferToThread(wait_until, more_done, 90)
+    await threads.deferToThread(wait_until, more_done, timeout=90)
     for master in (a, b):
         masters = await threads.deferToThread(when_available, lambda m=master: http_get(m["port"], "/api/v2/masters"))
         assert masters["meta"]["total"] == 2

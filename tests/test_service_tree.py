@@ -93,6 +93,34 @@ async def test_a_failed_start_stops_what_started_in_reverse() -> None:
     assert log == []
 
 
+class Slow(Recorded):
+    """Starts once the test fires ``opened``."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        super().__init__(name, log)
+        self.opened: defer.Deferred = defer.Deferred()
+
+    async def start(self) -> None:
+        await self.opened
+        await super().start()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tree_stopped_while_starting_starts_no_further_child() -> None:
+    log: list[str] = []
+    tree = OrderedServices("tree")
+    slow = Slow("slow", log)
+    for child in (Recorded("a", log), slow, Recorded("b", log)):
+        tree.addService(child)
+    tree.startService()
+    stopping = tree.stopService()
+    slow.opened.callback(None)
+    await stopping
+    with pytest.raises(defer.CancelledError, match="tree stopped while starting"):
+        await tree.ready
+    assert "start b" not in log and log[:1] == ["start a"] and "stop a" in log
+
+
 @pytest_twisted.ensureDeferred
 async def test_children_swapped_in_a_running_tree() -> None:
     log: list[str] = []
