@@ -143,7 +143,7 @@ class Engine:
             build.stop("master stopping", RETRY)
         await self._wait_builds(self.stop_timeout)
         await self.latent.stop()
-        if self.data.engine is self:
+        if self.data is not None and self.data.engine is self:
             self.data.bind_engine(None)
 
     async def _wait_builds(self, timeout: float) -> None:
