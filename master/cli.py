@@ -309,8 +309,7 @@ def cleanup(args: argparse.Namespace) -> int:
         storage = make_storage(config.db_url)
         await storage.start()
         try:
-            data = DataAPI(storage)
-            data.basedir = basedir
+            data = DataAPI(storage, basedir=basedir)
             for rtype in core_resource_types():
                 data.add_resource_type(rtype)
             await clean_up(data, log_days, build_days, progress=lambda line: print(line, flush=True),

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.application import internet
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 if TYPE_CHECKING:
@@ -48,10 +49,14 @@ async def clean_up(
 
 
 class RetentionService(internet.TimerService):
-    """Runs :func:`clean_up` when the master starts and then once a day, while a retention is set."""
+    """Runs :func:`clean_up` when the master starts and then once a day, while a retention is set.
 
-    def __init__(self, data: DataAPI, config: Any) -> None:
+    The day is counted on *clock* (the global reactor by default); what is old is wall-clock time.
+    """
+
+    def __init__(self, data: DataAPI, config: Any, clock: IReactorTime | None = None) -> None:
         super().__init__(INTERVAL, self._run)
+        self.clock = clock  # TimerService's: None is the global reactor
         self.data = data
         self.config = config
 

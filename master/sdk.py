@@ -208,11 +208,10 @@ class PluginContext:
 
     @classmethod
     def of(cls, data: Any, clock: Any = None) -> PluginContext:
-        """The context of a plugin running on *data* (the master sets its Authenticator and directory on it)."""
+        """The context of a plugin running on *data* (the master binds its Authenticator and directory to it)."""
         if clock is None:
             from twisted.internet import reactor as clock
-        return cls(data, PluginAuth(lambda: getattr(data, "auth", None)), Path(getattr(data, "basedir", None) or "."),
-                   clock)
+        return cls(data, PluginAuth(lambda: data.auth), Path(data.basedir or "."), clock)
 
 
 class Plugin(_core_plugin.Plugin):

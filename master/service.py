@@ -1,11 +1,35 @@
-"""The service tree of a running master: storage, then the data API, then the web server.
+"""The service tree of a running master: what starts in which order, and stops in reverse.
 
-Start-up checks the schema first (a database on an older schema is refused with the
-command to run), creates missing plugin tables, opens storage, registers the core
-resource types and the plugins, records this master and its builders, and listens.
-Shutdown runs in reverse: stop listening, then close storage.  SIGHUP reloads master.cfg
-and applies the difference without dropping connections; a config that fails to load is
-refused and the running one kept.
+``MasterService`` is an :class:`master.lifecycle.OrderedServices`: its children start one after
+another, each once the previous one is ready, and stop one at a time in reverse order
+(``master/lifecycle.py`` explains how).  The children, in start order:
+
+1. ``storage`` (:class:`StoragePart`): the schema check first (a database on an older schema is
+   refused with the command to run), missing plugin tables, then the storage opened; closed last.
+2. ``data`` (:class:`DataPart`): the ``DataAPI`` with the core resource types and the plugins,
+   bound to the master's directory and auth policy; the single-master check on SQLite; this
+   master recorded (``master_active``), other masters' events listened to, the configured
+   builders and workers recorded.  On stop: stop listening, record the master stopped.
+3. ``reporters`` (:class:`ReportersPart`): before the engine, so that they see the events of the
+   builds a crash left, which the engine ends at its start; after it on stop, so that the
+   reports of the builds it ends are recorded.
+4. ``workerlink`` (:class:`WorkerLinkPart`) and 5. ``live`` (:class:`LivePart`, ``/ws``): made
+   before the engine and stopped after it (it stops builds through the workers' connections and
+   its last events reach live clients); no one reaches them before the port listens.
+6. ``engine`` (:class:`EnginePart`): recovers what a crash left, then builds.
+7. ``web`` (:class:`WebPart`): REST, JSON-RPC, change hooks, login, the UI, ``/metrics``, the site.
+8. ``plugins`` (:class:`PluginsPart`): per plugin a :class:`PluginPart` mounting its routes and
+   running its services as children.
+9. ``port`` (:class:`PortPart`): the listening port; from then on workers and clients come in.
+10. ``local_workers`` (``LocalWorkers``), 11. ``retention``, 12. ``heartbeat``.
+
+A start that fails stops what had started, in reverse, and fails ``started`` (``StartupError``
+says why and what to do).  SIGHUP reloads master.cfg and ``reconfig`` applies the difference
+without dropping connections, swapping children where needed (reporters, plugins, the port); a
+config that fails to load is refused and the running one kept.  SIGUSR1 is ``clean_stop``.
+
+Timers run on the master's *clock* (the global reactor unless a test gives a
+``twisted.internet.task.Clock``): the engine's, the heartbeat's, retention's and the clean stop's.
 """
 
 from __future__ import annotations
@@ -18,9 +42,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from twisted.application import service
-from twisted.internet import defer, reactor, threads
+from twisted.internet import defer, endpoints, reactor, threads
 from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -35,6 +59,7 @@ from master.engine.engine import Engine
 from master.engine.localworkers import LocalWorker, LocalWorkers
 from master.engine.workerlink import WorkerLink
 from master.heartbeat import Heartbeat
+from master.lifecycle import AsyncService, Made, OrderedServices
 from master.memory import return_big_blocks, trim_heap
 from master.reporters.service import Reporters
 from master.retention import RetentionService
@@ -55,35 +80,424 @@ class StartupError(Exception):
     """The master could not start; the message says why and what to do."""
 
 
-class MasterService(service.MultiService):
-    """One master: owns the storage, the DataAPI and the listening web port."""
+# -- the children ---------------------------------------------------------------------------------
 
-    def __init__(self, basedir: str | Path, config: MasterConfig, daemon: bool = False) -> None:
+
+class _Part(AsyncService):
+    """A child of a MasterService; it reads what earlier children made through ``master``."""
+
+    def __init__(self, master: MasterService, name: str) -> None:
+        super().__init__(name)
+        self.master = master
+
+
+class StoragePart(_Part):
+    """The schema check, missing plugin tables, and the storage, open while the master runs."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "storage")
+        self.storage: Any = None
+
+    async def start(self) -> None:
+        """Check the schema (first: an old one is refused), create plugin tables, open the storage."""
+        config = self.master.config
+        try:
+            await threads.deferToThread(migrate.check, config.db_url)
+            await self.master._create_plugin_tables(config.plugins)
+            self.storage = make_storage(config.db_url, retry_seconds=config.db_retry_seconds)
+            await self.storage.start()
+        except StorageError as e:
+            raise StartupError(str(e)) from None
+
+    async def stop(self) -> None:
+        """Close the storage."""
+        storage, self.storage = self.storage, None
+        if storage is not None:
+            await storage.stop()
+
+
+class DataPart(_Part):
+    """The DataAPI, this master's row in ``masters`` and its builders; other masters' events."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "data")
+        self.data: DataAPI | None = None
+        self.masterid: int | None = None
+
+    async def start(self) -> None:
+        """Register the resource types and plugins, check for a second master, record this one."""
+        master, config = self.master, self.master.config
+        master.auth.reconfigure(config.auth)
+        # the master directory (artifacts live under it) and the auth policy plugins check callers with
+        data = self.data = DataAPI(master.storage, config.limits, basedir=master.basedir, auth=master.auth)
+        for rtype in core_resource_types():
+            data.add_resource_type(rtype)
+        for plugin in config.plugins:
+            data.add_plugin(plugin)
+        await master._check_single_master(data, config)
+        self.masterid = await data.updates.master_active(master.name)
+        data.bind_master(self.masterid)
+        data.events.listen()  # other masters' events (PostgreSQL); nothing to do on SQLite
+        await master._apply_builders(config)
+
+    async def stop(self) -> None:
+        """Stop listening to other masters; record this master stopped (the storage is still open)."""
+        if self.data is None:
+            return
+        self.data.events.stop_listening()
+        if self.masterid is not None:
+            try:
+                await self.data.updates.master_stopped(self.masterid)
+            except StorageError:
+                log.failure("could not mark the master stopped")
+
+
+class ReportersPart(_Part):
+    """The reporters (``Reporters``); reconfig replaces them."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "reporters")
+        self.reporters: Reporters | None = None
+
+    async def start(self) -> None:
+        """Start the configured reporters."""
+        config = self.master.config
+        self.reporters = Reporters(self.master.data, self.master.masterid, config.reporters, config.www.url)
+        await self.reporters.start()
+
+    async def stop(self) -> None:
+        """Stop them."""
+        reporters, self.reporters = self.reporters, None
+        if reporters is not None:
+            await reporters.stop()
+
+    async def replace(self, config: MasterConfig) -> None:
+        """Stop the running reporters and start those of *config*."""
+        await self.stop()
+        self.reporters = Reporters(self.master.data, self.master.masterid, config.reporters, config.www.url)
+        await self.reporters.start()
+
+
+class WorkerLinkPart(_Part):
+    """``/worker``: the workers' WebSocket, whose connections the engine gets."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "workerlink")
+        self.workerlink: WorkerLink | None = None
+
+    async def start(self) -> None:
+        """Make the link with the configured workers' passwords."""
+        master = self.master
+        self.workerlink = WorkerLink(master.data, master.masterid, master._worker_passwords(master.config),
+                                     master.engine)
+
+    async def stop(self) -> None:
+        """Close the workers' connections."""
+        workerlink, self.workerlink = self.workerlink, None
+        if workerlink is not None:
+            await workerlink.stop()
+
+
+class LivePart(_Part):
+    """``/ws``: live updates for web clients."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "live")
+        self.live: LiveUpdates | None = None
+
+    async def start(self) -> None:
+        """Make the ``/ws`` factory."""
+        master, www = self.master, self.master.config.www
+        self.live = LiveUpdates(master.data, master.auth, max_subscriptions=www.ws_max_subscriptions,
+                                max_connections_per_ip=www.ws_max_connections_per_ip)
+
+    async def stop(self) -> None:
+        """Close the live connections."""
+        live, self.live = self.live, None
+        if live is not None:
+            live.stop()
+
+
+class EnginePart(_Part):
+    """The build engine (``master.engine``), which the master makes with its clock."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "engine")
+
+    async def start(self) -> None:
+        """Recover what a crash left, apply the config, start building."""
+        await self.master.engine.start(self.master.data, self.master.masterid, self.master.config)
+
+    async def stop(self) -> None:
+        """Stop the builds (their requests go back to the queue) and the schedulers."""
+        if self.master.engine.data is not None:
+            await self.master.engine.stop()
+
+
+class WebPart(_Part):
+    """The site: REST and JSON-RPC, login, ``/worker``, ``/ws``, change hooks, the UI and ``/metrics``."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "web")
+        self.rest: RestApi | None = None
+        self.change_hooks: ChangeHooks | None = None
+        self.root: Root | None = None
+        self.site: Any = None
+        self.metrics: Any = None
+
+    async def start(self) -> None:
+        """Build the resource tree and the site (not listening yet)."""
+        master, config = self.master, self.master.config
+        self.rest = RestApi(master.data, config.www.url, master.auth)
+        self.change_hooks = ChangeHooks(master.data, config.change_hooks)
+        self.root = build_root({
+            "api": self.rest.resource(),
+            "auth": LoginPages(master.auth).resource(),
+            "worker": master.workerlink.resource(),
+            "ws": master.live.resource(),
+            "change_hook": self.change_hooks.resource(),
+        })
+        # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
+        self.root.ui = WebUi.if_installed(config.title, config.www.url, master.auth)
+        self.site = build_site(self.root, config.www.allowed_origins, config.www.max_body_bytes)
+        try:
+            self.site.set_access_log(config.www.access_log, master.basedir)
+        except ValueError as e:
+            raise StartupError(str(e)) from None
+        self.metrics = attach_metrics(master)  # GET /metrics; mounted before plugins, which may not take it
+
+    async def stop(self) -> None:
+        """Close the access log."""
+        if self.site is not None:
+            self.site.set_access_log(None, self.master.basedir)
+
+
+class PluginPart(OrderedServices):
+    """One plugin at work: its routes mounted, its services running as children."""
+
+    def __init__(self, master: MasterService, plugin: Any) -> None:
+        super().__init__(f"plugin {plugin.name}")
+        self.master = master
+        self.plugin = plugin
+
+    async def start(self) -> None:
+        """Mount the plugin's web resources, then start its services in order."""
+        for prefix, resource in self.plugin.web_resources(self.master.data).items():
+            try:
+                mount(self.master.root, prefix, resource)
+            except MountError as e:
+                raise StartupError(f"plugin {self.plugin.name!r} cannot mount {e}") from None
+            resource.mounted_by = self.plugin
+        for child in self.plugin.services(self.master.data):
+            self.addService(child)
+        await self.start_children()
+
+    async def stop(self) -> None:
+        """Stop the plugin's services in reverse, then unmount its resources."""
+        await self.stop_children()
+        for child in list(self):
+            self._forget(child)
+        plugin = self.plugin
+        if self.master.root is not None:
+            unmount(self.master.root, lambda child: getattr(child, "mounted_by", None) is plugin)
+
+
+class PluginsPart(OrderedServices):
+    """The plugins of master.cfg, one :class:`PluginPart` each; reconfig adds and removes them."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__("plugins")
+        self.master = master
+
+    async def start(self) -> None:
+        """Start each configured plugin's part, in the config's order."""
+        for plugin in self.master.config.plugins:
+            self.addService(PluginPart(self.master, plugin))
+        await self.start_children()
+
+    async def stop(self) -> None:
+        """Stop every plugin's part, last first, and forget them."""
+        await self.stop_children()
+        for child in list(self):
+            self._forget(child)
+
+    async def add(self, plugin: Any) -> None:
+        """Start *plugin* in the running master (reconfig)."""
+        await self.start_child(PluginPart(self.master, plugin))
+
+    async def remove(self, plugin: Any) -> None:
+        """Stop *plugin* and unmount it (reconfig)."""
+        for child in list(self):
+            if isinstance(child, PluginPart) and child.plugin is plugin:
+                await self.stop_child(child)
+
+
+class PortPart(_Part):
+    """The listening port of the site (``www.interface``:``www.port``); reconfig moves it."""
+
+    def __init__(self, master: MasterService) -> None:
+        super().__init__(master, "port")
+        self.port: Any = None
+
+    async def start(self) -> None:
+        """Listen; tell the latent and local workers where to connect; wake requests waiting for them."""
+        self.port = await self._listen(self.master.config)
+        self._tell_workers()
+        self.master.engine.distributor.activity()  # requests for latent workers waited for the URL
+
+    async def stop(self) -> None:
+        """Stop listening (open connections are left to the parts that own them)."""
+        port, self.port = self.port, None
+        if port is not None:
+            await port.stopListening()
+
+    async def relisten(self, config: MasterConfig) -> None:
+        """Listen where *config* says; open connections on the old port are left to finish."""
+        port = await self._listen(config)  # the new one first: a port in use keeps the old one
+        old, self.port = self.port, port
+        if old is not None:
+            await old.stopListening()
+        self._tell_workers()
+
+    def worker_url(self) -> str:
+        """The ``/worker`` URL of the port listening, as workers on this machine reach it."""
+        host = self.port.getHost()
+        local_host = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host  # noqa: S104
+        return f"ws://{local_host}:{host.port}/worker"
+
+    def _tell_workers(self) -> None:
+        url = self.worker_url()
+        self.master.engine.latent.set_master_url(url)
+        self.master.local_workers.master_url = url
+
+    async def _listen(self, config: MasterConfig) -> Any:
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, config.www.port, interface=config.www.interface)
+        try:
+            return await endpoint.listen(self.master.site)
+        except CannotListenError as e:
+            raise StartupError(
+                f"cannot listen on {config.www.interface}:{config.www.port}: {e.socketError}"
+                " (is another master running? change www.port in master.cfg)"
+            ) from None
+
+
+# -- the master -----------------------------------------------------------------------------------
+
+
+class MasterService(OrderedServices):
+    """One master: the tree of its parts (see the module's documentation), started in order.
+
+    *clock* runs its timers (the engine's, the heartbeat's, retention's): the global reactor
+    unless a test hands a ``twisted.internet.task.Clock``.
+    """
+
+    def __init__(
+        self, basedir: str | Path, config: MasterConfig, daemon: bool = False, clock: IReactorTime | None = None
+    ) -> None:
         super().__init__()
+        self.clock: IReactorTime = clock if clock is not None else reactor
         self.basedir = Path(basedir).resolve()
         self.config = config
         self.daemon = daemon
         self.name = f"{socket.getfqdn()}:{self.basedir}"
-        self.storage: Any = None
-        self.data: DataAPI | None = None
-        self.rest: RestApi | None = None
-        self.root: Root | None = None
-        self.masterid: int | None = None
-        self.port: Any = None
-        self.site: Any = None
-        self.engine = Engine()
-        self.workerlink: WorkerLink | None = None
-        self.local_workers: LocalWorkers | None = None
-        self.retention: RetentionService | None = None
-        self.change_hooks: ChangeHooks | None = None
-        self.live: LiveUpdates | None = None
-        self.heartbeat: Heartbeat | None = None
-        self.reporters: Reporters | None = None
+        self.engine = Engine(clock=self.clock)
         self.auth = Authenticator(None, self.basedir)
-        self._plugin_services: dict[Any, list[Any]] = {}
         self.started: defer.Deferred = defer.Deferred()
         self._reconfiguring = False
         self.accepting_builds = True
+        # the tree, in start order; MultiService keeps it, and stops it in reverse
+        self.storage_part = StoragePart(self)
+        self.data_part = DataPart(self)
+        self.reporters_part = ReportersPart(self)
+        self.workerlink_part = WorkerLinkPart(self)
+        self.live_part = LivePart(self)
+        self.engine_part = EnginePart(self)
+        self.web_part = WebPart(self)
+        self.plugins_part = PluginsPart(self)
+        self.port_part = PortPart(self)
+        for part in (self.storage_part, self.data_part, self.reporters_part, self.workerlink_part, self.live_part,
+                     self.engine_part, self.web_part, self.plugins_part, self.port_part):
+            self.addService(part)
+        self.local_workers = LocalWorkers(self.basedir, self._local_workers(config), "")  # URL: the port's
+        self.local_workers.setName("local_workers")
+        self.addService(self.local_workers)
+        self.retention_part = Made("retention", lambda: RetentionService(self.data, self.config, clock=self.clock))
+        self.addService(self.retention_part)
+        self.heartbeat_part = Made("heartbeat", lambda: Heartbeat(self.data, self.engine, self.masterid, self.config,
+                                                                  clock=self.clock))
+        self.addService(self.heartbeat_part)
+
+    # what the parts made (None before they start)
+
+    @property
+    def storage(self) -> Any:
+        """The open storage (``IStorage``), or None."""
+        return self.storage_part.storage
+
+    @property
+    def data(self) -> DataAPI | None:
+        """The data API, or None."""
+        return self.data_part.data
+
+    @property
+    def masterid(self) -> int | None:
+        """The id of this master in ``masters``, or None."""
+        return self.data_part.masterid
+
+    @property
+    def reporters(self) -> Reporters | None:
+        """The running reporters, or None."""
+        return self.reporters_part.reporters
+
+    @property
+    def workerlink(self) -> WorkerLink | None:
+        """The workers' link (``/worker``), or None."""
+        return self.workerlink_part.workerlink
+
+    @property
+    def live(self) -> LiveUpdates | None:
+        """Live updates (``/ws``), or None."""
+        return self.live_part.live
+
+    @property
+    def rest(self) -> RestApi | None:
+        """The REST API, or None."""
+        return self.web_part.rest
+
+    @property
+    def change_hooks(self) -> ChangeHooks | None:
+        """The change hooks, or None."""
+        return self.web_part.change_hooks
+
+    @property
+    def root(self) -> Root | None:
+        """The root of the site's resources, or None."""
+        return self.web_part.root
+
+    @property
+    def site(self) -> Any:
+        """The site, or None."""
+        return self.web_part.site
+
+    @property
+    def metrics(self) -> Any:
+        """The master's metrics (``/metrics``), or None."""
+        return self.web_part.metrics
+
+    @property
+    def port(self) -> Any:
+        """The listening port, or None."""
+        return self.port_part.port
+
+    @property
+    def retention(self) -> RetentionService | None:
+        """The daily clean-up, or None."""
+        return self.retention_part.made
+
+    @property
+    def heartbeat(self) -> Heartbeat | None:
+        """The heartbeat, or None."""
+        return self.heartbeat_part.made
 
     @property
     def database_available(self) -> bool:
@@ -95,7 +509,7 @@ class MasterService(service.MultiService):
     def startService(self) -> None:  # noqa: N802 (Twisted's name)
         """Start asynchronously; ``self.started`` fires with the listening URL or fails."""
         super().startService()
-        d = defer.ensureDeferred(self.start())
+        d = self.ready
         if self.daemon:
             d.addCallbacks(self._daemon_started, self._daemon_failed)
         d.chainDeferred(self.started)
@@ -114,80 +528,12 @@ class MasterService(service.MultiService):
             log.failure(f"{daemon.FAILED} unexpected error", failure)
         reactor.stop()
 
-    def stopService(self) -> defer.Deferred:  # noqa: N802
-        """Stop the plugins' services, then stop listening, then close storage."""
-        children_stopped = super().stopService()
-
-        async def stop_all() -> None:
-            await children_stopped
-            await self.stop()
-
-        return defer.ensureDeferred(stop_all())
-
-    async def start(self) -> str:
-        """Bring the master up; return the URL it serves."""
-        config = self.config
+    async def start(self) -> str:  # type: ignore[override]
+        """Start the parts in order (what started is stopped again if one fails); return the URL served."""
         return_big_blocks()  # scrypt's 16 MB per worker login would otherwise stay resident
-        try:
-            await threads.deferToThread(migrate.check, config.db_url)
-            await self._create_plugin_tables(config.plugins)
-            self.storage = make_storage(config.db_url, retry_seconds=config.db_retry_seconds)
-            await self.storage.start()
-        except StorageError as e:
-            raise StartupError(str(e)) from None
-        data = self.data = DataAPI(self.storage, config.limits)
-        data.basedir = self.basedir  # artifacts live in its artifacts/ directory
-        for rtype in core_resource_types():
-            data.add_resource_type(rtype)
-        for plugin in config.plugins:
-            data.add_plugin(plugin)
-        await self._check_single_master(data, config)
-        self.masterid = data.events.masterid = await data.updates.master_active(self.name)
-        data.events.listen()  # other masters' events (PostgreSQL); nothing to do on SQLite
-        await self._apply_builders(config)
-        # reporters before the engine: they see the events of the builds a crash left, ended at its start
-        self.reporters = Reporters(data, self.masterid, config.reporters, config.www.url)
-        await self.reporters.start()
-        # the engine first: it recovers what a crash left, and must be ready when workers connect
-        await self.engine.start(data, self.masterid, config)
-        self.workerlink = WorkerLink(data, self.masterid, self._worker_passwords(config), self.engine)
-        self.auth.reconfigure(config.auth)
-        data.auth = self.auth  # plugins check their APIs' users and tokens with the master's Authenticator
-        self.rest = RestApi(data, config.www.url, self.auth)
-        self.live = LiveUpdates(
-            data, self.auth, max_subscriptions=config.www.ws_max_subscriptions,
-            max_connections_per_ip=config.www.ws_max_connections_per_ip,
-        )
-        self.change_hooks = ChangeHooks(data, config.change_hooks)
-        self.root = build_root({
-            "api": self.rest.resource(),
-            "auth": LoginPages(self.auth).resource(),
-            "worker": self.workerlink.resource(),
-            "ws": self.live.resource(),
-            "change_hook": self.change_hooks.resource(),
-        })
-        # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
-        self.root.ui = WebUi.if_installed(config.title, config.www.url, self.auth)
-        self.site = build_site(self.root, config.www.allowed_origins, config.www.max_body_bytes)
-        try:
-            self.site.set_access_log(config.www.access_log, self.basedir)
-        except ValueError as e:
-            raise StartupError(str(e)) from None
-        self.metrics = attach_metrics(self)  # GET /metrics; mounted before plugins, which may not take it
-        for plugin in config.plugins:
-            self._mount_plugin(plugin)
-            self._start_plugin_services(plugin)
-        self.port = self._listen(config)
+        await self.start_children()
         host = self.port.getHost()
         url = f"http://{host.host}:{host.port}/"
-        self.local_workers = LocalWorkers(self.basedir, self._local_workers(config), self._worker_url())
-        self.local_workers.setServiceParent(self)
-        self.engine.latent.set_master_url(self._worker_url())
-        self.engine.distributor.activity()  # requests for latent workers waited for the URL
-        self.retention = RetentionService(data, config)
-        self.retention.setServiceParent(self)
-        self.heartbeat = Heartbeat(data, self.engine, self.masterid, config)
-        self.heartbeat.setServiceParent(self)
         # what start-up made (modules, metadata, config) lives as long as the process: keep it
         # out of the collector's way, which shortens every later full collection
         gc.freeze()
@@ -223,43 +569,12 @@ class MasterService(service.MultiService):
 
     def _worker_url(self) -> str:
         """The ``/worker`` URL of the port listening, as workers on this machine reach it."""
-        host = self.port.getHost()
-        local_host = "127.0.0.1" if host.host in ("0.0.0.0", "::") else host.host  # noqa: S104
-        return f"ws://{local_host}:{host.port}/worker"
-
-    def _listen(self, config: MasterConfig) -> Any:
-        try:
-            return reactor.listenTCP(config.www.port, self.site, interface=config.www.interface)
-        except CannotListenError as e:
-            raise StartupError(
-                f"cannot listen on {config.www.interface}:{config.www.port}: {e.socketError}"
-                " (is another master running? change www.port in master.cfg)"
-            ) from None
+        return self.port_part.worker_url()
 
     async def _create_plugin_tables(self, plugins: list[Any]) -> None:
         schemas = migrate.plugin_schemas(plugins)
         if schemas:
             await threads.deferToThread(migrate.prepare_plugin_tables, self.config.db_url, schemas)
-
-    def _mount_plugin(self, plugin: Any) -> None:
-        for prefix, resource in plugin.web_resources(self.data).items():
-            try:
-                mount(self.root, prefix, resource)
-            except MountError as e:
-                raise StartupError(f"plugin {plugin.name!r} cannot mount {e}") from None
-            resource.mounted_by = plugin
-
-    def _start_plugin_services(self, plugin: Any) -> None:
-        services = self._plugin_services[plugin] = list(plugin.services(self.data))
-        for child in services:
-            child.setServiceParent(self)
-
-    async def _stop_plugin_services(self, plugin: Any) -> None:
-        for child in self._plugin_services.pop(plugin, []):
-            await defer.maybeDeferred(child.disownServiceParent)
-
-    def _unmount_plugin(self, plugin: Any) -> None:
-        unmount(self.root, lambda child: getattr(child, "mounted_by", None) is plugin)
 
     async def _apply_builders(self, config: MasterConfig) -> None:
         """Record the configured builders and workers, and which of them this master serves."""
@@ -283,34 +598,6 @@ class MasterService(service.MultiService):
             if worker["name"] not in configured:
                 await data.updates.worker_configured(worker["workerid"], self.masterid, [])
 
-    async def stop(self) -> None:
-        """Stop the builds (their requests go back to the queue), the workers' link, listening; close the database."""
-        if self.engine.data is not None:
-            await self.engine.stop()
-        if self.reporters is not None:  # after the engine: the reports of the builds it ended are recorded
-            await self.reporters.stop()
-            self.reporters = None
-        if self.workerlink is not None:
-            await self.workerlink.stop()
-            self.workerlink = None
-        if self.live is not None:
-            self.live.stop()
-            self.live = None
-        if self.data is not None:
-            self.data.events.stop_listening()
-        if self.port is not None:
-            await self.port.stopListening()
-            self.port = None
-            self.site.set_access_log(None, self.basedir)
-        if self.storage is not None:
-            if self.masterid is not None:
-                try:
-                    await self.data.updates.master_stopped(self.masterid)
-                except StorageError:
-                    log.failure("could not mark the master stopped")
-            await self.storage.stop()
-            self.storage = None
-
     def clean_stop(self) -> defer.Deferred:
         """Start no new build, wait for this master's running builds to end, then stop (SIGUSR1)."""
         return defer.ensureDeferred(self._clean_stop())
@@ -329,7 +616,7 @@ class MasterService(service.MultiService):
             if running != said:
                 log.info(f"{daemon.CLEAN_STOP} waiting for {{n}} running build(s)", n=running)
                 said = running
-            await deferLater(reactor, CLEAN_STOP_POLL, lambda: None)
+            await deferLater(self.clock, CLEAN_STOP_POLL, lambda: None)
         log.info(f"{daemon.CLEAN_STOP} no build running; stopping")
         reactor.stop()
 
@@ -368,14 +655,13 @@ class MasterService(service.MultiService):
         going = [p for name, p in old_plugins.items() if name not in new_plugins or new_plugins[name] != p]
         coming = [p for name, p in new_plugins.items() if name not in old_plugins or old_plugins[name] != p]
         await self._create_plugin_tables(coming)
+        plugins = self.plugins_part
         for plugin in going:
-            await self._stop_plugin_services(plugin)
-            self._unmount_plugin(plugin)
+            await plugins.remove(plugin)  # its services stopped, its routes unmounted
             self.data.remove_plugin(plugin)
         for plugin in coming:
             self.data.add_plugin(plugin)
-            self._mount_plugin(plugin)
-            self._start_plugin_services(plugin)
+            await plugins.add(plugin)
         if going or coming:
             changes.append(f"plugins -{len(going)} +{len(coming)}")
         if new.builders != old.builders or new.workers != old.workers:
@@ -395,9 +681,7 @@ class MasterService(service.MultiService):
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))
         if new.reporters != old.reporters or new.www.url != old.www.url:
-            await self.reporters.stop()
-            self.reporters = Reporters(self.data, self.masterid, new.reporters, new.www.url)
-            await self.reporters.start()
+            await self.reporters_part.replace(new)
             changes.append(f"reporters {len(old.reporters)} -> {len(new.reporters)}")
         self.retention.config = new
         self.heartbeat.reconfig(new)
@@ -412,11 +696,7 @@ class MasterService(service.MultiService):
         self.live.set_limits(new.www.ws_max_subscriptions, new.www.ws_max_connections_per_ip)
         self.site.max_body_bytes = new.www.max_body_bytes
         if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
-            # open the new port first; open connections on the old one are left to finish
-            port = self._listen(new)
-            await self.port.stopListening()
-            self.port = port
-            self.engine.latent.set_master_url(self._worker_url())
+            await self.port_part.relisten(new)
             changes.append(f"listening on {new.www.interface}:{new.www.port}")
         self.config = new
         return ", ".join(changes) or "nothing changed"

@@ -23,8 +23,7 @@ from master.retention import DAY, clean_up
 
 
 async def make_data(storage: Any, basedir: Path) -> DataAPI:
-    data = DataAPI(storage)
-    data.basedir = basedir
+    data = DataAPI(storage, basedir=basedir)
     for rtype in core_resource_types():
         data.add_resource_type(rtype)
     return data

@@ -503,13 +503,13 @@ async def test_an_open_master_accepts_writes_and_an_unwired_one_refuses_them(
     async with serve(data, build_site(plugin.web_resources(data)), in_memory=True) as api:
         site = Bileto(api, data, {})
         # the master's Authenticator with auth off: writes are open, as the master's controls are
-        data.auth = Authenticator(None, tmp_path)
+        data.bind_auth(Authenticator(None, tmp_path))
         code, body = await site.post("/v1/tickets", {"description": "open"}, token=None)
         assert code == 201, body
         code, body = await site.post("/v1/tickets", {"description": "x"}, token="anything")
         assert code == 401 and body == {"error": "invalid token"}
         # no Authenticator handed over at all: closed, whatever the request carries
-        del data.auth
+        data.bind_auth(None)
         code, body = await site.post("/v1/tickets", {"description": "closed"}, token=None)
         assert code == 401 and "only BiletoPlugin(api_token=...) can write" in body["error"]
         assert await site.ids("/v1/tickets") == [1]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 from twisted.internet import defer
+from twisted.internet.task import Clock
 from waiting import wait_for
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -129,9 +130,11 @@ async def _stop_managers() -> Any:
         await _managers.pop().stop()
 
 
-async def _manager(workers: list[Any], cap: int | None = None) -> tuple[LatentWorkers, FakeEngine]:
+async def _manager(
+    workers: list[Any], cap: int | None = None, clock: Clock | None = None
+) -> tuple[LatentWorkers, FakeEngine]:
     engine = FakeEngine()
-    latent = LatentWorkers(engine)
+    latent = LatentWorkers(engine, clock)
     _managers.append(latent)
     await latent.configure(Config(workers, cap))
     await latent.start("master-a", 7)
@@ -181,14 +184,36 @@ async def test_an_instance_that_ends_fails_the_build_with_its_reason() -> None:
     assert spec.stopped == ["m1-1"] and latent.workers["m1"].state == "stopped"
 
 
-@pytest.mark.slow  # waits for the 0.3 s missing_timeout in real time (the latent manager has no clock yet)
 @pytest_twisted.ensureDeferred
 async def test_a_worker_that_never_connects_is_stopped_after_missing_timeout() -> None:
-    spec = MemoryLatent("m1", missing_timeout=0.3)
-    latent, _ = await _manager([spec])
-    with pytest.raises(LatentWorkerFailed, match=r"did not connect within 0.3s"):
-        await latent.substantiate(latent.workers["m1"].slot, lambda line: None)
+    clock = Clock()
+    spec = MemoryLatent("m1", missing_timeout=30)
+    latent, _ = await _manager([spec], clock=clock)
+    waiting = defer.ensureDeferred(latent.substantiate(latent.workers["m1"].slot, lambda line: None))
+    clock.pump([1.0] * 29)
+    assert not waiting.called and spec.instances and spec.stopped == []
+    clock.pump([1.0] * 2)
+    with pytest.raises(LatentWorkerFailed, match=r"did not connect within 30s"):
+        await waiting
     assert spec.stopped == ["m1-1"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idle_worker_is_stopped_after_build_wait_timeout_on_the_clock() -> None:
+    clock = Clock()
+    spec = MemoryLatent("m1", build_wait_timeout=600)
+    latent, engine = await _manager([spec], clock=clock)
+    slot = latent.workers["m1"].slot
+    waiting = defer.ensureDeferred(latent.substantiate(slot, lambda line: None))
+    engine.loads[slot] = 1
+    latent.worker_attached(FakeConnection("m1"))
+    await waiting
+    engine.loads[slot] = 0
+    latent.build_ended(slot)
+    clock.advance(599)
+    assert latent.state_of_id(slot.workerid) == "running" and spec.stopped == []
+    clock.advance(1)  # the idle timer fires; the memory instance goes at once
+    assert spec.stopped == ["m1-1"] and latent.state_of_id(slot.workerid) == "stopped"
 
 
 @pytest_twisted.ensureDeferred

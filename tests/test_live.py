@@ -30,7 +30,7 @@ async def data(storage: Any) -> AsyncIterator[DataAPI]:
     api = DataAPI(storage)
     for rtype in core_resource_types():
         api.add_resource_type(rtype)
-    api.events.masterid = await api.updates.master_active("m1")
+    api.bind_master(await api.updates.master_active("m1"))
     await api.updates.update_builder("hello")
     await storage.execute(sa.insert(schema.buildsets).values(submitted_at=1, reason="test"))
     await storage.execute(sa.insert(schema.buildrequests).values(buildsetid=1, builderid=1, submitted_at=1))

@@ -224,7 +224,8 @@ async def test_events_journaled_but_not_recorded_before_a_crash_are_reported_aft
     for rtype in core_resource_types():
         data.add_resource_type(rtype)
     builderid = await data.updates.update_builder("unit")
-    masterid = data.events.masterid = await data.updates.master_active("m1")
+    masterid = await data.updates.master_active("m1")
+    data.bind_master(masterid)
     reporter = GitHubStatusPush(GH_TOKEN, context="ci", base_url=forge.url, retry_delay=0.1)
     other = "fedcba9876543210fedcba9876543210fedcba98"
     try:

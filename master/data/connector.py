@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from zope.interface.verify import verifyObject
 
 from master.data.base import ActionCall, Collection, Endpoint, Kind, ResourceType, is_update_method
-from master.data.errors import InvalidParams, InvalidPath, NotFound, UnknownAction
+from master.data.errors import Conflict, InvalidParams, InvalidPath, NotFound, UnknownAction
 from master.data.events import EventHub
 from master.data.interfaces import IEndpoint, IPlugin, IResourceType
 from master.data.pathmatch import Matcher, split_path
 from master.data.readscope import check_read
 from master.data.resultspec import Limits, ResultSpec, parse_result_spec
+from master.data.seams import AuthPolicy, EngineControls
 from master.data.types import check_free_value, check_text
 from master.db.interfaces import IStorage
 
@@ -33,19 +35,48 @@ class DataAPI:
     ``updates`` is a namespace filled as resource types register; it is declared as
     :class:`~master.data.updates.CoreUpdates`, the core's methods, so that their calls are
     type-checked.  A plugin reaches its own through :meth:`resource_type`.
+
+    What the layers above hand it (:mod:`master.data.seams`): *basedir*, the master directory
+    (artifacts live under it; None for a DataAPI of no master), and, once they exist, the
+    engine's controls (:meth:`bind_engine`), the auth policy (:meth:`bind_auth`) and this
+    master's id (:meth:`bind_master`).
     """
 
-    def __init__(self, storage: IStorage, limits: Limits | None = None) -> None:
+    def __init__(
+        self, storage: IStorage, limits: Limits | None = None, *, basedir: str | Path | None = None,
+        auth: AuthPolicy | None = None,
+    ) -> None:
         self.storage = storage
         self.limits = limits or Limits()
         # filled by add_resource_type; tests/test_updates_protocol.py checks it provides CoreUpdates
         self.updates: CoreUpdates = cast("CoreUpdates", SimpleNamespace())
         self.rtypes: dict[str, ResourceType] = {}
         self.events = EventHub(storage, self.rtypes)
-        self.auth: Any = None  # the master's Authenticator (set by the master), for plugins' own APIs
-        self.basedir: Any = None  # the master directory (set by the master): artifacts live under it
+        self.basedir: Path | None = None if basedir is None else Path(basedir)
+        self.auth: AuthPolicy | None = auth  # the master's, for plugins' own APIs
+        self.engine: EngineControls | None = None  # the engine running builds here, while it runs
         self.plugins: list[Any] = []
         self._matcher: Matcher[Endpoint] = Matcher()
+
+    # -- what the layers above hand over (master.data.seams) -------------------------------------
+
+    def bind_engine(self, engine: EngineControls | None) -> None:
+        """Reach *engine* for the actions that need one (the engine binds itself on start, None on stop)."""
+        self.engine = engine
+
+    def controls(self) -> EngineControls:
+        """The engine bound by :meth:`bind_engine`; ``Conflict`` when no engine runs on this master."""
+        if self.engine is None:
+            raise Conflict("no build engine runs on this master")
+        return self.engine
+
+    def bind_auth(self, auth: AuthPolicy | None) -> None:
+        """Carry the master's auth policy, which plugins' routes check their callers with."""
+        self.auth = auth
+
+    def bind_master(self, masterid: int) -> None:
+        """Journal this master's events under *masterid* (the id ``master_active`` returned)."""
+        self.events.masterid = masterid
 
     # -- registry ---------------------------------------------------------------------------
 

@@ -13,17 +13,23 @@ could not be recorded meanwhile (builds left incomplete, requests left claimed) 
 soon as the database is back, without a restart: :meth:`Engine.reconcile` finishes those builds
 ``retry`` and completes or queues again their requests, as the restart path does.
 
-The engine is the worker link's IWorkerListener, and the data API's controls reach it as
-``data.engine`` (set by ``start``, cleared by ``stop``): build ``stop``/``rebuild``,
-buildrequest ``cancel`` of a claimed request, worker ``stop``/``kill``, forcescheduler ``force``.
+The engine is the worker link's IWorkerListener, and the data API's actions reach it through
+the ``master.data.seams.EngineControls`` it satisfies (bound by ``start`` with
+``data.bind_engine``, unbound by ``stop``): build ``stop``/``rebuild``, buildrequest ``cancel``
+of a claimed request, worker ``stop``/``kill``, forcescheduler ``force``, latent workers' state.
+
+Every timer of the engine (its poll, its schedulers', its latent workers', its locks' waits)
+runs on the *clock* it is given (an ``IReactorTime``, the global reactor by default), so that a
+test can drive them with ``twisted.internet.task.Clock``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -48,10 +54,18 @@ class Engine:
 
     *poll_interval* is how often (seconds) the engine looks for requests that other masters
     added, retries claiming schedulers another master holds, and re-reads buildsets that a
-    Trigger step waits for; *stop_timeout* bounds how long ``stop()`` waits for builds to end.
+    Trigger step waits for; *stop_timeout* bounds how long ``stop()`` waits for builds to end;
+    *clock* runs every timer of the engine (the global reactor by default).
     """
 
-    def __init__(self, poll_interval: float = 10.0, stop_timeout: float = 30.0) -> None:
+    def __init__(
+        self, poll_interval: float = 10.0, stop_timeout: float = 30.0, clock: IReactorTime | None = None
+    ) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.clock: IReactorTime = clock
         self.poll_interval = poll_interval
         self.stop_timeout = stop_timeout
         self.data: Any = None
@@ -72,7 +86,7 @@ class Engine:
         self._reconciling = False
         self._outage_call: Any = None
         self._unwatch: Any = None
-        self.latent = LatentWorkers(self)  # latent workers (master.engine.latent): started for builds
+        self.latent = LatentWorkers(self, self.clock)  # latent workers (master.engine.latent): started for builds
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -80,7 +94,7 @@ class Engine:
         """Recover from a crash, apply *config* and start building."""
         self.data = data
         self.masterid = masterid
-        data.engine = self
+        data.bind_engine(self)
         self.distributor.stopped = False
         await data.updates.release_master_locks(masterid)  # what its builds held before a crash
         await self.recover()
@@ -96,6 +110,7 @@ class Engine:
             self._unwatch = watch(self._database_availability)
         self.accepting = True
         self._poller = task.LoopingCall(self._poll)
+        self._poller.clock = self.clock
         self._poller.start(self.poll_interval, now=True)
 
     async def reconfig(self, config: Any) -> None:
@@ -130,16 +145,16 @@ class Engine:
             build.stop("master stopping", RETRY)
         await self._wait_builds(self.stop_timeout)
         await self.latent.stop()
-        if getattr(self.data, "engine", None) is self:
-            self.data.engine = None
+        if self.data is not None and self.data.engine is self:
+            self.data.bind_engine(None)
 
     async def _wait_builds(self, timeout: float) -> None:
-        deadline = reactor.seconds() + timeout
-        while self.builds and reactor.seconds() < deadline:
+        deadline = self.clock.seconds() + timeout
+        while self.builds and self.clock.seconds() < deadline:
             waiter: defer.Deferred = defer.Deferred()
             self._build_waiters.append(waiter)
-            left = max(deadline - reactor.seconds(), 0)
-            timer = reactor.callLater(left, lambda w=waiter: w.called or w.callback(None))
+            left = max(deadline - self.clock.seconds(), 0)
+            timer = self.clock.callLater(left, lambda w=waiter: w.called or w.callback(None))
             await waiter
             if timer.active():
                 timer.cancel()
@@ -228,7 +243,7 @@ class Engine:
         # a short outage (a PostgreSQL restart) is a pause: builds wait for their writes; a longer one
         # than the storage retries for ends them, since nothing they do can be recorded any more
         window = getattr(self.data.storage, "retry_seconds", 30.0)
-        self._outage_call = reactor.callLater(window, self._outage_outlasted_retries)
+        self._outage_call = self.clock.callLater(window, self._outage_outlasted_retries)
 
     def _outage_outlasted_retries(self) -> None:
         self._outage_call = None
@@ -393,7 +408,7 @@ class Engine:
                     return entity["results"]
                 waiter: defer.Deferred = defer.Deferred()
                 wake[:] = [waiter]
-                timer = reactor.callLater(self.poll_interval, lambda w=waiter: w.called or w.callback(None))
+                timer = self.clock.callLater(self.poll_interval, lambda w=waiter: w.called or w.callback(None))
                 try:
                     await waiter
                 finally:
@@ -402,7 +417,7 @@ class Engine:
         finally:
             subscription.cancel()
 
-    # -- controls (reached through data.engine) -------------------------------------------------------
+    # -- controls (master.data.seams.EngineControls, reached through data.controls()) ----------------
 
     def _running_build(self, buildid: int) -> Build | None:
         for build in self.builds.values():
@@ -454,6 +469,10 @@ class Engine:
                     self.shutting_down.add(conn)  # no new build meanwhile
                     await self.set_graceful(workerid, True)
                 conn.shutdown(graceful)
+
+    def latent_state(self, workerid: int) -> str | None:
+        """The state of latent worker *workerid* here (``stopped``, ``starting``...), or None if not one of ours."""
+        return self.latent.state_of_id(workerid)
 
     async def force(self, schedulername: str, params: Mapping[str, Any], user: Any = None) -> list[Any]:
         """Run the ``force`` action of force scheduler *schedulername*."""

@@ -27,9 +27,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface
 
@@ -150,9 +151,17 @@ def instance_name(worker: str, suffix: str) -> str:
 
 
 class LatentWorkers:
-    """The engine's latent workers: substantiates them for builds, insubstantiates them when idle."""
+    """The engine's latent workers: substantiates them for builds, insubstantiates them when idle.
 
-    def __init__(self, engine: Engine) -> None:
+    Its timers (idle timeouts, missing timeouts, probes) run on *clock* (the global reactor by default).
+    """
+
+    def __init__(self, engine: Engine, clock: IReactorTime | None = None) -> None:
+        if clock is None:
+            from twisted.internet import reactor
+
+            clock = cast(IReactorTime, reactor)
+        self.clock: IReactorTime = clock
         self.engine = engine
         self.workers: dict[str, _Runtime] = {}
         self.max_latent_workers: int | None = None
@@ -189,6 +198,7 @@ class LatentWorkers:
                 known.slot.max_builds = max(int(spec.max_builds), 1)
         if self.workers and self._prober is None:
             self._prober = task.LoopingCall(self._probe)
+            self._prober.clock = self.clock
             self._prober.start(PROBE_INTERVAL, now=False)
 
     async def start(self, master_name: str, masterid: int) -> None:
@@ -198,7 +208,7 @@ class LatentWorkers:
         cleanups = [defer.ensureDeferred(self._remove_leftovers(spec)) for spec in self._hosts().values()]
         if cleanups:
             d = defer.DeferredList(cleanups)
-            timer = reactor.callLater(LEFTOVERS_TIMEOUT, d.cancel)
+            timer = self.clock.callLater(LEFTOVERS_TIMEOUT, d.cancel)
             await d
             if timer.active():
                 timer.cancel()
@@ -360,11 +370,11 @@ class LatentWorkers:
             await self._start_failed(runtime, LatentWorkerFailed(f"{type(e).__name__}: {e}"))
 
     async def _wait_connected(self, runtime: _Runtime, timeout: float) -> None:
-        deadline = reactor.seconds() + timeout
+        deadline = self.clock.seconds() + timeout
         while runtime.conn is None:
             if self._stopping or runtime.state != "starting":
                 raise LatentWorkerFailed("the master is stopping")
-            if reactor.seconds() >= deadline:
+            if self.clock.seconds() >= deadline:
                 raise LatentWorkerFailed(
                     f"worker {runtime.slot.name} did not connect within {timeout:g}s (missing_timeout):"
                     f" instance {_short(runtime.instance)} stopped")
@@ -374,7 +384,8 @@ class LatentWorkers:
             if ended:
                 raise LatentWorkerFailed(ended)
             runtime.wake = defer.Deferred()
-            timer = reactor.callLater(min(POLL_INTERVAL, max(deadline - reactor.seconds(), 0)), _fire, runtime.wake)
+            left = max(deadline - self.clock.seconds(), 0)
+            timer = self.clock.callLater(min(POLL_INTERVAL, left), _fire, runtime.wake)
             await runtime.wake
             if timer.active():
                 timer.cancel()
@@ -409,7 +420,7 @@ class LatentWorkers:
         if wait <= 0:  # now, before a round of the distributor gives it another build
             self._idle(runtime)
         else:
-            runtime.idle_timer = reactor.callLater(wait, self._idle, runtime)
+            runtime.idle_timer = self.clock.callLater(wait, self._idle, runtime)
 
     def _idle(self, runtime: _Runtime) -> None:
         runtime.idle_timer = None
@@ -434,7 +445,7 @@ class LatentWorkers:
                 left: defer.Deferred = defer.Deferred()
                 conn.notify_on_disconnect(lambda: _fire(left))
                 conn.shutdown(False)
-                timer = reactor.callLater(LEAVE_TIMEOUT, lambda: _fire(left))
+                timer = self.clock.callLater(LEAVE_TIMEOUT, lambda: _fire(left))
                 await left
                 if timer.active():
                     timer.cancel()
@@ -457,7 +468,7 @@ class LatentWorkers:
     # -- unreachable hosts --------------------------------------------------------------------
 
     def _unreachable(self, key: str, error: str) -> None:
-        now = reactor.seconds()
+        now = self.clock.seconds()
         if key not in self.unreachable or now - self._last_said.get(key, 0) >= UNREACHABLE_LOG_INTERVAL:
             log.warn("latent workers' host {host} is unreachable ({error}); their requests wait", host=key,
                      error=error)

@@ -23,7 +23,8 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 
 from master.data.resources.locks import LockRequest
 from master.engine.config import Configured
@@ -128,9 +129,10 @@ def describe(accesses: Sequence[LockAccess]) -> str:
 
 
 class LockWaiters:
-    """Wakes the builds of one master waiting for locks when one of its builds lets a lock go."""
+    """Wakes the builds of one master waiting for locks when one of its builds lets a lock go (or *clock* says so)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: IReactorTime) -> None:
+        self.clock = clock
         self._waiting: list[defer.Deferred] = []
 
     def released(self) -> None:
@@ -148,7 +150,7 @@ class LockWaiters:
             if not waiter.called:
                 waiter.callback(None)
 
-        timer = reactor.callLater(timeout, wake)
+        timer = self.clock.callLater(timeout, wake)
         try:
             await waiter
         finally:
@@ -162,7 +164,7 @@ def waiters_of(engine: Any) -> LockWaiters:
     """The engine's LockWaiters (made on first use)."""
     waiters = getattr(engine, "lock_waiters", None)
     if waiters is None:
-        waiters = engine.lock_waiters = LockWaiters()
+        waiters = engine.lock_waiters = LockWaiters(engine.clock)
     return waiters
 
 

@@ -34,7 +34,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer
 from twisted.logger import Logger
 
 from master.data.errors import Conflict, InvalidParams
@@ -307,7 +307,7 @@ class SingleBranchScheduler(BaseScheduler):
         if self._timer is not None and self._timer.active():
             self._timer.reset(self.treeStableTimer)
         else:
-            self._timer = reactor.callLater(self.treeStableTimer, self._stable)
+            self._timer = self.engine.clock.callLater(self.treeStableTimer, self._stable)
 
     def _stable(self) -> None:
         change, self._latest = self._latest, None
@@ -350,7 +350,7 @@ class _Timed(BaseScheduler):
         self._timer = None
 
     def _arm(self) -> None:
-        self._timer = reactor.callLater(self.next_delay(), self._fire)
+        self._timer = self.engine.clock.callLater(self.next_delay(), self._fire)
 
     def _fire(self) -> None:
         if not self.running:
@@ -439,8 +439,8 @@ class Nightly(_Timed):
         raise ValueError(f"Nightly {self.name!r}: its fields match no date")
 
     def next_delay(self) -> float:
-        """Seconds until the next matching minute."""
-        now = datetime.datetime.now()
+        """Seconds until the next matching minute (local time, by the engine's clock)."""
+        now = datetime.datetime.fromtimestamp(self.engine.clock.seconds())
         return max((self.next_time(now) - now).total_seconds(), 0.0)
 
 

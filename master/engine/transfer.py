@@ -371,8 +371,7 @@ class FileDownload(_TransferStep):
         mastersrc, workerdest = str(self.render(self.mastersrc)), str(self.render(self.workerdest))
         self._what = mastersrc
         await self.set_state(self.describe(False))
-        basedir = getattr(self.data, "basedir", None)
-        path = Path(basedir or ".") / mastersrc
+        path = Path(self.data.basedir or ".") / mastersrc
         try:
             size = path.stat().st_size
             source = open(path, "rb")  # noqa: SIM115 (closed below, once sent)

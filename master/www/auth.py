@@ -415,11 +415,11 @@ def _session_secret(basedir: Path) -> bytes:
 def scope_plugin_reads(data: Any, request: IRequest, user: User | None | EllipsisType = ...) -> None:
     """Open the read scope of a plugin's GET route for its caller: *user*, or whoever *request* authenticates as.
 
-    *data* carries the master's Authenticator as ``data.auth`` (the master service sets it);
+    *data* carries the master's Authenticator as ``data.auth`` (the master service binds it);
     without one, or without read rules, reads stay public.  Raises AuthError(401) for bad
     credentials; the reads themselves raise AuthError(401/403) when a rule is missing.
     """
-    auth = getattr(data, "auth", None)
+    auth = data.auth
     if auth is None or not auth.restricts_reads:
         open_read_scope(None)
         return

@@ -42,8 +42,7 @@ FIELDS = ("artifactid", "buildid", "stepid", "name", "size", "sha256", "content_
 
 def artifacts_root(data: DataAPI) -> Path | None:
     """``<master dir>/artifacts``, or None when the DataAPI belongs to no master directory."""
-    basedir = getattr(data, "basedir", None)
-    return None if basedir is None else Path(basedir) / ARTIFACTS_DIR
+    return None if data.basedir is None else data.basedir / ARTIFACTS_DIR
 
 
 def content_type_of(name: str) -> str:

@@ -67,7 +67,7 @@ async def _cancel(call: ActionCall) -> None:
     entity = await call.data.get(("buildrequests", str(brid)))
     if entity["complete"]:
         raise Conflict(f"build request {brid} is already complete")
-    engine = getattr(call.data, "engine", None)
+    engine = call.data.engine
     if entity["claimed"] and engine is not None and await engine.cancel_buildrequest(brid, call.params["reason"]):
         return None  # its build is being stopped; the request completes as cancelled when it ends
     if entity["claimed"]:

@@ -9,7 +9,6 @@ import orjson
 import sqlalchemy as sa
 
 from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, Param, ResourceType, update_method
-from master.data.errors import Conflict
 from master.data.resources.common import boolean_filter, dumps, now, properties_loader
 from master.data.resources.livecache import LiveEntities
 from master.data.resources.properties import Properties
@@ -61,21 +60,13 @@ _FINISH_SAYING = Prepared(("builds", "finish-saying"), lambda: sa.update(t).wher
     state_string=sa.bindparam("state_string")))
 
 
-def engine_of(call: ActionCall) -> Any:
-    """The build engine of the master serving *call* (``data.engine``, set by the engine), or Conflict."""
-    engine = getattr(call.data, "engine", None)
-    if engine is None:
-        raise Conflict("no build engine runs on this master")
-    return engine
-
-
 async def _stop(call: ActionCall) -> None:
     # Buildbot answers null, also for a build that has finished already
-    await engine_of(call).stop_build(call.target["buildid"], call.params["reason"])
+    await call.data.controls().stop_build(call.target["buildid"], call.params["reason"])
 
 
 async def _rebuild(call: ActionCall) -> list[Any]:
-    rebuilt: list[Any] = await engine_of(call).rebuild(call.target["buildid"], call.params["reason"])
+    rebuilt: list[Any] = await call.data.controls().rebuild(call.target["buildid"], call.params["reason"])
     return rebuilt
 
 

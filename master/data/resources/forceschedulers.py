@@ -9,7 +9,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
 
 from master.data.base import Action, ActionCall, Declaration, Endpoint, Field, Kind, ResourceType, update_method
-from master.data.errors import Conflict, InvalidQuery
+from master.data.errors import InvalidQuery
 from master.data.resources.common import dumps
 from master.data.types import Boolean, Identifier, JsonObject, List, String
 from master.db import schema
@@ -67,10 +67,7 @@ def _enabled_column() -> Any:
 
 
 async def _force(call: ActionCall) -> Any:
-    engine = getattr(call.data, "engine", None)
-    if engine is None:
-        raise Conflict("no build engine runs on this master")
-    return await engine.force(call.args["schedulername"], call.params, call.user)
+    return await call.data.controls().force(call.args["schedulername"], call.params, call.user)
 
 
 class ForceSchedulers(ResourceType):

@@ -92,7 +92,7 @@ async def _unpause(call: ActionCall) -> None:
 
 async def _shutdown(call: ActionCall, graceful: bool) -> None:
     # a worker connected to another master (or to none) is not ours to stop: Buildbot answers null too
-    engine = getattr(call.data, "engine", None)
+    engine = call.data.engine
     if engine is not None:
         await engine.shutdown_worker(call.target["workerid"], graceful)
 
@@ -148,8 +148,8 @@ async def _load_connected_to(data: Any, ids: list[Any], spec: Any) -> Mapping[An
 
 async def _load_latent_state(data: Any, ids: list[Any], spec: Any) -> Mapping[Any, Any]:
     # known only to the engine of the master that runs the latent worker (master.engine.latent)
-    latent = getattr(getattr(data, "engine", None), "latent", None)
-    return {workerid: latent.state_of_id(workerid) if latent is not None else None for workerid in ids}
+    engine = data.engine
+    return {workerid: engine.latent_state(workerid) if engine is not None else None for workerid in ids}
 
 
 class Workers(ResourceType):
