@@ -31,7 +31,6 @@ setup(
         "dciauth>=3",
         "werkzeug>=3",  # the plugins' routes raise its exceptions (Klein brings it; we import it)
         "prometheus-client>=0.20",
-        "treq>=23.11",
         "defusedxml>=0.7",  # JUnit XML from builds, parsed without entity expansion (TestResults)
     ],
     extras_require={

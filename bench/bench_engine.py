@@ -53,6 +53,7 @@ MASTER_CLI = [sys.executable, "-P", "-m", "master.cli"]
 WORKER_CLI = [sys.executable, "-P", "-m", "worker.cli"]
 PASSWORD = "bench-secret"
 POLL = 0.05  # seconds between two REST polls while waiting for builds
+REQUESTS_SETTLE = 5.0  # seconds a request may take to complete after its build (two writes)
 CLI_TIMEOUT = 90.0  # seconds any one ci-master / ci-worker command may take
 HEADER_LINES = 4  # the command, its directory, "program finished with exit code 0", "elapsedTime=..."
 TARGET_BUILDS = 50.0  # builds/s force-to-finished with 2 workers
@@ -475,9 +476,16 @@ def bench_builds(site: Site, label: str, args: argparse.Namespace) -> BuildsResu
     failed = [b for b in builds if b["complete"] and b["results"] != 0]
     if failed:
         result.problems.append(f"{len(failed)} build(s) did not succeed (results {failed[0]['results']}, ...)")
-    pending = client.total("buildrequests?complete=false&field=buildrequestid&limit=1")
+    # a build's end and its request's completion are two writes: a request may complete a moment after
+    # its build; one still open seconds later is stuck
+    pending, settle_until = 0, time.monotonic() + REQUESTS_SETTLE
+    while complete >= count:
+        pending = client.total("buildrequests?complete=false&field=buildrequestid&limit=1")
+        if not pending or time.monotonic() > settle_until:
+            break
+        time.sleep(0.05)
     if pending and complete >= count:
-        result.problems.append(f"{pending} build request(s) still incomplete")
+        result.problems.append(f"{pending} build request(s) still incomplete {REQUESTS_SETTLE:g}s after their builds")
     names = {w["workerid"]: w["name"] for w in client.get("workers?field=workerid&field=name")["workers"]}
     for build in builds:
         name = names.get(build["workerid"], "?")

@@ -202,6 +202,20 @@ async def _until(check: Any, timeout: float = 20.0) -> None:
     raise AssertionError(f"not true within {timeout}s")
 
 
+async def _data_api(storage: Any) -> tuple[Any, int, int]:
+    """A data API on *storage* with the core resource types, one builder ("unit") and this master: (data, ids)."""
+    from master.data.connector import DataAPI
+    from master.data.resources import core_resource_types
+
+    data = DataAPI(storage)
+    for rtype in core_resource_types():
+        data.add_resource_type(rtype)
+    builderid = await data.updates.update_builder("unit")
+    masterid = await data.updates.master_active("m1")
+    data.bind_master(masterid)
+    return data, builderid, masterid
+
+
 async def _one_build(data: Any, builderid: int, masterid: int, revision: str) -> int:
     stamp = {"branch": "main", "revision": revision, "repository": "https://github.com/acme/widget.git",
              "codebase": "", "project": ""}
@@ -216,16 +230,9 @@ async def _one_build(data: Any, builderid: int, masterid: int, revision: str) ->
 async def test_events_journaled_but_not_recorded_before_a_crash_are_reported_after_it(storage: Any,
                                                                                       forge: Forge) -> None:
     """A master killed between journaling a build's events and recording its reports reports it on restart, once."""
-    from master.data.connector import DataAPI
-    from master.data.resources import core_resource_types
     from master.reporters.service import Reporters
 
-    data = DataAPI(storage)
-    for rtype in core_resource_types():
-        data.add_resource_type(rtype)
-    builderid = await data.updates.update_builder("unit")
-    masterid = await data.updates.master_active("m1")
-    data.bind_master(masterid)
+    data, builderid, masterid = await _data_api(storage)
     reporter = GitHubStatusPush(GH_TOKEN, context="ci", base_url=forge.url, retry_delay=0.1)
     other = "fedcba9876543210fedcba9876543210fedcba98"
     try:
@@ -253,4 +260,60 @@ async def test_events_journaled_but_not_recorded_before_a_crash_are_reported_aft
             schema.reporter_reports.c.buildid == buildid))
         assert sorted((r["state"], r["delivered_at"] is not None) for r in rows) == [("finish", True), ("start", True)]
     finally:
+        await close_pool()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_forge_that_never_answers_is_a_retry_after_the_timeout() -> None:
+    """A forge that accepts the connection and stays silent (or stops in the middle of a body) is tried again."""
+    import socket
+
+    from master.reporters.http import request_json
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)
+    url = f"http://127.0.0.1:{silent.getsockname()[1]}/repos/acme/widget/statuses/{SHA}"
+    try:
+        with pytest.raises(Retry, match=r"no answer within 0\.3s"):
+            await request_json("POST", url, {}, {"state": "pending"}, timeout=0.3)
+    finally:
+        silent.close()
+        await close_pool()
+
+
+@pytest_twisted.ensureDeferred
+async def test_reports_take_the_properties_from_the_events_without_reading_the_build_back(
+        storage: Any, forge: Forge) -> None:
+    """A property set after the build's start (got_revision) is in its reports; the build is never read again."""
+    from master.reporters.service import Reporters
+
+    data, builderid, masterid = await _data_api(storage)
+    read: list[tuple[str, ...]] = []
+    get = data.get
+
+    async def counted(path: tuple[str, ...], *args: Any, **kwargs: Any) -> Any:
+        read.append(path)
+        return await get(path, *args, **kwargs)
+
+    data.get = counted  # type: ignore[method-assign]
+    got = "fedcba9876543210fedcba9876543210fedcba98"
+    reporters = Reporters(data, masterid, [GitHubStatusPush(GH_TOKEN, context=Interpolate("ci/%(prop:buildername)s"),
+                                                            base_url=forge.url)], "http://ci.example.org/")
+    try:
+        await reporters.start()
+        stamp = {"branch": "main", "revision": SHA, "repository": "https://github.com/acme/widget.git",
+                 "codebase": "", "project": ""}
+        _, brids = await data.updates.add_buildset("force", [stamp], "test", {}, [builderid])
+        buildid, _ = await data.updates.add_build(builderid, brids[builderid], None, masterid,
+                                                  properties=lambda b, n: {"buildername": ("unit", "Build")})
+        await data.updates.set_build_properties(buildid, {"got_revision": (got, "Git")})
+        await data.updates.finish_build(buildid, FAILURE)
+        await _until(lambda: forge.states(got) == ["pending", "failure"])
+        assert [s.context for s in forge.statuses] == ["ci/unit", "ci/unit"]
+        assert forge.states(SHA) == []
+        assert ("builds", str(buildid)) not in read, read
+        assert reporters._properties == {}  # the finished build's properties are not kept
+    finally:
+        await reporters.stop()
         await close_pool()

@@ -4,9 +4,11 @@ The path of a report, and why it survives a restart:
 
 1. A listener on the event hub sees every ``builds/N/new`` and ``builds/N/finished`` event of a
    build this master runs, and only queues it: the engine never waits for a reporter.
-2. One loop takes the queue in event order; for each event it reads the build (entity,
-   properties, builder, source stamps) and asks each reporter that selects the build for its
-   report; the reports of the events queued meanwhile are inserted into ``reporter_reports`` in
+2. One loop takes the queue in event order; for each event it takes the build (the event's
+   entity; the properties its ``builds/N/properties/update`` events carried since its ``new``
+   event, read from the database only for a build started before the listener; the builder,
+   cached; its buildset's source stamps, read once) and asks each reporter that selects the
+   build for its report; the reports of the events queued meanwhile are inserted into ``reporter_reports`` in
    one transaction (unique per reporter, build and state: an event seen twice makes no second
    report).  Rows carry the event's journal id; since the loop inserts in event order, the
    highest id a reporter has recorded on this master is a point before which nothing was missed.
@@ -190,6 +192,9 @@ class Reporters:
         self._remove_listener: Any = None
         self._builders: dict[int, dict[str, Any]] = {}
         self._stamps: dict[int, list[dict[str, Any]]] = {}  # buildid -> source stamps, start to finish
+        # buildid -> {name: [value, source]} of this master's builds whose 'new' event came live: every
+        # property they get is published after it, so these are all of them (no read per event)
+        self._properties: dict[int, dict[str, list[Any]]] = {}
 
     @property
     def reporters(self) -> list[Reporter]:
@@ -251,6 +256,13 @@ class Reporters:
             after = rows[-1]["id"]
 
     def _on_event(self, event: Event) -> None:
+        if event.rtype == "properties":
+            for key in event.keys:
+                if len(key) == 4 and key[0] == "builds" and key[2] == "properties":
+                    known = self._properties.get(int(key[1]))
+                    if known is not None:
+                        known.update(event.entity)
+            return
         if event.rtype != "builds":
             return
         entity = event.entity
@@ -258,7 +270,10 @@ class Reporters:
             return  # another master's build: that master reports it
         for key in event.keys:
             if len(key) == 3 and key[0] == "builds" and key[2] in EVENT_STATES:
-                self._queue.append((event.id, int(key[1]), EVENT_STATES[key[2]], dict(entity)))
+                buildid = int(key[1])
+                if key[2] == "new":
+                    self._properties[buildid] = {}
+                self._queue.append((event.id, buildid, EVENT_STATES[key[2]], dict(entity)))
                 self._kick()
                 return
 
@@ -317,12 +332,18 @@ class Reporters:
 
     async def _reports(self, event_id: int, buildid: int, state: str, entity: dict[str, Any]) -> list[dict[str, Any]]:
         """The rows of the reports the build's *state* makes, for the reporters that select it."""
-        read = await self.data.get(("builds", str(buildid)), query={"property": ["*"]})
-        if read is None:
-            return []
         # the build as it was at the event (a start reported after the build ended still says "running");
         # its properties as they are now (a got_revision set since is the right commit)
-        build = {**read, **{key: value for key, value in entity.items() if key != "properties"}}
+        properties = self._properties.get(buildid)
+        if state == FINISH:
+            self._properties.pop(buildid, None)
+        if properties is not None:
+            build = {**entity, "properties": dict(properties)}
+        else:  # a build older than the listener (a restart): its properties are in the database
+            read = await self.data.get(("builds", str(buildid)), query={"property": ["*"]})
+            if read is None:
+                return []
+            build = {**read, **{key: value for key, value in entity.items() if key != "properties"}}
         builder = await self._builder(build["builderid"])
         chosen = [
             r for r in self.reporters
