@@ -34,6 +34,19 @@ def test_literal_wins_over_capture() -> None:
     assert matcher.match(("logs", "1", "other"))[0] == "capture"
 
 
+def test_a_pattern_added_or_removed_after_matching_is_seen_and_captures_come_after_literals() -> None:
+    """Matching remembers the candidates of each (length, first segment): adding or removing a pattern resets them."""
+    matcher: Matcher[str] = Matcher()
+    matcher.add("/s:anything/n:id", "capture-first")
+    assert matcher.match(("builds", "1")) == ("capture-first", {"anything": "builds", "id": 1})
+    matcher.add("/builds/n:buildid", "builds")
+    assert matcher.match(("builds", "1")) == ("builds", {"buildid": 1})
+    assert matcher.match(("workers", "2")) == ("capture-first", {"anything": "workers", "id": 2})
+    matcher.remove("/builds/n:buildid")
+    assert matcher.match(("builds", "1"))[0] == "capture-first"
+    assert matcher.match(()) is None
+
+
 def test_bad_and_clashing_patterns() -> None:
     with pytest.raises(ValueError):
         parse_pattern("/builds/x:buildid")

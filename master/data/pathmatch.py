@@ -17,6 +17,7 @@ from master.data.types import FieldType, Identifier, Integer, String
 V = TypeVar("V")
 
 _ARG_TYPES: dict[str, FieldType] = {"n": Integer(), "i": Identifier(), "s": String()}
+_MAX_CANDIDATE_LISTS = 4096
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,10 @@ class Matcher(Generic[V]):
 
     def __init__(self) -> None:
         self._by_length: dict[int, list[tuple[tuple[Segment, ...], V]]] = {}
+        # (length, first segment) -> the patterns a path of that length and first segment may match,
+        # in match order: those whose first segment is that literal, then those that capture it.
+        # Every REST read is matched: this spares it a scan of every pattern of its length.
+        self._candidates: dict[tuple[int, str], list[tuple[tuple[Segment, ...], V]]] = {}
 
     def add(self, pattern: str, value: V) -> None:
         """Register *pattern*; registering the same shape twice is an error naming both."""
@@ -77,16 +82,27 @@ class Matcher(Generic[V]):
         bucket.append((segments, value))
         # literals before captures, segment by segment, so the most specific pattern wins
         bucket.sort(key=lambda item: tuple(s.is_capture for s in item[0]))
+        self._candidates.clear()
 
     def remove(self, pattern: str) -> None:
         """Unregister *pattern*."""
         segments = parse_pattern(pattern)
         bucket = self._by_length.get(len(segments), [])
         bucket[:] = [item for item in bucket if item[0] != segments]
+        self._candidates.clear()
 
     def match(self, path: tuple[str, ...]) -> tuple[V, dict[str, Any]] | None:
         """Return ``(value, arguments)`` for the first pattern matching *path*, or None."""
-        for segments, value in self._by_length.get(len(path), ()):
+        if not path:
+            return None
+        key = (len(path), path[0])
+        candidates = self._candidates.get(key)
+        if candidates is None:
+            candidates = [item for item in self._by_length.get(len(path), ())
+                          if item[0][0].type_code is not None or item[0][0].name == path[0]]
+            if len(self._candidates) < _MAX_CANDIDATE_LISTS:  # first segments are client input: bounded
+                self._candidates[key] = candidates
+        for segments, value in candidates:
             args: dict[str, Any] = {}
             for segment, part in zip(segments, path, strict=True):
                 if segment.type_code is None:

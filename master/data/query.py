@@ -326,10 +326,11 @@ def _json_lists(values: list[Any]) -> list[list[Any]]:
     """The lists of one inlined column over a page: SQLite's JSON texts are decoded in one go (one
     ``orjson.loads`` of the joined array, not one per row), other values one by one.
     """
-    if values and all(type(value) is str for value in values):
+    try:
         decoded: list[list[Any]] = orjson.loads("[" + ",".join(values) + "]")
-        return decoded
-    return [_json_list(value) for value in values]
+    except TypeError:  # a null, or PostgreSQL's lists: no JSON text to join
+        return [_json_list(value) for value in values]
+    return decoded
 
 
 async def _read_paged(

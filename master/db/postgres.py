@@ -178,7 +178,7 @@ def _rows(cursor: Any) -> list[Row]:
             for i in binary:
                 if row[i] is not None:
                     row[i] = bytes(row[i])
-    return [dict(zip(names, row, strict=True)) for row in rows]
+    return [dict(zip(names, row)) for row in rows]  # noqa: B905 (a row has every column; strict costs a page)
 
 
 class _Connection(txpostgres.Connection):

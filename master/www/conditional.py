@@ -24,8 +24,12 @@ from master.www.responses import JSON, encode_json
 
 
 def etag_of(body: bytes) -> bytes:
-    """A strong entity tag for *body* (quoted, as HTTP wants it)."""
-    return b'"%s"' % hashlib.blake2b(body, digest_size=12).hexdigest().encode()
+    """A strong entity tag for *body* (quoted, as HTTP wants it).
+
+    SHA-1, cut to 96 bits: a tag only has to change when the body does, and on CPUs with SHA
+    instructions it hashes a page in half the time of BLAKE2 (every REST GET pays for it).
+    """
+    return b'"%s"' % hashlib.sha1(body, usedforsecurity=False).hexdigest()[:24].encode()
 
 
 def matches(header: bytes | None, etag: bytes) -> bool:

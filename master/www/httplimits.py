@@ -71,6 +71,13 @@ class LimitedChannel(http.HTTPChannel):
 
     site: server.Site  # set by Site.buildProtocol (HTTPChannel does not declare it)
     _refused = False
+    _host: Any = None
+
+    def getHost(self) -> Any:  # noqa: N802 (Twisted's name)
+        """The local address, asked of the socket once: Twisted asks for it with every request."""
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def lineLengthExceeded(self, line: bytes) -> None:  # noqa: N802 (Twisted's name)
         """One line past 16 KiB: the request line (414) or a header (431)."""
