@@ -104,6 +104,13 @@ class MasterConfig:
         """Page size bounds of the data API's collections."""
         return Limits(self.api_default_limit, self.api_max_limit)
 
+    @property
+    def web(self) -> WWWConfig:
+        """``www`` as checked: a dict given in master.cfg is a :class:`WWWConfig` once the config is loaded."""
+        if not isinstance(self.www, WWWConfig):
+            raise ConfigError("www has not been checked yet: load the configuration with load_config()")
+        return self.www
+
 
 def _check(config: MasterConfig, basedir: Path) -> MasterConfig:
     if isinstance(config.www, dict):

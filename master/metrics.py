@@ -176,7 +176,7 @@ class MasterMetrics:
         if reporters is not None:
             for name, waiting in reporters.backlog().items():
                 self.reporter_backlog.labels(name).set(waiting)
-        data = master.data
+        data = getattr(master, "data", None)  # None before start (NotRunning is an AttributeError)
         if data is None:
             return
         base = {"complete": ["false"], "field": ["buildrequestid"], "limit": ["1"]}

@@ -40,11 +40,11 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from twisted.internet import defer, endpoints, reactor, threads
 from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
@@ -74,6 +74,23 @@ from master.www.ws import LiveUpdates
 
 log = Logger()
 CLEAN_STOP_POLL = 2.0
+
+
+class NotRunning(AttributeError):
+    """A part of the master was asked for while it is not running (before start, after stop).
+
+    An AttributeError: ``getattr(master, "live", None)`` is None then, as for a master without it.
+    """
+
+
+T = TypeVar("T")
+
+
+def _running(made: T | None, what: str) -> T:
+    """*made* (what a part made), or NotRunning naming *what* when the part has not made it."""
+    if made is None:
+        raise NotRunning(f"the master's {what} is not running")
+    return made
 
 
 class StartupError(Exception):
@@ -162,7 +179,7 @@ class ReportersPart(_Part):
     async def start(self) -> None:
         """Start the configured reporters."""
         config = self.master.config
-        self.reporters = Reporters(self.master.data, self.master.masterid, config.reporters, config.www.url)
+        self.reporters = Reporters(self.master.data, self.master.masterid, config.reporters, config.web.url)
         await self.reporters.start()
 
     async def stop(self) -> None:
@@ -174,7 +191,7 @@ class ReportersPart(_Part):
     async def replace(self, config: MasterConfig) -> None:
         """Stop the running reporters and start those of *config*."""
         await self.stop()
-        self.reporters = Reporters(self.master.data, self.master.masterid, config.reporters, config.www.url)
+        self.reporters = Reporters(self.master.data, self.master.masterid, config.reporters, config.web.url)
         await self.reporters.start()
 
 
@@ -207,7 +224,7 @@ class LivePart(_Part):
 
     async def start(self) -> None:
         """Make the ``/ws`` factory."""
-        master, www = self.master, self.master.config.www
+        master, www = self.master, self.master.config.web
         self.live = LiveUpdates(master.data, master.auth, max_subscriptions=www.ws_max_subscriptions,
                                 max_connections_per_ip=www.ws_max_connections_per_ip)
 
@@ -248,7 +265,7 @@ class WebPart(_Part):
     async def start(self) -> None:
         """Build the resource tree and the site (not listening yet)."""
         master, config = self.master, self.master.config
-        self.rest = RestApi(master.data, config.www.url, master.auth)
+        self.rest = RestApi(master.data, config.web.url, master.auth)
         self.change_hooks = ChangeHooks(master.data, config.change_hooks)
         self.root = build_root({
             "api": self.rest.resource(),
@@ -258,10 +275,10 @@ class WebPart(_Part):
             "change_hook": self.change_hooks.resource(),
         })
         # Buildbot's web UI at / when buildbot-www is installed (pip install --no-deps buildbot-www)
-        self.root.ui = WebUi.if_installed(config.title, config.www.url, master.auth)
-        self.site = build_site(self.root, config.www.allowed_origins, config.www.max_body_bytes)
+        self.root.ui = WebUi.if_installed(config.title, config.web.url, master.auth)
+        self.site = build_site(self.root, config.web.allowed_origins, config.web.max_body_bytes)
         try:
-            self.site.set_access_log(config.www.access_log, master.basedir)
+            self.site.set_access_log(config.web.access_log, master.basedir)
         except ValueError as e:
             raise StartupError(str(e)) from None
         self.metrics = attach_metrics(master)  # GET /metrics; mounted before plugins, which may not take it
@@ -298,8 +315,9 @@ class PluginPart(OrderedServices):
         for child in list(self):
             self._forget(child)
         plugin = self.plugin
-        if self.master.root is not None:
-            unmount(self.master.root, lambda child: getattr(child, "mounted_by", None) is plugin)
+        root = self.master.web_part.root
+        if root is not None:
+            unmount(root, lambda child: getattr(child, "mounted_by", None) is plugin)
 
 
 class PluginsPart(OrderedServices):
@@ -371,12 +389,12 @@ class PortPart(_Part):
         self.master.local_workers.master_url = url
 
     async def _listen(self, config: MasterConfig) -> Any:
-        endpoint = endpoints.TCP4ServerEndpoint(reactor, config.www.port, interface=config.www.interface)
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, config.web.port, interface=config.web.interface)
         try:
             return await endpoint.listen(self.master.site)
         except CannotListenError as e:
             raise StartupError(
-                f"cannot listen on {config.www.interface}:{config.www.port}: {e.socketError}"
+                f"cannot listen on {config.web.interface}:{config.web.port}: {e.socketError}"
                 " (is another master running? change www.port in master.cfg)"
             ) from None
 
@@ -390,6 +408,8 @@ class MasterService(OrderedServices):
     *clock* runs its timers (the engine's, the heartbeat's, retention's): the global reactor
     unless a test hands a ``twisted.internet.task.Clock``.
     """
+
+    name: str  # set at once: this master's row in ``masters`` is keyed by it
 
     def __init__(
         self, basedir: str | Path, config: MasterConfig, daemon: bool = False, clock: IReactorTime | None = None
@@ -427,7 +447,7 @@ class MasterService(OrderedServices):
                                                                   clock=self.clock))
         self.addService(self.heartbeat_part)
 
-    # what the parts made (None before they start)
+    # what the parts made: NotRunning before they start (the parts' own attributes are None then)
 
     @property
     def storage(self) -> Any:
@@ -435,44 +455,44 @@ class MasterService(OrderedServices):
         return self.storage_part.storage
 
     @property
-    def data(self) -> DataAPI | None:
-        """The data API, or None."""
-        return self.data_part.data
+    def data(self) -> DataAPI:
+        """The data API; NotRunning before its part has started or after it stopped."""
+        return _running(self.data_part.data, "data")
 
     @property
-    def masterid(self) -> int | None:
-        """The id of this master in ``masters``, or None."""
-        return self.data_part.masterid
+    def masterid(self) -> int:
+        """The id of this master in ``masters``; NotRunning before its part has started or after it stopped."""
+        return _running(self.data_part.masterid, "masterid")
 
     @property
-    def reporters(self) -> Reporters | None:
-        """The running reporters, or None."""
-        return self.reporters_part.reporters
+    def reporters(self) -> Reporters:
+        """The running reporters; NotRunning before its part has started or after it stopped."""
+        return _running(self.reporters_part.reporters, "reporters")
 
     @property
-    def workerlink(self) -> WorkerLink | None:
-        """The workers' link (``/worker``), or None."""
-        return self.workerlink_part.workerlink
+    def workerlink(self) -> WorkerLink:
+        """The workers' link (``/worker``); NotRunning before its part has started or after it stopped."""
+        return _running(self.workerlink_part.workerlink, "workerlink")
 
     @property
-    def live(self) -> LiveUpdates | None:
-        """Live updates (``/ws``), or None."""
-        return self.live_part.live
+    def live(self) -> LiveUpdates:
+        """Live updates (``/ws``); NotRunning before its part has started or after it stopped."""
+        return _running(self.live_part.live, "live")
 
     @property
-    def rest(self) -> RestApi | None:
-        """The REST API, or None."""
-        return self.web_part.rest
+    def rest(self) -> RestApi:
+        """The REST API; NotRunning before its part has started or after it stopped."""
+        return _running(self.web_part.rest, "rest")
 
     @property
-    def change_hooks(self) -> ChangeHooks | None:
-        """The change hooks, or None."""
-        return self.web_part.change_hooks
+    def change_hooks(self) -> ChangeHooks:
+        """The change hooks; NotRunning before its part has started or after it stopped."""
+        return _running(self.web_part.change_hooks, "change_hooks")
 
     @property
-    def root(self) -> Root | None:
-        """The root of the site's resources, or None."""
-        return self.web_part.root
+    def root(self) -> Root:
+        """The root of the site's resources; NotRunning before its part has started or after it stopped."""
+        return _running(self.web_part.root, "root")
 
     @property
     def site(self) -> Any:
@@ -490,14 +510,14 @@ class MasterService(OrderedServices):
         return self.port_part.port
 
     @property
-    def retention(self) -> RetentionService | None:
-        """The daily clean-up, or None."""
-        return self.retention_part.made
+    def retention(self) -> RetentionService:
+        """The daily clean-up; NotRunning before its part has started or after it stopped."""
+        return _running(self.retention_part.made, "retention")
 
     @property
-    def heartbeat(self) -> Heartbeat | None:
-        """The heartbeat, or None."""
-        return self.heartbeat_part.made
+    def heartbeat(self) -> Heartbeat:
+        """The heartbeat; NotRunning before its part has started or after it stopped."""
+        return _running(self.heartbeat_part.made, "heartbeat")
 
     @property
     def database_available(self) -> bool:
@@ -514,8 +534,9 @@ class MasterService(OrderedServices):
             d.addCallbacks(self._daemon_started, self._daemon_failed)
         d.chainDeferred(self.started)
         if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, lambda *_: reactor.callFromThread(self.reconfig_from_file))
-            signal.signal(signal.SIGUSR1, lambda *_: reactor.callFromThread(self.clean_stop))
+            threads_reactor = cast(IReactorFromThreads, reactor)  # the real one; Twisted types the global loosely
+            signal.signal(signal.SIGHUP, lambda *_: threads_reactor.callFromThread(self.reconfig_from_file))
+            signal.signal(signal.SIGUSR1, lambda *_: threads_reactor.callFromThread(self.clean_stop))
 
     def _daemon_started(self, url: str) -> str:
         log.info(f"{daemon.STARTED} {{url}} (pid {{pid}})", url=url, pid=os.getpid())
@@ -586,7 +607,7 @@ class MasterService(OrderedServices):
                 builder.name, description=builder.description, tags=builder.tags, projectid=projectid
             )
         await data.updates.set_master_builders(self.masterid, list(builderids.values()))
-        configured = {worker.name: [] for worker in config.workers}
+        configured: dict[str, list[int]] = {worker.name: [] for worker in config.workers}
         for builder in config.builders:
             for name in builder.workernames:
                 configured[name].append(builderids[builder.name])
@@ -608,7 +629,7 @@ class MasterService(OrderedServices):
         self.accepting_builds = False
         self.engine.stop_accepting()
         said = None
-        while self.data is not None:
+        while self.data_part.data is not None:
             query = {"masterid": [str(self.masterid)], "complete": ["false"], "field": ["buildid"], "limit": ["1"]}
             running = (await self.data.get("builds", query=query)).total
             if running == 0:
@@ -680,7 +701,7 @@ class MasterService(OrderedServices):
         if new.auth != old.auth:
             self.auth.reconfigure(new.auth)
             changes.append("auth " + ("on" if new.auth else "off"))
-        if new.reporters != old.reporters or new.www.url != old.www.url:
+        if new.reporters != old.reporters or new.web.url != old.web.url:
             await self.reporters_part.replace(new)
             changes.append(f"reporters {len(old.reporters)} -> {len(new.reporters)}")
         self.retention.config = new
@@ -688,15 +709,15 @@ class MasterService(OrderedServices):
         if hasattr(self.storage, "retry_seconds"):
             self.storage.retry_seconds = new.db_retry_seconds
         self.data.limits = new.limits
-        self.rest.base_url = new.www.url
+        self.rest.base_url = new.web.url
         if self.root.ui is not None:
-            self.root.ui.reconfigure(new.title, new.www.url)
-        self.site.allowed_origins = list(new.www.allowed_origins)
-        self.site.set_access_log(new.www.access_log, self.basedir)
-        self.live.set_limits(new.www.ws_max_subscriptions, new.www.ws_max_connections_per_ip)
-        self.site.max_body_bytes = new.www.max_body_bytes
-        if (new.www.interface, new.www.port) != (old.www.interface, old.www.port):
+            self.root.ui.reconfigure(new.title, new.web.url)
+        self.site.allowed_origins = list(new.web.allowed_origins)
+        self.site.set_access_log(new.web.access_log, self.basedir)
+        self.live.set_limits(new.web.ws_max_subscriptions, new.web.ws_max_connections_per_ip)
+        self.site.max_body_bytes = new.web.max_body_bytes
+        if (new.web.interface, new.web.port) != (old.web.interface, old.web.port):
             await self.port_part.relisten(new)
-            changes.append(f"listening on {new.www.interface}:{new.www.port}")
+            changes.append(f"listening on {new.web.interface}:{new.web.port}")
         self.config = new
         return ", ".join(changes) or "nothing changed"

@@ -15,7 +15,7 @@ from waiting import within
 
 from master.config import MasterConfig, WWWConfig
 from master.lifecycle import AsyncService, Made, OrderedServices
-from master.service import MasterService, StartupError
+from master.service import MasterService, NotRunning, StartupError
 
 
 class Recorded(AsyncService):
@@ -197,4 +197,6 @@ async def test_an_old_schema_is_refused_before_anything_starts(tmp_path: Path) -
     master.startService()
     with pytest.raises(StartupError, match="upgrade-master|create-master"):
         await within(master.started, "the start to fail")
-    assert master.data is None and not any(child.running for child in master)
+    assert master.data_part.data is None and not any(child.running for child in master)
+    with pytest.raises(NotRunning, match="the master's data is not running"):
+        master.data  # noqa: B018 (asking is the point)

@@ -8,6 +8,7 @@ from typing import Any
 
 from twisted.web import resource, server
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 
 from master.www.accesslog import AccessLogSite
 from master.www.csrf import forgery_refusal
@@ -106,7 +107,7 @@ class CorsRequest(server.Request):
 
 
 def build_site(
-    mounts: Mapping[str, resource.Resource] | Root,
+    mounts: Mapping[str, IResource] | Root,
     allowed_origins: Sequence[str] = (),
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> server.Site:
@@ -124,7 +125,7 @@ def build_site(
     return site
 
 
-def build_root(mounts: Mapping[str, resource.Resource]) -> Root:
+def build_root(mounts: Mapping[str, IResource]) -> Root:
     """A root serving each resource of *mounts* at its prefix (``"api"``, ``"v1"``, ``"rest/v1"``...)."""
     root = Root()
     for prefix, child in mounts.items():
@@ -136,7 +137,7 @@ class MountError(ValueError):
     """A resource cannot be mounted at a prefix: it is taken, or under a resource that has no children."""
 
 
-def mount(root: resource.Resource, prefix: str, child: resource.Resource) -> None:
+def mount(root: resource.Resource, prefix: str, child: IResource) -> None:
     """Serve *child* at *prefix* under *root*, making plain parents for a nested prefix.
 
     A parent that exists must take children (``/api`` does, so plugins may serve ``/api/v1``).
