@@ -120,11 +120,14 @@ def one_run(backend: str, make_db, args: argparse.Namespace, workdir: Path, name
     try:
         with engine.running_site(workdir, name, make_db(name.replace("-", "_")), args.workers, args) as site:
             label = "with GitHubStatusPush" if forge is not None else "without reporter"
+            forge_before = engine.cpu_seconds(forge.process.pid) if forge is not None else 0.0
             result = engine.bench_builds(site, label, args)
             done = time.monotonic()
             if result.complete:
+                forge_cpu = engine.cpu_seconds(forge.process.pid) - forge_before if forge is not None else 0.0
                 engine.say(f"    master CPU {result.master_cpu / result.complete * 1000:.1f} ms/build, workers "
-                           f"{result.workers_cpu / result.complete * 1000:.1f} ms/build")
+                           f"{result.workers_cpu / result.complete * 1000:.1f} ms/build"
+                           + (f", stand-in forge {forge_cpu / result.complete * 1000:.1f} ms/build" if forge else ""))
             problems = list(result.problems)
             lag = None
             if forge is not None:
@@ -189,8 +192,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The command line; bench_engine's options the sites need are set here."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", choices=("sqlite", "postgresql", "both"), default="sqlite")
-    parser.add_argument("--builds", type=int, default=200, help="builds forced per run (default 200)")
-    parser.add_argument("--rounds", type=int, default=2, help="runs without and with the reporter each (default 2)")
+    # runs of a few seconds: shorter ones measure the start more than the steady state
+    parser.add_argument("--builds", type=int, default=300, help="builds forced per run (default 300)")
+    parser.add_argument("--rounds", type=int, default=5, help="runs without and with the reporter each (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="ci-worker processes (default 2)")
     parser.add_argument("--builders", type=int, default=4)
     parser.add_argument("--max-builds", type=int, default=8)

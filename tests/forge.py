@@ -109,7 +109,7 @@ class Forge:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive, as the forges and treq's pool use
+    protocol_version = "HTTP/1.1"  # keep-alive, as the forges and the reporters' pool use
     forge: Forge
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class's name)

@@ -36,6 +36,7 @@ from twisted.logger import Logger
 from master.data.events import Event
 from master.db import schema
 from master.db.compiler import dialect_insert
+from master.db.interfaces import Prepared
 from master.engine.properties import Properties
 from master.reporters.base import FINISH, START, BuildInfo, GiveUp, Reporter, Retry
 from master.reporters.http import close_pool
@@ -53,6 +54,23 @@ GATHER_SECONDS = 0.05
 """How long events (and delivered rows) gather before one transaction records (or marks) them all:
 a busy master then writes once per many builds; an idle one reports 50 ms later."""
 JOURNAL_BATCH = 500
+_REPORT_COLUMNS = ("reporter", "buildid", "state", "masterid", "event_id", "payload", "created_at")
+
+
+def _insert_report(dialect_name: str) -> Prepared:
+    """Insert one report unless its (reporter, build, state) has one; RETURNING its id when inserted.
+
+    Compiled once per backend: statements built per report cost the writer thread more than
+    the writes themselves.
+    """
+    return Prepared(("reporters", "insert-report", dialect_name), lambda: (
+        dialect_insert(dialect_name, rr).values({name: sa.bindparam(name) for name in _REPORT_COLUMNS})
+        .on_conflict_do_nothing(index_elements=[rr.c.reporter, rr.c.buildid, rr.c.state])
+        .returning(rr.c.id)))
+
+
+_MARK_DELIVERED = Prepared(("reporters", "mark-delivered"), lambda: sa.update(rr).where(
+    rr.c.id.in_(sa.bindparam("ids", expanding=True))).values(delivered_at=sa.bindparam("at")))
 
 
 def build_url(www_url: str, builderid: int, number: int) -> str:
@@ -154,8 +172,8 @@ class ReporterRunner:
             while self._to_mark:
                 batch, self._to_mark = self._to_mark, []
                 try:
-                    await self.storage.execute(sa.update(rr).where(rr.c.id.in_([rowid for rowid, _ in batch]))
-                                               .values(delivered_at=int(time.time())))
+                    await self.storage.execute(_MARK_DELIVERED, {"ids": [rowid for rowid, _ in batch],
+                                                                 "at": int(time.time())})
                 except Exception:
                     log.failure("reporter {name}: marking {n} report(s) delivered failed", name=self.reporter.name,
                                 n=len(batch))
@@ -308,15 +326,12 @@ class Reporters:
 
     async def _insert(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Insert the reports not recorded yet (an event replayed after a restart makes none); return those."""
-        insert = dialect_insert(self.storage.dialect_name, rr)
+        insert = _insert_report(self.storage.dialect_name)
 
         async def work(txn: Any) -> list[dict[str, Any]]:
             new = []
             for row in rows:
-                statement = (insert.values(**row)
-                             .on_conflict_do_nothing(index_elements=[rr.c.reporter, rr.c.buildid, rr.c.state])
-                             .returning(rr.c.id))
-                inserted = await txn.fetch_all(statement)
+                inserted = await txn.fetch_all(insert, row)
                 if inserted:
                     new.append({**row, "id": inserted[0]["id"]})
             return new
