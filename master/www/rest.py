@@ -305,26 +305,24 @@ class _ReadFirst(resource.Resource):
             return self.routes.render(request)
         path = raw[len(API_PREFIX):].decode("ascii")
         answer = defer.ensureDeferred(self.api._get(request, path, tuple(path.split("/"))))
-        if answer.called and not isinstance(answer.result, Failure):
-            # answered at once (a SQLite read on the reactor thread): no hang-up to watch for
-            body = answer.result
-            if body is not None:
-                request.write(body)
-            request.finish()
-            return server.NOT_DONE_YET
         finished: list[bool] = []
-
-        def gone(result: object) -> object:
-            finished.append(True)
-            if isinstance(result, Failure):
-                answer.cancel()  # the client hung up: stop the read, as Klein does
-            return None
 
         def write(body: bytes | None) -> None:
             if body is not None:
                 request.write(body)
             if not finished:
                 request.finish()
+
+        if answer.called and not isinstance(answer.result, Failure):
+            # answered at once (a SQLite read on the reactor thread): written now, no hang-up to watch for
+            answer.addCallback(write)
+            return server.NOT_DONE_YET
+
+        def gone(result: object) -> object:
+            finished.append(True)
+            if isinstance(result, Failure):
+                answer.cancel()  # the client hung up: stop the read, as Klein does
+            return None
 
         def failed(failure: Failure) -> None:
             if not finished:
